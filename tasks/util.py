@@ -1,0 +1,121 @@
+"""Shared helpers for every stage: atomic artifacts, JSON, hashing, user errors, lazy TensorFlow.
+
+Nothing here imports numpy, TensorFlow, tfmot or PlatformIO: this module is on the no-op path.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+PLUGIN_VERSION = "0.1.0"
+
+
+class TinyMLError(Exception):
+    """A mistake the user can fix (bad config, missing tool, model too big).
+
+    Stage actions turn it into a doit failure that prints the message without a traceback.
+    Anything else that escapes an action is our bug and keeps its traceback.
+    """
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
+
+    A process killed inside the block leaves at most a `.tmp-*` file, never a half-written target.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix or target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            if tmp_path.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp_path, ignore_errors=True)
+            else:
+                tmp_path.unlink()
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def dumps_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    """Write JSON atomically with sorted keys, so identical content gives identical bytes."""
+    write_text(target, dumps_json(obj))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars and arrays, Paths, tuples-as-dataclasses
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def import_tensorflow():
+    """Import TensorFlow with Keras 2 (tf_keras), as tfmot requires. Call inside actions only.
+
+    Returns (tf, keras). Sets the environment before the first TensorFlow import; quiet logs;
+    deterministic ops.
+    """
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import tensorflow as tf
+    import tf_keras as keras
+
+    return tf, keras
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow and make TF ops deterministic (same inputs -> same bytes)."""
+    tf, keras = import_tensorflow()
+    keras.utils.set_random_seed(int(seed))
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - older TF
+        pass
