@@ -119,3 +119,25 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
     except Exception:  # pragma: no cover - older TF
         pass
+
+
+@contextlib.contextmanager
+def native_output_to(log_path: str | os.PathLike) -> Iterator[None]:
+    """Send file descriptor 2 (TensorFlow's and TFLite's C++ logging) to `log_path` for the block.
+
+    Keeps the terminal readable; the log stays beside the artifacts for when something fails.
+    """
+    import sys
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

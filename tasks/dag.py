@@ -1,0 +1,382 @@
+"""The stage table as doit tasks.
+
+Task creators only wire paths and settings; the work is in each stage module's `run`. Every task
+uses md5 `file_dep`, `targets` and `config_changed` over the normalised settings of *that* stage
+(plus the plugin version), so a change re-runs exactly the chain below it. Nothing heavy is
+imported here: this module is the no-op path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from .config import ConfigError, Model, Project, VariantSettings, load
+from .util import PLUGIN_VERSION, TinyMLError, sha256_text
+
+STAGES = ("dataset", "train", "compress", "convert", "evaluate", "analyze", "header", "aot", "firmware")
+
+
+# --------------------------------------------------------------------------- paths (one place)
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    build: Path
+
+    def model(self, m: Model) -> Path:
+        return self.build / m.name
+
+    def dataset(self, m: Model) -> tuple[Path, Path]:
+        return self.model(m) / "dataset.npz", self.model(m) / "dataset.json"
+
+    def trained(self, m: Model) -> Path:
+        return self.model(m) / "trained.keras"
+
+    def variant(self, m: Model, v: VariantSettings) -> Path:
+        return self.model(m) / v.name
+
+    def compressed(self, m: Model, v: VariantSettings) -> Path:
+        return self.variant(m, v) / "compressed.keras"
+
+    def keras_for(self, m: Model, v: VariantSettings) -> Path:
+        """The model the variant converts: its compressed model, or the trained one."""
+        return self.compressed(m, v) if v.steps else self.trained(m)
+
+    def tflite(self, m: Model, v: VariantSettings) -> Path:
+        return self.variant(m, v) / "model.tflite"
+
+    def firmware(self, m: Model, v: VariantSettings, board: str, runtime: str) -> Path:
+        return self.variant(m, v) / (board if runtime == "tflm" else f"{board}.{runtime}")
+
+    def core_dir(self) -> Path:
+        return self.build / ".platformio"
+
+    def log(self, m: Model, name: str) -> Path:
+        return self.model(m) / "logs" / f"{name}.log"
+
+
+def _settings(*parts) -> str:
+    """Normalised JSON of a stage's settings, for config_changed."""
+    def norm(o):
+        if dataclasses.is_dataclass(o):
+            return {k: norm(v) for k, v in dataclasses.asdict(o).items()}
+        if isinstance(o, dict):
+            return {str(k): norm(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [norm(v) for v in o]
+        if isinstance(o, Path):
+            return str(o)
+        return o
+    return json.dumps({"plugin": PLUGIN_VERSION, "settings": norm(parts)}, sort_keys=True)
+
+
+def _action(func: Callable, *args, log: Path | None = None, **kwargs):
+    """A doit python-action that turns a user error into a clean failure (no traceback)."""
+    def action():
+        from .util import native_output_to
+
+        try:
+            if log is not None:
+                with native_output_to(log):
+                    func(*args, **kwargs)
+            else:
+                func(*args, **kwargs)
+        except TinyMLError as e:
+            return TaskFailed(str(e))
+    action.__name__ = getattr(func, "__qualname__", "action")
+    return (action, [], {})
+
+
+def _lazy(module: str, name: str) -> Callable:
+    """Import a stage function only when its task runs."""
+    def call(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"tasks.{module}"), name)(*args, **kwargs)
+    call.__qualname__ = f"{module}.{name}"
+    return call
+
+
+def _module_file(ref: str) -> list[str]:
+    """The source file of a 'pkg.mod:func' reference, so editing it re-runs the stage."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(ref.split(":")[0])
+    except (ImportError, ValueError):
+        return []
+    return [spec.origin] if spec and spec.origin and os.path.exists(spec.origin) else []
+
+
+def _sketch_files(sketch: Path) -> list[str]:
+    files = []
+    for base, dirs, names in os.walk(sketch):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [os.path.join(base, n) for n in sorted(names) if not n.startswith(".")]
+    return files
+
+
+def runtimes_for(m: Model, v: VariantSettings) -> tuple[str, ...]:
+    return v.runtime or m.firmware.runtime
+
+
+# --------------------------------------------------------------------------- task creators
+class Tasks:
+    def __init__(self, project: Project):
+        self.p = project
+        self.L = Layout(project.build_dir)
+
+    def dataset(self):
+        for m in self.p.models:
+            npz, meta = self.L.dataset(m)
+            ds = m.dataset
+            deps = [ds.source] if ds.kind in ("csv", "npz") else _module_file(ds.source) if ds.kind == "callable" else []
+            yield {"name": m.name, "doc": f"make {m.name}'s dataset from {Path(ds.source).name}",
+                   "actions": [_action(_lazy("dataset", "run"), ds, m.task, self.p.seed, npz, meta)],
+                   "file_dep": deps, "targets": [npz, meta],
+                   "uptodate": [config_changed(_settings(ds, m.task, self.p.seed))], "clean": True}
+
+    def train(self):
+        for m in self.p.models:
+            npz, meta = self.L.dataset(m)
+            deps = [npz, meta] + (_module_file(m.model.builder) if m.model.builder else [])
+            yield {"name": m.name, "doc": f"train {m.name} (seeded, deterministic)",
+                   "actions": [_action(_lazy("train", "run"), m.model, m.training, self.p.seed, npz, meta,
+                                       self.L.trained(m), self.L.model(m) / "history.json",
+                                       log=self.L.log(m, "train"))],
+                   "file_dep": deps, "targets": [self.L.trained(m), self.L.model(m) / "history.json"],
+                   "uptodate": [config_changed(_settings(m.model, m.training, self.p.seed))], "clean": True}
+
+    def compress(self):
+        for m in self.p.models:
+            for v in m.variants:
+                if not v.steps:
+                    continue
+                npz, _ = self.L.dataset(m)
+                out = self.L.compressed(m, v)
+                yield {"name": f"{m.name}/{v.name}", "doc": " -> ".join(s["method"] for s in v.steps),
+                       "actions": [_action(_lazy("compress", "run"), self.L.trained(m), npz, v.steps, out,
+                                           self.L.variant(m, v) / "compress.json", seed=self.p.seed,
+                                           loss=m.training.loss, optimizer=m.training.optimizer,
+                                           build_layers=_lazy("train", "build_model"),
+                                           log=self.L.log(m, f"compress-{v.name}"))],
+                       "file_dep": [self.L.trained(m), npz],
+                       "targets": [out, self.L.variant(m, v) / "compress.json"],
+                       "uptodate": [config_changed(_settings(v.steps, m.training.loss, m.training.optimizer,
+                                                             self.p.seed))], "clean": True}
+
+    def convert(self):
+        for m in self.p.models:
+            for v in m.variants:
+                npz, _ = self.L.dataset(m)
+                src = self.L.keras_for(m, v)
+                qat = any(s["method"] == "qat" for s in v.steps)
+                loader = _lazy("compress", "load_model") if v.steps else None
+                yield {"name": f"{m.name}/{v.name}", "doc": f"{v.quantization} .tflite via {v.converter}",
+                       "actions": [_action(_lazy("convert", "run"), src, npz, self.L.tflite(m, v),
+                                           self.L.variant(m, v) / "convert.json", quantization=v.quantization,
+                                           io=v.io, converter=v.converter,
+                                           representative_samples=v.representative_samples, qat=qat,
+                                           load_model=loader, seed=self.p.seed,
+                                           log=self.L.log(m, f"convert-{v.name}"))],
+                       "file_dep": [src, npz],
+                       "targets": [self.L.tflite(m, v), self.L.variant(m, v) / "convert.json"],
+                       "uptodate": [config_changed(_settings(v.quantization, v.io, v.converter,
+                                                             v.representative_samples, qat, self.p.seed))],
+                       "clean": True}
+
+    def evaluate(self):
+        for m in self.p.models:
+            for v in m.variants:
+                npz, meta = self.L.dataset(m)
+                anomaly = dataclasses.asdict(m.anomaly) if m.task == "autoencoder" else None
+                yield {"name": f"{m.name}/{v.name}", "doc": "test split through LiteRT and TFLM",
+                       "actions": [_action(_lazy("evaluate", "run"), self.L.tflite(m, v), npz, meta,
+                                           self.L.variant(m, v) / "metrics.json",
+                                           reference_keras=self.L.trained(m), anomaly=anomaly,
+                                           log=self.L.log(m, f"evaluate-{v.name}"))],
+                       "file_dep": [self.L.tflite(m, v), npz, meta, self.L.trained(m)],
+                       "targets": [self.L.variant(m, v) / "metrics.json"],
+                       "uptodate": [config_changed(_settings(anomaly))], "clean": True}
+
+    def analyze(self):
+        for m in self.p.models:
+            for v in m.variants:
+                yield {"name": f"{m.name}/{v.name}", "doc": "ops, TFLM compatibility, arena, per-layer table",
+                       "actions": [_action(_lazy("analyze", "run"), self.L.tflite(m, v),
+                                           self.L.variant(m, v) / "analysis.json",
+                                           arena_margin=m.firmware.arena_margin,
+                                           log=self.L.log(m, f"analyze-{v.name}"))],
+                       "file_dep": [self.L.tflite(m, v)],
+                       "targets": [self.L.variant(m, v) / "analysis.json"],
+                       "uptodate": [config_changed(_settings(m.firmware.arena_margin))], "clean": True}
+
+    def provenance(self, m: Model, v: VariantSettings) -> dict:
+        return {"model": m.name, "variant": v.name,
+                "settings_hash": sha256_text(_settings(m.dataset, m.task, m.model, m.training, v, self.p.seed))}
+
+    def header(self):
+        for m in self.p.models:
+            for v in m.variants:
+                vd = self.L.variant(m, v)
+                _, meta = self.L.dataset(m)
+                prov = self.provenance(m, v)
+                yield {"name": f"{m.name}/{v.name}", "doc": "model_data.h/.cc: model array, arena, op resolver",
+                       "actions": [_action(_header, self.L.tflite(m, v), vd / "analysis.json", meta,
+                                           vd / "model_data.h", vd / "model_data.cc", prov)],
+                       "file_dep": [self.L.tflite(m, v), vd / "analysis.json", meta],
+                       "targets": [vd / "model_data.h", vd / "model_data.cc"],
+                       "uptodate": [config_changed(_settings(prov))], "clean": True}
+
+    def aot(self):
+        for m in self.p.models:
+            for v in m.variants:
+                if "aot" not in runtimes_for(m, v):
+                    continue
+                vd = self.L.variant(m, v)
+                npz, _ = self.L.dataset(m)
+                yield {"name": f"{m.name}/{v.name}", "doc": "plain-C inference, checked bit-exact against TFLM",
+                       "actions": [_action(_lazy("aot.stage", "run"), self.L.tflite(m, v), npz, vd / "aot",
+                                           vd / "aot.json", core_dir=self.L.core_dir(),
+                                           log=self.L.log(m, f"aot-{v.name}"))],
+                       "file_dep": [self.L.tflite(m, v), npz],
+                       "targets": [vd / "aot" / "tinyml_model.c", vd / "aot" / "tinyml_model.h", vd / "aot.json"],
+                       "clean": True}
+
+    def firmware(self):
+        for m in self.p.models:
+            if m.firmware.sketch is None:
+                continue
+            sketch_files = _sketch_files(m.firmware.sketch)
+            for v in m.variants:
+                vd = self.L.variant(m, v)
+                for board_id in m.firmware.boards:
+                    board = self.p.boards[board_id]
+                    for rt in runtimes_for(m, v):
+                        out = self.L.firmware(m, v, board_id, rt)
+                        deps = [vd / "model_data.h", vd / "model_data.cc", vd / "analysis.json"] + sketch_files
+                        if rt == "aot":
+                            deps += [vd / "aot" / "tinyml_model.c", vd / "aot" / "tinyml_model.h", vd / "aot.json"]
+                        name = f"{m.name}/{v.name}@{board_id}" + ("" if rt == "tflm" else f"+{rt}")
+                        yield {"name": name, "doc": f"{rt} firmware for {board.name}",
+                               "actions": [_action(_firmware, m.firmware.sketch, vd, board, out,
+                                                   self.L.core_dir(), rt, m.firmware.fail_if_too_big,
+                                                   f"{m.name}/{v.name}")],
+                               "file_dep": deps, "targets": [out / "firmware.elf", out / "size.json"],
+                               "uptodate": [config_changed(_settings(board, rt, m.firmware.fail_if_too_big))],
+                               "verbosity": 2, "clean": True}
+
+    def report_entries(self) -> list[dict]:
+        entries = []
+        for m in self.p.models:
+            for v in m.variants:
+                vd = self.L.variant(m, v)
+                base = {"model": m.name, "variant": v.name, "required": v.required, "task": m.task,
+                        "metrics": vd / "metrics.json", "analysis": vd / "analysis.json",
+                        "convert": vd / "convert.json", "compress": vd / "compress.json" if v.steps else None,
+                        "aot": vd / "aot.json" if "aot" in runtimes_for(m, v) else None,
+                        "header": vd / "model_data.cc", "history": self.L.model(m) / "history.json",
+                        "trained": self.L.trained(m)}
+                boards = m.firmware.boards if m.firmware.sketch else ()
+                if not boards:
+                    entries.append({**base, "board": None, "runtime": None, "size": None})
+                for b in boards:
+                    for rt in runtimes_for(m, v):
+                        entries.append({**base, "board": b, "runtime": rt,
+                                        "size": self.L.firmware(m, v, b, rt) / "size.json"})
+        return entries
+
+    def report(self):
+        entries = self.report_entries()
+        deps = sorted({str(e[k]) for e in entries for k in ("metrics", "analysis", "convert", "size", "compress",
+                                                              "aot") if e.get(k)})
+        gates = {"required": sorted({(m.name, v.name) for m in self.p.models for v in m.variants if v.required}),
+                 "max_accuracy_drop": self.p.report.max_accuracy_drop}
+        return {"doc": "print the size table (flash/RAM vs each board, accuracy, fits); write report.*",
+                "actions": [_action(_report, entries, self.p.build_dir, self.p.report.headroom, gates)],
+                "file_dep": deps, "uptodate": [False], "verbosity": 2}
+
+
+def _header(tflite, analysis, dataset_json, out_h, out_cc, prov):
+    from . import header
+
+    meta = json.loads(Path(dataset_json).read_text())
+    provenance = dict(prov, class_names=meta.get("class_names"),
+                      norm_a=meta.get("norm_a") if meta.get("normalize") != "none" else None,
+                      norm_b=meta.get("norm_b") if meta.get("normalize") != "none" else None)
+    header.run(tflite, analysis, out_h, out_cc, provenance=provenance)
+
+
+def _firmware(sketch, variant_dir, board, out, core_dir, runtime, fail_if_too_big, label):
+    from . import firmware
+
+    extra_sources, extra_includes = [], []
+    if runtime == "aot":
+        from .aot import stage as aot_stage
+
+        extra_sources, extra_includes = aot_stage.firmware_sources(variant_dir / "aot")
+    firmware.run(sketch, variant_dir, board, out, core_dir, runtime=runtime, fail_on_overflow=fail_if_too_big,
+                 extra_sources=extra_sources, extra_include_dirs=extra_includes, label=label)
+
+
+def _report(entries, build_dir, headroom, gates):
+    from . import report
+
+    code = report.run(entries, build_dir, headroom=headroom, gates=gates, previous=build_dir / "report.json")
+    if code:
+        raise TinyMLError(f"report gate failed (exit {code}): see the reasons above")
+
+
+# --------------------------------------------------------------------------- entry point for dodo.py
+def load_project(path: str | os.PathLike = "tinyml.toml") -> dict:
+    """What dodo.py puts in its namespace: DOIT_CONFIG and one task_* creator per stage.
+
+    A config mistake prints the message and exits with status 2, without a traceback.
+    """
+    try:
+        project = load(path)
+    except ConfigError as e:
+        print(f"doit-tinyml: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    t = Tasks(project)
+    project.build_dir.mkdir(parents=True, exist_ok=True)
+    namespace = {
+        "DOIT_CONFIG": {
+            "default_tasks": [s for s in STAGES],
+            "dep_file": str(project.build_dir / ".doit.db"),
+            "backend": "json",
+            "check_file_uptodate": "md5",
+            "action_string_formatting": "new",
+        },
+        "TINYML_PROJECT": project,
+    }
+    for stage in STAGES + ("report",):
+        namespace[f"task_{stage}"] = _creator(t, stage)
+    return namespace
+
+
+def _creator(t: Tasks, stage: str):
+    method = getattr(t, stage)
+    doc = {"dataset": "source -> dataset.npz (split, normalisation)", "train": "dataset -> trained.keras",
+           "compress": "trained -> compressed.keras (prune, cluster, QAT, remove, distill)",
+           "convert": "model -> model.tflite (PTQ: float16, dynamic, int8, 16x8)",
+           "evaluate": "metrics of each .tflite on the test split (LiteRT and TFLM)",
+           "analyze": "ops, TFLM compatibility, exact arena, per-layer table",
+           "header": "C header: model array, arena size, op resolver, provenance",
+           "aot": "ahead-of-time C inference, bit-exact against TFLM",
+           "firmware": "PlatformIO firmware per variant and board; flash/RAM vs limits",
+           "report": "the size table: every variant on every board"}[stage]
+
+    def task_creator():
+        result = method()
+        if isinstance(result, dict):
+            return result
+        return (task for task in result)
+    task_creator.__doc__ = doc
+    task_creator.__name__ = f"task_{stage}"
+    return task_creator
