@@ -6,6 +6,7 @@ allowed, and suggests the closest key for a typo. Pure Python: this runs on ever
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,7 @@ ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "elu", "
 # --------------------------------------------------------------------------- settings objects
 @dataclass(frozen=True)
 class DatasetSettings:
-    source: str                 # generator name, path to .csv/.npz (absolute), or "pkg.mod:func"
+    source: str                 # generator name, path to .csv/.npz (relative to tinyml.toml), or "pkg.mod:func"
     kind: str                   # "generator" | "csv" | "npz" | "callable"
     params: dict
     label: str | None
@@ -374,7 +375,7 @@ def _load_dataset(t: _Table, root: Path) -> DatasetSettings:
         p = (root / source).resolve()
         if not p.exists():
             raise t.err("source", f"file {source!r} not found (looked in {p.parent})")
-        source = str(p)
+        source = os.path.relpath(p, root)   # relative: settings hashes survive moving the project
     elif source in GENERATORS:
         kind = "generator"
     elif _CALLABLE.match(source):

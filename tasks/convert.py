@@ -110,6 +110,7 @@ def run(model_path: Path, dataset_npz: Path, out_tflite: Path, out_json: Path, *
     methods = METHODS if converter == "auto" else (converter,)
     results, errors = {}, {}
     check_x = data["x_test"][:32]
+    Path(out_tflite).parent.mkdir(parents=True, exist_ok=True)
     ref = model.predict(check_x, verbose=0)
     for method in methods:
         with tempfile.TemporaryDirectory(dir=Path(out_tflite).parent) as work:

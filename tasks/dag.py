@@ -113,6 +113,16 @@ def _module_file(ref: str) -> list[str]:
     return [spec.origin] if spec and spec.origin and os.path.exists(spec.origin) else []
 
 
+def _rel(path: Path, root: Path) -> Path:
+    """Paths relative to the project folder (doit runs there), so a built project can be moved."""
+    try:
+        if Path.cwd().resolve() == root.resolve():
+            return Path(os.path.relpath(path, root))
+    except OSError:
+        pass
+    return path
+
+
 def _sketch_files(sketch: Path) -> list[str]:
     files = []
     for base, dirs, names in os.walk(sketch):
@@ -129,7 +139,7 @@ def runtimes_for(m: Model, v: VariantSettings) -> tuple[str, ...]:
 class Tasks:
     def __init__(self, project: Project):
         self.p = project
-        self.L = Layout(project.build_dir)
+        self.L = Layout(_rel(project.build_dir, project.root))
 
     def dataset(self):
         for m in self.p.models:
@@ -252,7 +262,8 @@ class Tasks:
         for m in self.p.models:
             if m.firmware.sketch is None:
                 continue
-            sketch_files = _sketch_files(m.firmware.sketch)
+            sketch = _rel(m.firmware.sketch, self.p.root)
+            sketch_files = _sketch_files(sketch)
             for v in m.variants:
                 vd = self.L.variant(m, v)
                 for board_id in m.firmware.boards:
@@ -264,7 +275,7 @@ class Tasks:
                             deps += [vd / "aot" / "tinyml_model.c", vd / "aot" / "tinyml_model.h", vd / "aot.json"]
                         name = f"{m.name}/{v.name}@{board_id}" + ("" if rt == "tflm" else f"+{rt}")
                         yield {"name": name, "doc": f"{rt} firmware for {board.name}",
-                               "actions": [_action(_firmware, m.firmware.sketch, vd, board, out,
+                               "actions": [_action(_firmware, sketch, vd, board, out,
                                                    self.L.core_dir(), rt, m.firmware.fail_if_too_big,
                                                    f"{m.name}/{v.name}")],
                                "file_dep": deps, "targets": [out / "firmware.elf", out / "size.json"],

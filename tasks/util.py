@@ -31,6 +31,13 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".tmp-{target.name}-*"):  # left by a killed earlier run
+        if stale.is_dir():
+            import shutil
+
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix or target.suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -108,7 +115,23 @@ def import_tensorflow():
     import tensorflow as tf
     import tf_keras as keras
 
+    _detach_absl_from_captured_stderr()
     return tf, keras
+
+
+def _detach_absl_from_captured_stderr() -> None:
+    """absl's log handler keeps the sys.stderr of its first use, which under doit is a capture
+    object without close(); point it at the real stderr so interpreter exit stays quiet."""
+    import sys
+
+    try:
+        from absl import logging as absl_logging
+
+        handler = absl_logging.get_absl_handler().python_handler
+        if handler.stream is not sys.__stderr__:
+            handler.stream = sys.__stderr__
+    except Exception:  # absl internals moved: cosmetic only
+        pass
 
 
 def seed_everything(seed: int) -> None:
