@@ -33,7 +33,7 @@ if ! command -v uv >/dev/null; then
   export PATH="$HOME/.local/bin:$PATH"
 fi
 [ -x .venv/bin/python ] || uv venv -q -p "$PY" .venv
-uv pip install -q -p .venv/bin/python -e ".[test]"
+uv pip install -q -p .venv/bin/python --reinstall-package doit-tinyml -e ".[test]"
 
 # Local PlatformIO core for the demo (tests make their own inside their temporary projects).
 .venv/bin/python -c "from pathlib import Path; from tasks import firmware; firmware.ensure_core(Path('build/.platformio'))"

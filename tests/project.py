@@ -1,0 +1,83 @@
+"""Helpers for tests that build a tiny doit-tinyml project in a temporary folder and run doit on it."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+DODO = 'from tasks import load_project\nglobals().update(load_project("tinyml.toml"))\n'
+
+TINY_SINE = """
+[project]
+build_dir = "build"
+seed = 7
+
+[models.sine]
+task = "regression"
+
+[models.sine.dataset]
+source = "sine"
+params = { samples = 400, noise = 0.05 }
+
+[models.sine.model]
+layers = [
+  { type = "dense", units = 8, activation = "relu" },
+  { type = "dense", units = 8, activation = "relu" },
+  { type = "dense", units = 1 },
+]
+
+[models.sine.training]
+epochs = {epochs}
+batch_size = 32
+learning_rate = 0.01
+
+[models.sine.variants.float32]
+quantization = "float32"
+
+[models.sine.variants.int8]
+quantization = "int8"
+io = "int8"
+converter = "concrete"
+representative_samples = 50
+
+[models.sine.firmware]
+sketch = "sketches/sine"
+boards = ["nano33ble", "adafruit_pybadge_m4"]
+"""
+
+
+def make_project(root: Path, toml: str | None = None, *, epochs: int = 3, sketch: str = "sine") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dodo.py").write_text(DODO)
+    (root / "tinyml.toml").write_text(toml if toml is not None else TINY_SINE.replace("{epochs}", str(epochs)))
+    if sketch:
+        shutil.copytree(REPO / "sketches" / sketch, root / "sketches" / sketch, dirs_exist_ok=True)
+    return root
+
+
+def doit(root: Path, *args: str, importtime: bool = False, check: bool = True, env: dict | None = None,
+         timeout: float = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable] + (["-X", "importtime"] if importtime else []) + ["-m", "doit", *args]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def executed(output: str) -> set[str]:
+    """Tasks doit ran (lines '.  name'), not those it found up to date ('-- name')."""
+    return {line[3:].strip() for line in output.splitlines() if line.startswith(".  ")}
+
+
+def up_to_date(output: str) -> set[str]:
+    return {line[3:].strip() for line in output.splitlines() if line.startswith("-- ")}
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst

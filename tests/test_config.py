@@ -1,0 +1,78 @@
+"""tinyml.toml validation: every mistake names the file, table and key, suggests the fix, and exits
+non-zero without a traceback. These run `doit` on a project in a temporary folder, as a user would."""
+from __future__ import annotations
+
+import pytest
+
+from project import TINY_SINE, doit, make_project
+from tasks import config
+
+BASE = TINY_SINE.replace("{epochs}", "3")
+
+
+def fails_with(tmp_path, toml: str, *needles: str) -> str:
+    root = make_project(tmp_path / "p", toml)
+    proc = doit(root, "list", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text, text
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in:\n{text}"
+    return text
+
+
+def test_demo_config_loads_with_its_documented_settings():
+    project = config.load(config.Path(__file__).parents[1] / "tinyml.toml")
+    (sine,) = project.models
+    assert [v.name for v in sine.variants] == ["float32", "int8"]
+    assert sine.variants[1].quantization == "int8" and sine.variants[1].io == "int8"
+    assert sine.firmware.boards == ("nano33ble", "adafruit_pybadge_m4")
+    assert project.boards["nano33ble"].flash == 983040 and project.boards["adafruit_pybadge_m4"].ram == 196608
+
+
+def test_typo_in_a_key_suggests_the_right_one(tmp_path):
+    fails_with(tmp_path, BASE.replace("epochs = 3", "epoch = 3"),
+               "tinyml.toml", "[models.sine.training]", "'epoch'", "did you mean 'epochs'")
+
+
+def test_unknown_table_and_layer_setting(tmp_path):
+    fails_with(tmp_path, BASE + "\n[model.other]\nx = 1\n", "unknown top-level table [model]", "did you mean 'models'")
+    fails_with(tmp_path, BASE.replace('units = 8, activation = "relu" },\n  { type = "dense", units = 8',
+                                      'unit = 8, activation = "relu" },\n  { type = "dense", units = 8'),
+               "layers[0]", "'unit'", "dense layer", "did you mean 'units'")
+
+
+def test_wrong_type_says_what_is_allowed(tmp_path):
+    fails_with(tmp_path, BASE.replace("batch_size = 32", 'batch_size = "32"'),
+               "[models.sine.training] key 'batch_size'", "must be an integer", "'32'")
+    fails_with(tmp_path, BASE.replace('quantization = "int8"', 'quantization = "int4"'),
+               "[models.sine.variants.int8] key 'quantization'", "allowed: float32, dynamic, float16, int8, int16x8")
+    fails_with(tmp_path, BASE.replace('io = "int8"', 'io = "int16"'),
+               "key 'io'", "int8, uint8, float32")
+
+
+def test_missing_file_and_unknown_board(tmp_path):
+    fails_with(tmp_path, BASE.replace('source = "sine"', 'source = "data/missing.csv"\nlabel = "y"'),
+               "[models.sine.dataset] key 'source'", "data/missing.csv", "not found")
+    fails_with(tmp_path, BASE.replace('"nano33ble"', '"nano33bel"'), "nano33bel", "nano33ble")
+    fails_with(tmp_path, BASE.replace('source = "sine"', 'source = "sinus"'), "'sinus'", "did you mean 'sine'")
+
+
+def test_board_override_keys_are_checked(tmp_path):
+    fails_with(tmp_path, BASE + "\n[boards.nano33ble]\nflsh = 1000\n", "flsh", "flash")
+
+
+def test_config_values_reach_the_settings(tmp_path):
+    root = make_project(tmp_path / "p", BASE + "\n[boards.nano33ble]\nram = 200000\n")
+    project = config.load(root / "tinyml.toml")
+    assert project.boards["nano33ble"].ram == 200000
+    assert project.boards["nano33ble"].flash == 983040
+    (m,) = project.models
+    assert m.training.epochs == 3 and m.training.loss == "mse" and m.dataset.test_split == 0.2
+
+
+@pytest.mark.parametrize("source, task", [("sklearn:breast_cancer", "binary"), ("sklearn:digits", "multiclass")])
+def test_task_is_inferred_from_a_builtin_dataset(tmp_path, source, task):
+    toml = BASE.replace('task = "regression"\n', "").replace('source = "sine"', f'source = "{source}"')
+    root = make_project(tmp_path / "p", toml)
+    assert config.load(root / "tinyml.toml").models[0].task == task

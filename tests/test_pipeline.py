@@ -1,0 +1,169 @@
+"""End to end: a tiny project in a temporary folder, built with `doit` the way a user would.
+
+One full build is shared (session fixture); each test copies it and changes one thing, then asserts
+on exactly which tasks ran, on the artifacts, and on what the user sees.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from project import copy_project, doit, executed, make_project, up_to_date
+
+ALL_VARIANT_TASKS = {"convert", "evaluate", "analyze", "header"}
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("base") / "proj")
+    proc = doit(root)
+    ran = executed(proc.stdout)
+    assert {"dataset:sine", "train:sine", "convert:sine/int8", "firmware:sine/int8@nano33ble"} <= ran
+    return root
+
+
+@pytest.fixture
+def proj(built, tmp_path) -> Path:
+    return copy_project(built, tmp_path / "proj")
+
+
+def test_full_build_writes_every_artifact(built):
+    b = built / "build" / "sine"
+    for rel in ["dataset.npz", "dataset.json", "trained.keras", "history.json"]:
+        assert (b / rel).stat().st_size > 0, rel
+    for v in ("float32", "int8"):
+        for rel in ["model.tflite", "convert.json", "metrics.json", "analysis.json", "model_data.h", "model_data.cc"]:
+            assert (b / v / rel).stat().st_size > 0, f"{v}/{rel}"
+        for board, flash, ram in (("nano33ble", 983040, 262144), ("adafruit_pybadge_m4", 524288, 196608)):
+            size = json.loads((b / v / board / "size.json").read_text())
+            assert (size["flash_limit"], size["ram_limit"]) == (flash, ram)
+            # the firmware embeds the model and a static arena of the measured size
+            analysis = json.loads((b / v / "analysis.json").read_text())
+            assert size["flash_used"] > (b / v / "model.tflite").stat().st_size
+            assert size["ram_used"] >= analysis["arena"]["bytes"]
+            assert (b / v / board / "firmware.elf").read_bytes()[:4] == b"\x7fELF"
+    # int8 really is int8 at the edges, as asked
+    analysis = json.loads((b / "int8" / "analysis.json").read_text())
+    assert analysis["input"]["dtype"] == "int8" and analysis["output"]["dtype"] == "int8"
+    header = (b / "int8" / "model_data.h").read_text()
+    assert f"#define TINYML_ARENA_SIZE {analysis['arena']['bytes']}" in header
+    assert not list((built / "build").rglob(".tmp-*")), "temporary files left behind"
+
+
+def test_report_prints_every_variant_on_every_board(proj):
+    out = doit(proj, "report").stdout
+    assert executed(out) == {"report"}
+    for v in ("float32", "int8"):
+        for board in ("nano33ble", "adafruit_pybadge_m4"):
+            assert any(v in line and board in line for line in out.splitlines()), (v, board, out)
+    assert "983,040" in out or "983040" in out
+    report = json.loads((proj / "build" / "report.json").read_text())
+    assert len(report["rows"]) == 4
+    assert (proj / "build" / "report.md").read_text().count("|") > 20
+
+
+def test_second_doit_runs_nothing_and_never_imports_tensorflow(proj):
+    proc = doit(proj, importtime=True)
+    assert executed(proc.stdout) == set(), proc.stdout
+    assert "firmware:sine/int8@nano33ble" in up_to_date(proc.stdout)
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert "tensorflow" not in imported and "tf_keras" not in imported and "platformio" not in imported
+    assert "doit" in imported  # the import log was really captured
+    # `doit report` with everything up to date runs only the report, still without TensorFlow
+    proc = doit(proj, "report", importtime=True)
+    assert executed(proc.stdout) == {"report"}
+    assert "tensorflow" not in {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+
+
+def test_identical_retrain_leaves_everything_downstream_alone(proj):
+    before = {p: p.read_bytes() for p in (proj / "build" / "sine").rglob("*") if p.suffix in (".keras", ".tflite")}
+    doit(proj, "forget", "train:sine")
+    proc = doit(proj)
+    assert executed(proc.stdout) == {"train:sine"}, proc.stdout
+    after = {p: p.read_bytes() for p in before}
+    assert after == before, "retraining with the same data and settings changed bytes"
+
+
+def test_changed_dataset_rebuilds_its_whole_chain(proj):
+    toml = proj / "tinyml.toml"
+    toml.write_text(toml.read_text().replace("samples = 400", "samples = 420"))
+    ran = executed(doit(proj).stdout)
+    expected = {"dataset:sine", "train:sine"} | {f"{s}:sine/{v}" for s in ALL_VARIANT_TASKS for v in ("float32", "int8")}
+    assert expected <= ran, ran
+    assert {f"firmware:sine/{v}@{b}" for v in ("float32", "int8") for b in ("nano33ble", "adafruit_pybadge_m4")} <= ran
+
+
+def test_changed_variant_setting_rebuilds_only_that_variant(proj):
+    toml = proj / "tinyml.toml"
+    toml.write_text(toml.read_text().replace("representative_samples = 50", "representative_samples = 60"))
+    ran = executed(doit(proj).stdout)
+    assert "convert:sine/int8" in ran
+    assert all("/int8" in t for t in ran), f"tasks outside the int8 variant ran: {ran}"
+
+
+def test_changed_sketch_rebuilds_only_firmware(proj):
+    main = proj / "sketches" / "sine" / "src" / "main.cpp"
+    main.write_text(main.read_text() + "\n// a comment the compiler sees\n")
+    ran = executed(doit(proj).stdout)
+    assert ran == {f"firmware:sine/{v}@{b}" for v in ("float32", "int8") for b in ("nano33ble", "adafruit_pybadge_m4")}
+
+
+def test_added_board_adds_only_its_firmware_tasks(proj):
+    toml = proj / "tinyml.toml"
+    toml.write_text(toml.read_text().replace('"adafruit_pybadge_m4"]', '"adafruit_pybadge_m4", "nucleo_f446re"]'))
+    ran = executed(doit(proj).stdout)
+    assert ran == {"firmware:sine/float32@nucleo_f446re", "firmware:sine/int8@nucleo_f446re"}
+    size = json.loads((proj / "build/sine/int8/nucleo_f446re/size.json").read_text())
+    assert size["flash_limit"] == 524288 and size["ram_limit"] == 131072
+
+
+def test_model_that_does_not_fit_is_reported_by_how_much(proj):
+    toml = proj / "tinyml.toml"
+    toml.write_text(toml.read_text() + "\n[boards.nano33ble]\nflash = 4096\n")
+    proc = doit(proj)
+    size = json.loads((proj / "build/sine/int8/nano33ble/size.json").read_text())
+    assert size["fits"] is False and size["flash_over_by"] == size["flash_used"] - 4096 > 0
+    assert "DOES NOT FIT" in proc.stdout and f"{size['flash_over_by']:,}" in proc.stdout
+    # the build fails on it only when asked to
+    toml.write_text(toml.read_text().replace('boards = ["nano33ble"', 'fail_if_too_big = true\nboards = ["nano33ble"'))
+    proc = doit(proj, check=False)
+    assert proc.returncode != 0
+    assert "over by" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_build_killed_during_training_recovers(proj):
+    toml = proj / "tinyml.toml"
+    toml.write_text(toml.read_text().replace("epochs = 3", "epochs = 400"))
+    trained = proj / "build/sine/trained.keras"
+    old = trained.read_bytes()
+    p = subprocess.Popen([sys.executable, "-m", "doit"], cwd=proj, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    deadline = time.time() + 120
+    seen = ""
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        seen += line
+        if "train:sine" in line:
+            break
+    assert "train:sine" in seen, seen
+    time.sleep(4)  # well inside the 400 epochs
+    assert p.poll() is None, "training finished before the kill: make it longer"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    # the target is either the old complete model or absent, never half-written
+    assert trained.read_bytes() == old
+    with zipfile.ZipFile(trained) as z:
+        assert z.testzip() is None
+    toml.write_text(toml.read_text().replace("epochs = 400", "epochs = 4"))
+    proc = doit(proj)
+    assert "train:sine" in executed(proc.stdout)
+    assert not list((proj / "build").rglob(".tmp-*")), "temporary files left behind after recovery"
+    assert (proj / "build/sine/int8/nano33ble/size.json").exists()
