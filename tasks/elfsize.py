@@ -28,10 +28,18 @@ def _map_input_sections(map_path: Path) -> list[tuple[int, int, str]]:
     start = text.find("Linker script and memory map")
     lines = text[start:].splitlines() if start >= 0 else []
     pending: str | None = None
+    output: str | None = None  # the output section being listed (only allocated code/data count)
+    pat_out = re.compile(r"^(\.\S+)")
     pat_full = re.compile(r"^ (\.\S+|COMMON)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
     pat_name = re.compile(r"^ (\.\S+|COMMON)\s*$")
     pat_cont = re.compile(r"^\s{16,}0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
     for line in lines:
+        m = pat_out.match(line)
+        if m:
+            output, pending = m.group(1), None
+            continue
+        if output not in FLASH_SECTIONS:
+            continue
         m = pat_full.match(line)
         if m:
             out.append((int(m.group(2), 16), int(m.group(3), 16), m.group(4).strip()))

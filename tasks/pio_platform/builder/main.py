@@ -8,14 +8,13 @@
 #   build.semihosting                         -> newlib rdimon (printf to the host under QEMU)
 #   upload.maximum_size / maximum_ram_size    -> PlatformIO's Flash:/RAM: limits
 #
-# The linker regions are LINK_REGION_FACTOR times the limits so that a firmware that is too big
-# still links (its ELF gives the breakdown) and PlatformIO reports it against the real limits.
+# The linker regions are build.link_region_factor (default 2) times the limits so that a firmware
+# that is too big still links (its ELF gives the breakdown) and PlatformIO reports it against the
+# real limits. tasks/firmware.py relinks with a bigger factor if the linker still overflows.
 import os
 from os.path import join
 
 from SCons.Script import AlwaysBuild, Default, DefaultEnvironment
-
-LINK_REGION_FACTOR = 2
 
 env = DefaultEnvironment()
 platform = env.PioPlatform()
@@ -33,6 +32,7 @@ ram_origin = _int(board.get("build.ram_origin", "0x20000000"))
 stack_size = _int(board.get("build.stack_size", 4096))
 heap_size = _int(board.get("build.heap_size", 1024))
 semihosting = bool(board.get("build.semihosting", False))
+region_factor = _int(board.get("build.link_region_factor", 2))
 
 machine_flags = ["-mthumb", "-mcpu=%s" % board.get("build.cpu")]
 if board.get("build.fpu", ""):
@@ -154,8 +154,8 @@ ldscript_text = LDSCRIPT.format(
     board_id=env.subst("$BOARD"),
     flash_origin=flash_origin,
     ram_origin=ram_origin,
-    flash_region=flash_limit * LINK_REGION_FACTOR,
-    ram_region=ram_limit * LINK_REGION_FACTOR,
+    flash_region=flash_limit * region_factor,
+    ram_region=ram_limit * region_factor,
     flash_limit=flash_limit,
     ram_limit=ram_limit,
     heap_size=heap_size,
