@@ -1,0 +1,295 @@
+"""`doit report`: tables, diff, ship recommendation, CI gate, files, plots, lazy imports.
+
+The inputs are artifacts written in the contract format of docs/ARTIFACTS.md (as the stages write
+them), in a temporary build folder; the report reads them from disk like in a real build.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tasks import report
+from tasks.util import TinyMLError, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+BOARDS = {"nano33ble": (983040, 262144), "uno": (32256, 2048)}
+
+
+def variant(build: Path, model: str, name: str, *, task="regression", value=0.07, keras=0.068,
+            tflite=3184, boards=None, runtime="tflm", analysis=True, metrics=True, tflm_error=None,
+            tflm_compatible=True, required=False, trained_bytes=20000) -> list[dict]:
+    """Write one variant's artifacts; return its report entries (one per board, as tasks/dag.py builds them)."""
+    vd = build / model / name
+    primary = {"regression": ("mae", False), "multiclass": ("accuracy", True), "binary": ("accuracy", True),
+               "autoencoder": ("f1", True)}[task]
+    trained = build / model / "trained.keras"
+    trained.parent.mkdir(parents=True, exist_ok=True)
+    trained.write_bytes(b"k" * trained_bytes)
+    if metrics:
+        rt = "litert" if tflm_error else "tflm"
+        write_json(vd / "metrics.json", {
+            "task": task, "primary": {"name": primary[0], "value": value, "higher_is_better": primary[1], "runtime": rt},
+            "keras": {primary[0]: keras}, "litert": {primary[0]: value},
+            "tflm": {"error": tflm_error} if tflm_error else {primary[0]: value},
+            "agreement": {"max_abs_error_vs_keras": 0.01}})
+    if analysis:
+        write_json(vd / "analysis.json", {
+            "tflite_bytes": tflite, "flatbuffer": {"data_bytes": tflite - 1000, "non_data_bytes": 1000},
+            "ops": ["FULLY_CONNECTED"], "n_subgraphs": 1, "params": 321, "macs": 288, "hybrid": False,
+            "arena": {"host_bytes": 1520, "target32_bytes": 1200, "margin": 0.1, "bytes": 1328},
+            "tflm_compatible": tflm_compatible,
+            "problems": [] if tflm_compatible else [{"op": "FULLY_CONNECTED", "message": "hybrid weights (float input, int8 filter)",
+                                                      "fix": "quantization = \"int8\""}]})
+    write_json(vd / "convert.json", {"converter": "keras", "chosen": "keras", "quantization": name,
+                                     "tflite_bytes": tflite, "keras_bytes": trained_bytes})
+    (vd / "model_data.cc").write_text("x" * (tflite * 6))
+    base = {"model": model, "variant": name, "required": required, "task": task, "metrics": vd / "metrics.json",
+            "analysis": vd / "analysis.json", "convert": vd / "convert.json", "compress": None, "aot": None,
+            "header": vd / "model_data.cc", "trained": trained}
+    if not boards:
+        return [{**base, "board": None, "runtime": None, "size": None}]
+    entries = []
+    for board, used in boards.items():
+        size = vd / board / runtime / "size.json"
+        if used is not None:
+            flash, ram = used[0], used[1]
+            estimate = len(used) > 2 and used[2]
+            fl, rl = BOARDS[board]
+            write_json(size, {"board": board, "runtime": runtime, "estimate": estimate, "flash_used": flash,
+                              "flash_limit": fl, "ram_used": ram, "ram_limit": rl, "fits": flash <= fl and ram <= rl,
+                              "flash_over_by": max(0, flash - fl), "ram_over_by": max(0, ram - rl),
+                              "breakdown": {}})
+        entries.append({**base, "board": board, "runtime": runtime, "size": size})
+    return entries
+
+
+def sine_project(build: Path) -> list[dict]:
+    return (variant(build, "sine", "float", value=0.050, keras=0.050, tflite=3900,
+                    boards={"nano33ble": (60000, 9000), "uno": (36000, 1500)})
+            + variant(build, "sine", "int8", value=0.071, keras=0.050, tflite=3184,
+                      boards={"nano33ble": (40000, 8000), "uno": (28000, 1600)})
+            + variant(build, "sine", "int16", value=0.055, keras=0.050, tflite=3500,
+                      boards={"nano33ble": (50000, 8500), "uno": (31000, 1900)}))
+
+
+def table_line(out: str, *words: str) -> str:
+    hits = [ln for ln in out.splitlines() if all(w in ln for w in words)]
+    assert len(hits) == 1, (words, hits)
+    return hits[0]
+
+
+# ------------------------------------------------------------------ the table
+
+
+def test_terminal_table_and_files(tmp_path, capsys):
+    entries = sine_project(tmp_path) + variant(tmp_path, "kws", "int8", task="multiclass", value=0.91, keras=0.93,
+                                               tflite=18000, boards={"nano33ble": (120000, 40000)})
+    code = report.run(entries, tmp_path, headroom=0.10, gates={}, previous=None)
+    out = capsys.readouterr().out
+    assert code == 0
+    line = table_line(out, "int8", "nano33ble", "0.0710")
+    assert "+0.0210" in line                      # MAE rose by 0.021 against Keras
+    assert "39.1K 4.1%" in line and "7.8K 3.1%" in line and line.rstrip().endswith("yes")
+    uno = table_line(out, "float", "uno")
+    assert "NO (+3744 B flash over)" in uno      # 36000 - 32256
+    assert "kws  (multiclass; accuracy, higher is better)" in out
+    assert "-0.0200" in table_line(out, "int8", "nano33ble", "0.9100", "tflm")
+    assert "limits: nano33ble flash 960.0K, RAM 256.0K; uno flash 31.5K, RAM 2.0K" in out
+    main = out.split("model sizes")[0]
+    assert max(len(ln) for ln in main.splitlines()) <= 110
+    sizes = table_line(out, "sine/int8", "3,184")
+    assert "2,184" in sizes and "1,000" in sizes and "1,328" in sizes and "15.9%" in sizes  # 3184 / 20000
+
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert len(doc["rows"]) == 7
+    r = next(r for r in doc["rows"] if r["variant"] == "int8" and r["board"] == "uno")
+    assert (r["flash_used"], r["flash_limit"], r["fits"], r["tflite_bytes"]) == (28000, 32256, "yes", 3184)
+    assert r["c_source_bytes"] == 3184 * 6 and r["keras_bytes"] == 20000
+    with open(tmp_path / "report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 7 and rows[0]["model"] == "sine" and rows[0]["flash_limit"] == "983040"
+    md = (tmp_path / "report.md").read_text()
+    assert "## Model sizes" in md and "| int8 | uno | tflm | 3,184 | 0.0710 | 0.0500 | +0.0210 | 28,000 | 32,256 |" in md
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_missing_and_incompatible_artifacts_never_crash(tmp_path, capsys):
+    entries = (variant(tmp_path, "sine", "hybrid", tflm_error="Input type: FLOAT32 with filter type: INT8 not supported.",
+                       tflm_compatible=False, boards={"nano33ble": None})
+               + variant(tmp_path, "sine", "int8", metrics=False, analysis=False, boards={"nano33ble": None})
+               + variant(tmp_path, "sine", "float", boards=None))
+    (tmp_path / "sine" / "float" / "convert.json").write_text("{ truncated")
+    code = report.run(entries, tmp_path, gates={}, previous=None)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "incompatible (FULLY_CONNECTED: hybrid" in table_line(out, "hybrid", "nano33ble")  # cut to fit the terminal
+    line = table_line(out, "int8", "nano33ble")
+    assert "missing (no size.json" in line and " - " in line
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "report.json").read_text())["rows"]}
+    assert rows["int8"]["missing"] == ["analysis", "metrics", "size"]
+    assert rows["float"]["missing"] == ["convert"] and rows["float"]["fits"] == "-"
+    assert rows["hybrid"]["metric_runtime"] == "litert"
+    assert rows["hybrid"]["fits_text"] == "incompatible (FULLY_CONNECTED: hybrid weights (float input, int8 filter))"
+    assert rows["hybrid"]["fits"] == "incompatible"
+
+
+# ------------------------------------------------------------------ diff against the previous report
+
+
+def test_diff_against_previous_report(tmp_path, capsys):
+    entries = sine_project(tmp_path)
+    report.run(entries, tmp_path, gates={}, previous=tmp_path / "report.json")
+    assert "No previous report" in capsys.readouterr().out
+
+    # retrain: int8 gets better and bigger; int16 goes; a new variant comes
+    entries = [e for e in entries if e["variant"] != "int16"]
+    entries = [e for e in entries if e["variant"] != "int8"] + variant(
+        tmp_path, "sine", "int8", value=0.065, keras=0.050, tflite=3200,
+        boards={"nano33ble": (40016, 8000), "uno": (28016, 1600)})
+    entries += variant(tmp_path, "sine", "pruned", value=0.06, boards={"nano33ble": (39000, 8000)})
+    report.run(entries, tmp_path, gates={}, previous=tmp_path / "report.json")
+    out = capsys.readouterr().out
+    line = table_line(out, "sine/int8 @ nano33ble", "->")
+    assert "tflite 3,184 -> 3,200 (+16)" in line
+    assert "metric 0.0710 -> 0.0650 (-0.0060)" in line
+    assert "flash 40,000 -> 40,016 (+16)" in line and "RAM" not in line
+    assert "removed" in table_line(out, "sine/int16 @ uno")
+    assert "new" in table_line(out, "sine/pruned @ nano33ble")
+    assert "(2 rows unchanged)" in out  # float on both boards
+    doc = json.loads((tmp_path / "report.json").read_text())
+    st = {d["key"]: d["status"] for d in doc["diff"]}
+    assert st["sine/float @ nano33ble"] == "unchanged" and st["sine/int16 @ nano33ble"] == "removed"
+    assert doc["diff"][[d["key"] for d in doc["diff"]].index("sine/int8 @ uno")]["changes"]["value"]["delta"] == pytest.approx(-0.006)
+
+
+# ------------------------------------------------------------------ what to ship
+
+
+def test_ship_picks_most_accurate_variant_that_fits_with_headroom(tmp_path, capsys):
+    entries = sine_project(tmp_path)
+    # on nano33ble everything fits: the most accurate (lowest MAE) is float
+    # on uno float is too big, int16 fits but leaves less than 10 % RAM (1900 / 2048 = 92.8 %): int8 ships
+    report.run(entries, tmp_path, headroom=0.10, gates={}, previous=None)
+    out = capsys.readouterr().out
+    assert "Ship: nano33ble -> sine/float (MAE 0.0500, flash 6.1 %, RAM 3.4 %)" in out
+    assert "Ship: uno -> sine/int8 (MAE 0.0710, flash 86.8 %, RAM 78.1 %)" in out
+    # with 5 % headroom int16 (flash 96.1 %) still does not qualify; with 0 it does
+    report.run(entries, tmp_path, headroom=0.0, gates={}, previous=None)
+    assert "Ship: uno -> sine/int16 (MAE 0.0550" in capsys.readouterr().out
+
+
+def test_ship_higher_is_better_and_nothing_fits(tmp_path, capsys):
+    entries = (variant(tmp_path, "kws", "a", task="multiclass", value=0.90, keras=0.92, boards={"uno": (30000, 1000)})
+               + variant(tmp_path, "kws", "b", task="multiclass", value=0.85, keras=0.92, boards={"uno": (20000, 1000)})
+               + variant(tmp_path, "big", "float", boards={"uno": (90000, 9000)}))
+    report.run(entries, tmp_path, headroom=0.05, gates={}, previous=None)
+    out = capsys.readouterr().out
+    assert "Ship: uno -> kws/a (accuracy 0.9000" in out
+    assert "Ship: uno -> nothing of big fits with 5 % headroom" in out
+
+
+# ------------------------------------------------------------------ CI gate
+
+
+def test_gate_required_variant_must_fit(tmp_path, capsys):
+    entries = sine_project(tmp_path)
+    assert report.run(entries, tmp_path, gates={"required": [("sine", "int8")]}, previous=None) == 0
+    assert "gate: passed" in capsys.readouterr().out
+    code = report.run(entries, tmp_path, gates={"required": [("sine", "float"), ("sine", "int8")]}, previous=None)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "GATE FAILED: sine/float is required but does not fit on uno: NO (+3744 B flash over)" in out
+    assert "int8 is required" not in out
+    assert report.run(entries, tmp_path, gates={"required": [("sine", "nope")]}, previous=None) == 1
+    assert "sine/nope is required but is not in this build" in capsys.readouterr().out
+    # the required flag on an entry (from tinyml.toml) works as well
+    flagged = [dict(e, required=(e["variant"] == "float")) for e in entries]
+    assert report.run(flagged, tmp_path, gates={}, previous=None) == 1
+    assert "float *" in capsys.readouterr().out
+
+
+def test_gate_required_without_size_fails(tmp_path, capsys):
+    entries = variant(tmp_path, "sine", "int8", boards={"nano33ble": None})
+    assert report.run(entries, tmp_path, gates={"required": [["sine", "int8"]]}, previous=None) == 1
+    assert "sine/int8 is required but has no fit on nano33ble: missing (no size.json" in capsys.readouterr().out
+
+
+def test_gate_accuracy_drop(tmp_path, capsys):
+    entries = (variant(tmp_path, "kws", "int8", task="multiclass", value=0.90, keras=0.93, boards={"nano33ble": (1, 1)})
+               + variant(tmp_path, "kws", "float", task="multiclass", value=0.93, keras=0.93))
+    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.05}, previous=None) == 0
+    capsys.readouterr()
+    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.02}, previous=None) == 1
+    out = capsys.readouterr().out
+    assert "GATE FAILED: kws/int8 loses 0.03 accuracy against the Keras reference (0.9300 -> 0.9000); allowed: 0.02" in out
+    assert "kws/float" not in out.split("GATE")[1]
+    # only required variants are gated when some are required
+    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.02, "required": [("kws", "float")]},
+                      previous=None) == 0
+    capsys.readouterr()
+    # for an error metric the gate is on a rise
+    reg = variant(tmp_path, "sine", "int8", value=0.081, keras=0.05)
+    assert report.run(reg, tmp_path, gates={"max_accuracy_drop": 0.02}, previous=None) == 1
+    assert "sine/int8 rises by 0.031 MAE" in capsys.readouterr().out
+    nometrics = variant(tmp_path, "sine", "q", metrics=False)
+    assert report.run(nometrics, tmp_path, gates={"max_accuracy_drop": 0.02}, previous=None) == 1
+    assert "sine/q: no metrics.json" in capsys.readouterr().out
+
+
+def test_headroom_validation(tmp_path):
+    with pytest.raises(TinyMLError, match="headroom"):
+        report.run([], tmp_path, headroom=10, gates={}, previous=None)
+
+
+# ------------------------------------------------------------------ html and plots
+
+
+def test_html_holds_svg_tradeoff_plots(tmp_path, capsys):
+    entries = sine_project(tmp_path) + variant(tmp_path, "sine", "nosize", boards={"uno": None})
+    report.run(entries, tmp_path, headroom=0.2, gates={}, previous=None)
+    text = (tmp_path / "report.html").read_text()
+    assert text.count("<svg") == 2 and "sine: MAE against flash" in text and "sine: MAE against RAM" in text
+    for svg in text.split("<svg")[1:]:
+        root = ET.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")  # well-formed XML
+        ns = "{http://www.w3.org/2000/svg}"
+        points = [c for c in root.iter(ns + "circle") if c.get("class") == "point"]
+        assert len(points) == 6  # 3 variants x 2 boards; the one without size.json is not plotted
+        limits = [ln for ln in root.iter(ns + "line") if ln.get("class") == "limit"]
+        assert len(limits) == 2
+        assert "20 % headroom" in "".join(root.itertext())
+    assert "<table>" in text and "Ship: nano33ble -&gt; sine/float" in text
+
+
+def test_entries_with_paths_dict(tmp_path, capsys):
+    [e] = variant(tmp_path, "sine", "int8", boards={"nano33ble": (40000, 8000)})
+    keys = ("metrics", "analysis", "size", "convert", "compress")
+    entry = {"model": "sine", "variant": "int8", "board": "nano33ble", "paths": {k: e[k] for k in keys}}
+    assert report.collect([entry])[0]["flash_used"] == 40000
+
+
+# ------------------------------------------------------------------ stays light
+
+
+def test_report_imports_neither_numpy_nor_tensorflow(tmp_path):
+    entries = variant(tmp_path, "sine", "int8", boards={"nano33ble": (40000, 8000)})
+    for e in entries:
+        for k, v in list(e.items()):
+            if isinstance(v, Path):
+                e[k] = str(v)
+    code = (
+        "import sys, json\nimport tasks.report as r\n"
+        "bad = [m for m in ('numpy', 'tensorflow', 'tf_keras') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        f"r.run(json.loads({json.dumps(json.dumps(entries))}), {str(tmp_path)!r}, gates={{}}, previous=None)\n"
+        "bad = [m for m in ('numpy', 'tensorflow', 'tf_keras') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Ship: nano33ble -> sine/int8" in proc.stdout
