@@ -268,10 +268,6 @@ def parse_pio_sizes(output: str) -> dict:
     return res
 
 
-FLASH_SECTIONS = (".isr_vector", ".text", ".ARM.extab", ".ARM.exidx", ".data")
-RAM_SECTIONS = (".data", ".bss", ".heap", ".stack")
-
-
 def elf_section_sizes(elf: Path) -> dict[str, int]:
     from elftools.elf.elffile import ELFFile
 
@@ -440,6 +436,8 @@ def run(
     """
     sketch_dir, model_dir, out_dir = Path(sketch_dir), Path(model_dir), Path(out_dir)
     label = label or f"{model_dir.parent.name}/{model_dir.name}"
+    if runtime != "tflm":
+        label = f"{label} ({runtime})"
     if not board.buildable_offline:
         rec = _estimate(board, model_dir, runtime)
     else:
@@ -508,8 +506,8 @@ def _build(sketch_dir: Path, model_dir: Path, board: Board, out_dir: Path, core_
 
     # cross-check PlatformIO's figures with the ELF's own sections
     secs = elf_section_sizes(elf)
-    elf_flash = sum(secs.get(s, 0) for s in FLASH_SECTIONS)
-    elf_ram = sum(secs.get(s, 0) for s in RAM_SECTIONS)
+    elf_flash = sum(secs.get(s, 0) for s in elfsize.FLASH_SECTIONS)
+    elf_ram = sum(secs.get(s, 0) for s in elfsize.RAM_SECTIONS)
     if elf_flash != flash_used or elf_ram != ram_used:
         raise RuntimeError(f"size mismatch for {elf}: PlatformIO flash {flash_used} RAM {ram_used}, "
                            f"ELF sections flash {elf_flash} RAM {elf_ram}")

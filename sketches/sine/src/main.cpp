@@ -18,6 +18,9 @@ alignas(16) static uint8_t tensor_arena[TINYML_ARENA_SIZE];
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#ifndef TINYML_OP_RESOLVER_TYPE
+#include "tensorflow/lite/micro/all_ops_resolver.h"
+#endif
 #include "tensorflow/lite/schema/schema_generated.h"
 
 namespace {
@@ -35,9 +38,13 @@ void setup() {
     Serial.println("model schema version mismatch");
     return;
   }
-  // an op resolver with every builtin op the model uses (generated into model_data.h)
+#ifdef TINYML_OP_RESOLVER_TYPE
+  // only the ops the model uses (the resolver helper generated into model_data.h)
   static TINYML_OP_RESOLVER_TYPE resolver;
   tinyml_register_ops(resolver);
+#else
+  static tflite::AllOpsResolver resolver;  // every op: bigger, but needs nothing from the header
+#endif
   static tflite::MicroInterpreter static_interpreter(model, resolver, tensor_arena, TINYML_ARENA_SIZE);
   interpreter = &static_interpreter;
   if (interpreter->AllocateTensors() != kTfLiteOk) {
