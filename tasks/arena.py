@@ -1,0 +1,297 @@
+"""Minimum TFLM tensor arena, measured with the real TFLite Micro interpreter, and its 32-bit figure.
+
+How the measurement works (details and the derivation in docs/analysis.md):
+
+* The tflite-micro Python interpreter (`runtime.Interpreter.from_bytes(model, arena_size=N)`) runs
+  `AllocateTensors()` in its constructor. Too small an arena (or an op without a kernel) makes the
+  constructor raise `RuntimeError("TFLM failed to allocate tensors")`; the reason is printed by
+  TFLM's `MicroPrintf` on the C-level stderr (fd 2), e.g. "Failed to allocate tail memory" or
+  "Didn't find op for builtin opcode 'TILE'". We capture fd 2 around every attempt.
+* Every probe also sets zero inputs and invokes once, so "allocates" means "runs".
+* The whole search runs in a child Python process (`python -m tasks.arena`): a malformed model
+  that crashes TFLM kills the child, not the build.
+* Bisection over multiples of 16 bytes (TFLM aligns to 16) finds the smallest arena that runs;
+  `size - 16` fails.
+
+The host is 64-bit. TFLM's bookkeeping structs hold pointers, so the host arena overstates a
+Cortex-M arena. `target32_bytes` is derived from the allocation report (`print_allocations()`)
+of the minimal run, category by category:
+
+* non-persistent head (activation tensors and kernel scratch buffers): unchanged;
+* TfLiteEvalTensor 24 -> 12 bytes, NodeAndRegistration 64 -> 32 bytes, persistent TfLiteTensor
+  64 -> 40 bytes, TfLiteAffineQuantization 24 -> 12 bytes (exact struct sizes; the counts come
+  from the report);
+* 'Persistent buffer data' (kernel OpData, I/O pointer arrays): kept at the host size, an upper
+  bound (kernel structs mix ints and pointers; wasm32 measurements put them at 67-80 %);
+* the unrecorded tail (allocator, memory planner and interpreter objects placed in the arena):
+  scaled by 0.6 (wasm32 TFLM measures 0.49-0.59 of the host figure);
+* the extra temporary memory that only the planning step of AllocateTensors needs (the minimal
+  arena minus the final head + tail): its AllocationInfo records shrink 32 -> 20 bytes per tensor.
+
+The result is checked against mcufit's wasm32 TFLM build in tests/test_arena.py.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tasks.util import TinyMLError
+
+ALIGN = 16
+MAX_ARENA = 512 * 1024 * 1024
+
+# 64-bit host -> 32-bit target sizes of TFLM structs (TF_LITE_STATIC_MEMORY build)
+EVAL_TENSOR = (24, 12)
+NODE_AND_REGISTRATION = (64, 32)
+TFLITE_TENSOR = (64, 40)
+AFFINE_QUANTIZATION = (24, 12)
+ALLOCATION_INFO = (32, 20)
+UNRECORDED_TAIL_FACTOR = 0.6
+
+_MEMORY_SHORT_RE = re.compile(r"Failed to allocate|missing: \d+|Too many buffers|too small", re.I)
+UNSUPPORTED_OP_RE = re.compile(r"Didn't find op for (?:builtin opcode '([^']+)'|custom opcode '([^']+)')")
+
+
+def ceil16(n: float) -> int:
+    return int(math.ceil(n / ALIGN) * ALIGN)
+
+
+# ---------------------------------------------------------------------------------------------
+# child process: every TFLM call happens here
+# ---------------------------------------------------------------------------------------------
+
+def _run_once(model: bytes, size: int, report: bool) -> bool:
+    """Construct (AllocateTensors), set zero inputs, invoke once. TFLM prints to fd 2."""
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    try:
+        it = runtime.Interpreter.from_bytes(model, arena_size=size)
+        i = 0
+        while True:
+            try:
+                d = it.get_input_details(i)
+            except Exception:
+                break
+            it.set_input(np.zeros(d["shape"], dtype=d["dtype"]), i)
+            i += 1
+        it.invoke()
+        if report:
+            it.print_allocations()
+        return True
+    except (RuntimeError, ValueError) as e:
+        sys.stderr.write(f"python: {e}\n")
+        sys.stderr.flush()
+        return False
+
+
+def _probe(model: bytes, size: int, report: bool = False) -> tuple[bool, str]:
+    """One attempt in a forked process: (runs?, everything TFLM printed).
+
+    TFLM's host build can crash (SIGSEGV) on some out-of-memory paths instead of returning an
+    error; a crash counts as "does not run at this size" and is said so in the message.
+    """
+    import numpy  # noqa: F401  (imported before fork: each probe then costs a fork, not an import)
+    from tflite_micro.python.tflite_micro import runtime  # noqa: F401
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # grandchild
+        os.close(r)
+        os.dup2(w, 1)
+        os.dup2(w, 2)
+        ok = False
+        try:
+            ok = _run_once(model, size, report)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0 if ok else 1)
+    os.close(w)
+    chunks = []
+    with os.fdopen(r, "rb") as f:
+        for chunk in iter(lambda: f.read(65536), b""):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    if os.WIFSIGNALED(status):
+        text += f"\n(TFLM host build crashed with signal {os.WTERMSIG(status)} at arena {size} bytes)"
+        return False, text
+    return os.WEXITSTATUS(status) == 0, text
+
+
+def _first_size(model: bytes) -> int:
+    """A generous first arena: room for every non-constant tensor twice, plus 1 MiB."""
+    try:
+        from tasks import tflite_info
+
+        info = tflite_info.parse(model)
+        act = sum(t.nbytes for sg in info.subgraphs for t in sg.tensors if not t.is_constant)
+    except Exception:
+        act = 0
+    return ceil16(max(1 << 20, 2 * act + (1 << 20)))
+
+
+def _child(model_path: str) -> dict[str, Any]:
+    model = Path(model_path).read_bytes()
+    hi = _first_size(model)
+    ok, msg = _probe(model, hi)
+    while not ok:
+        if not _MEMORY_SHORT_RE.search(msg) or hi >= MAX_ARENA:
+            return {"ok": False, "message": msg.strip(), "arena_tried": hi}
+        hi *= 4
+        ok, msg = _probe(model, hi)
+    # lo always fails: below ~470 bytes the allocator's own objects do not fit (and the host
+    # build segfaults, its DCHECKs being compiled out); no model with an op fits in 512. hi runs.
+    lo, last_msg = 512, ""
+    while hi - lo > ALIGN:
+        mid = ceil16((lo + hi) // 2)
+        if mid >= hi:
+            mid = hi - ALIGN
+        ok, msg = _probe(model, mid)
+        if ok:
+            hi = mid
+        else:
+            lo, last_msg = mid, msg
+    ok, report = _probe(model, hi, report=True)
+    if not ok:  # pragma: no cover - deterministic allocator; would be a TFLM bug
+        return {"ok": False, "message": "allocation not reproducible at %d bytes: %s" % (hi, report)}
+    return {"ok": True, "host_bytes": hi, "report": report, "fail_below_message": last_msg.strip()}
+
+
+def _child_probe(model_path: str, size: int) -> dict[str, Any]:
+    ok, msg = _probe(Path(model_path).read_bytes(), size)
+    return {"ok": ok, "message": msg}
+
+
+# ---------------------------------------------------------------------------------------------
+# parent: run the child, parse the report, derive the 32-bit figure
+# ---------------------------------------------------------------------------------------------
+
+_LINE_TOTALS = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+_LINE_CAT = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
+
+
+def parse_allocations(report: str) -> dict[str, Any]:
+    """Parse RecordingMicroAllocator::PrintAllocations() output into totals and categories."""
+    out: dict[str, Any] = {"categories": {}}
+    for kind, n in _LINE_TOTALS.findall(report):
+        out[kind] = int(n)
+    for name, used, requested, count in _LINE_CAT.findall(report):
+        out["categories"][name] = {"used": int(used), "requested": int(requested), "count": int(count)}
+    if "total" not in out:
+        raise RuntimeError(f"no allocation report from TFLM:\n{report[-800:]}")
+    return out
+
+
+def derive_target32(host_bytes: int, alloc: dict[str, Any]) -> dict[str, Any]:
+    """32-bit arena from the 64-bit host measurement; see the module docstring."""
+    cats = alloc["categories"]
+
+    def c(name):
+        return cats.get(name, {"used": 0, "requested": 0, "count": 0})
+
+    ev, nodes, tens = c("TfLiteEvalTensor data"), c("NodeAndRegistration struct"), c("Persistent TfLiteTensor data")
+    quant, pbuf = c("Persistent TfLiteTensor quantization data"), c("Persistent buffer data")
+    var = c("TfLiteTensor variable buffer data")
+    head, tail = alloc.get("head", 0), alloc.get("tail", 0)
+    recorded = sum(v["used"] for v in cats.values())
+    unrecorded = max(0, tail - recorded)
+    n_eval = ev["count"]
+    n_quant_structs = quant["count"] // 2  # struct + zero-point array per quantised tensor
+
+    tail32 = (
+        n_eval * EVAL_TENSOR[1]
+        + nodes["count"] * NODE_AND_REGISTRATION[1]
+        + tens["count"] * TFLITE_TENSOR[1]
+        + quant["used"] - n_quant_structs * (AFFINE_QUANTIZATION[0] - AFFINE_QUANTIZATION[1])
+        + pbuf["used"]
+        + var["used"]
+        + sum(v["used"] for k, v in cats.items() if k not in {
+            "TfLiteEvalTensor data", "NodeAndRegistration struct", "Persistent TfLiteTensor data",
+            "Persistent TfLiteTensor quantization data", "Persistent buffer data",
+            "TfLiteTensor variable buffer data"})
+        + int(math.ceil(unrecorded * UNRECORDED_TAIL_FACTOR))
+    )
+    planning_extra = max(0, host_bytes - alloc["total"])
+    planning32 = max(0, planning_extra - n_eval * (ALLOCATION_INFO[0] - ALLOCATION_INFO[1]))
+    target32 = head + tail32 + planning32
+    return {
+        "target32_bytes": int(target32),
+        "split": {"activations": int(head), "persistent": int(tail32), "scratch": int(planning32)},
+        "host_split": {"activations": int(head), "persistent": int(tail),
+                       "scratch": int(planning_extra)},
+        "final32_bytes": int(head + tail32),
+    }
+
+
+def run_child(model_bytes: bytes, timeout: float = 600, extra_args: list[str] | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tinyml-arena-") as d:
+        p = Path(d) / "model.tflite"
+        p.write_bytes(model_bytes)
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        try:
+            proc = subprocess.run([sys.executable, "-m", "tasks.arena", str(p), *(extra_args or [])], capture_output=True,
+                                  text=True, timeout=timeout, env=env, cwd=root)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "message": f"TFLM arena measurement timed out after {timeout:.0f} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"ok": False, "crashed": True,
+                "message": f"the TFLM interpreter crashed on this model (exit {proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout)[-600:].strip()}"}
+    return json.loads(lines[-1])
+
+
+def measure(model_bytes: bytes) -> dict[str, Any]:
+    """Smallest arena the real TFLM interpreter runs this model in, on the host and for 32-bit targets.
+
+    Returns {"host_bytes", "target32_bytes", "split": {activations, persistent, scratch} (32-bit),
+    "host_split", "allocations" (parsed report), "method"}. Raises TinyMLError when TFLM cannot run
+    the model at all (the message is TFLM's own, e.g. "Didn't find op for builtin opcode 'TILE'").
+    """
+    res = run_child(model_bytes)
+    if not res.get("ok"):
+        raise TinyMLError(f"TFLite Micro cannot allocate this model: {res.get('message', '')}")
+    alloc = parse_allocations(res["report"])
+    d = derive_target32(res["host_bytes"], alloc)
+    return {
+        "host_bytes": int(res["host_bytes"]),
+        "target32_bytes": d["target32_bytes"],
+        "split": d["split"],
+        "host_split": d["host_split"],
+        "allocations": alloc,
+        "method": (
+            "host_bytes: smallest multiple of 16 bytes for which the real TFLM interpreter "
+            "(tflite-micro python, 64-bit host) allocates and invokes the model (bisection; 16 bytes "
+            "less fails). target32_bytes: host figure with TFLM's pointer-holding structs "
+            "(TfLiteEvalTensor, TfLiteTensor, NodeAndRegistration, quantization, planner records) "
+            "resized to 32-bit and the unrecorded allocator objects scaled by "
+            f"{UNRECORDED_TAIL_FACTOR}; kernel op data kept at host size (upper bound). "
+            "See docs/analysis.md."
+        ),
+    }
+
+
+def probe(model_bytes: bytes, arena_size: int) -> tuple[bool, str]:
+    """Does the real TFLM interpreter allocate and invoke the model in `arena_size` bytes? (host)"""
+    res = run_child(model_bytes, extra_args=[str(int(arena_size))])
+    return bool(res.get("ok")), res.get("message", "")
+
+
+if __name__ == "__main__":  # child process
+    if len(sys.argv) > 2:
+        print(json.dumps(_child_probe(sys.argv[1], int(sys.argv[2]))))
+    else:
+        print(json.dumps(_child(sys.argv[1])))
