@@ -1,0 +1,208 @@
+"""Prove the AOT C code bit-exact against the real TFLite Micro interpreter.
+
+* `host_check`: compile the generated model + kernels + a harness with the host gcc
+  (-std=c99 -O2 -Wall -Wextra -Werror), run the whole test split, compare with TFLM.
+* `target_check` (in `tasks.aot.target`): the same inputs on an emulated Cortex-M4 (QEMU
+  mps2-an386), outputs required identical to the host's, instructions per inference measured.
+
+int8 outputs must be identical on every sample; float32 outputs within 1e-5 relative.
+A mismatch raises TinyMLError naming the first differing sample and output element.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from tasks.aot import KERNELS_DIR
+from tasks.util import TinyMLError, write_bytes, write_json, write_text
+
+HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+FLOAT_RTOL = 1e-5
+FLOAT_ATOL = 1e-7
+
+_HARNESS = r"""/* host harness: read raw input records from argv[1], write raw output records to argv[2] */
+#include <stdio.h>
+#include "@P@_model.h"
+
+static @P_@_INPUT_CTYPE in_buf[@P_@_INPUT_ELEMS];
+static @P_@_OUTPUT_CTYPE out_buf[@P_@_OUTPUT_ELEMS];
+
+int main(int argc, char **argv) {
+  FILE *fi, *fo;
+  long n = 0;
+  if (argc != 3) return 2;
+  fi = fopen(argv[1], "rb");
+  fo = fopen(argv[2], "wb");
+  if (!fi || !fo) return 3;
+  while (fread(in_buf, sizeof in_buf, 1, fi) == 1) {
+    if (@P@_model_invoke(in_buf, out_buf) != 0) return 4;
+    if (fwrite(out_buf, sizeof out_buf, 1, fo) != 1) return 5;
+    ++n;
+  }
+  fclose(fi);
+  fclose(fo);
+  printf("%ld\n", n);
+  return 0;
+}
+"""
+
+
+def harness_source(prefix: str) -> str:
+    return _HARNESS.replace("@P_@", prefix.upper()).replace("@P@", prefix)
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None, timeout: int = 300) -> str:
+    try:
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise TinyMLError(f"{what}: '{cmd[0]}' is not installed (install it, e.g. apt-get install {cmd[0]})") from None
+    if r.returncode != 0:
+        raise TinyMLError(f"{what} failed (exit {r.returncode}):\n{' '.join(map(str, cmd))}\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def compile_host(gen_dir: Path, exe: Path, prefix: str = "tinyml") -> Path:
+    """Build the generated model with the kernels and the file harness; return the executable."""
+    gen_dir = Path(gen_dir)
+    harness = gen_dir / "host_harness.c"
+    write_text(harness, harness_source(prefix))
+    cmd = ["gcc", *HOST_CFLAGS, f"-I{gen_dir}", f"-I{KERNELS_DIR}", str(gen_dir / f"{prefix}_model.c"),
+           str(KERNELS_DIR / "tinyml_kernels.c"), str(harness), "-lm", "-o", str(exe)]
+    _run(cmd, f"host compile of the AOT model in {gen_dir}")
+    return exe
+
+
+# --------------------------------------------------------------------------------------------
+# inputs and the TFLM reference
+# --------------------------------------------------------------------------------------------
+
+def quantize_inputs(x, info: dict):
+    """float32 test inputs -> the model input dtype, as the evaluate stage does it."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32)
+    if info["dtype"] == "int8":
+        q = np.round(x / np.float32(info["scale"])) + info["zero_point"]
+        return np.clip(q, -128, 127).astype(np.int8)
+    return x
+
+
+def load_inputs(dataset_npz: Path, info: dict, max_samples: int | None = None):
+    import numpy as np
+
+    try:
+        with np.load(dataset_npz) as d:
+            x = d["x_test"]
+    except (OSError, KeyError) as e:
+        raise TinyMLError(f"{dataset_npz}: cannot read x_test ({e})") from None
+    per = int(np.prod(info["shape"][1:])) if len(info["shape"]) > 1 else 1
+    if x.ndim == 0 or int(np.prod(x.shape[1:])) != per:
+        raise TinyMLError(f"{dataset_npz}: x_test samples have shape {list(x.shape[1:])}, but the model input "
+                          f"is {info['shape']}; rebuild the model or the dataset so they agree")
+    if max_samples is not None:
+        x = x[:max_samples]
+    return quantize_inputs(x.reshape(len(x), *info["shape"][1:]), info)
+
+
+def tflm_outputs(model_bytes: bytes, xq, arena_size: int | None = None):
+    """Run every sample through the real TFLM interpreter; return outputs stacked (N, ...)."""
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size or max(len(model_bytes) * 10, 1 << 16))
+    outs = []
+    for s in xq:
+        interp.set_input(s[None, ...], 0)
+        interp.invoke()
+        outs.append(np.array(interp.get_output(0), copy=True).reshape(-1))
+    return np.stack(outs) if outs else np.zeros((0, 0))
+
+
+def tflm_arena(model_bytes: bytes) -> dict:
+    """TFLM's minimum arena for this model, measured by `tasks.arena.measure` (real interpreter,
+    bisection in a child process): {"host_bytes", "target32_bytes"}."""
+    from tasks.arena import measure
+
+    m = measure(model_bytes)
+    return {"host_bytes": int(m["host_bytes"]), "target32_bytes": int(m["target32_bytes"])}
+
+
+def compare(aot, ref, dtype: str) -> dict:
+    """Compare AOT outputs with TFLM's; raise TinyMLError at the first difference."""
+    import numpy as np
+
+    aot = np.asarray(aot).reshape(ref.shape)
+    if dtype == "int8":
+        bad = np.nonzero(np.any(aot != ref, axis=1))[0]
+        if len(bad):
+            i = int(bad[0])
+            j = int(np.nonzero(aot[i] != ref[i])[0][0])
+            raise TinyMLError(
+                f"AOT output differs from TFLM at sample {i}, output element {j}: AOT {int(aot[i, j])} vs "
+                f"TFLM {int(ref[i, j])} ({len(bad)} of {len(ref)} samples differ)")
+        return {"int8_identical_fraction": 1.0 if len(ref) else 0.0}
+    close = np.isclose(aot, ref, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+    denom = np.maximum(np.abs(ref.astype(np.float64)), 1e-30)
+    rel = np.abs(aot.astype(np.float64) - ref) / denom
+    rel = np.where(np.abs(ref) > 1e-6, rel, 0.0)
+    if not close.all():
+        i, j = (int(v) for v in np.argwhere(~close)[0])
+        n_bad = int(np.any(~close, axis=1).sum())
+        raise TinyMLError(
+            f"AOT output differs from TFLM at sample {i}, output element {j}: AOT {float(aot[i, j])!r} vs "
+            f"TFLM {float(ref[i, j])!r} (relative tolerance {FLOAT_RTOL}; {n_bad} of {len(ref)} samples differ)")
+    return {"float_max_rel_error": float(rel.max()) if rel.size else 0.0,
+            "float_max_abs_error": float(np.abs(aot.astype(np.float64) - ref).max()) if rel.size else 0.0}
+
+
+def run_host(exe: Path, xq, out_info: dict, work_dir: Path):
+    import numpy as np
+
+    work_dir = Path(work_dir)
+    fin, fout = work_dir / "inputs.bin", work_dir / "outputs.bin"
+    write_bytes(fin, np.ascontiguousarray(xq).tobytes())
+    if fout.exists():
+        fout.unlink()
+    _run([str(exe), str(fin), str(fout)], "AOT host harness")
+    dt = np.int8 if out_info["dtype"] == "int8" else np.float32
+    return np.frombuffer(fout.read_bytes(), dtype=dt).reshape(len(xq), -1)
+
+
+def host_check(tflite_path: Path, dataset_npz: Path, out_json: Path, *, work_dir: Path,
+               prefix: str = "tinyml", max_samples: int | None = None) -> dict:
+    """Generate, compile with host gcc, run the test split and compare with TFLM; write aot.json."""
+    from tasks.aot.generate import generate
+
+    tflite_path, work_dir = Path(tflite_path), Path(work_dir)
+    gen_dir = work_dir / "gen"
+    if gen_dir.exists():
+        shutil.rmtree(gen_dir)
+    info = generate(tflite_path, gen_dir, prefix=prefix)
+    result = check_generated(tflite_path, dataset_npz, gen_dir, info, work_dir=work_dir, prefix=prefix,
+                             max_samples=max_samples)
+    write_json(out_json, result)
+    return result
+
+
+def check_generated(tflite_path: Path, dataset_npz: Path, gen_dir: Path, info: dict, *, work_dir: Path,
+                    prefix: str = "tinyml", max_samples: int | None = None) -> dict:
+    """Compile the already generated sources in `gen_dir` and compare them with TFLM (no JSON)."""
+    model_bytes = Path(tflite_path).read_bytes()
+    xq = load_inputs(dataset_npz, info["input"], max_samples)
+    exe = compile_host(gen_dir, Path(work_dir) / "aot_host", prefix)
+    aot = run_host(exe, xq, info["output"], work_dir)
+    ref = tflm_outputs(model_bytes, xq)
+    stats = compare(aot, ref, info["output"]["dtype"])
+    arena = tflm_arena(model_bytes)
+    return {
+        "planned_bytes": info["planned_bytes"],
+        "tflm_arena_bytes": arena["host_bytes"],
+        "tflm_arena_target32_bytes": arena["target32_bytes"],
+        "io_bytes": info["io_bytes"],
+        "weights_bytes": info["weights_bytes"],
+        "ops": info["ops"],
+        "samples": int(len(xq)),
+        **stats,
+        "passed": True,
+    }

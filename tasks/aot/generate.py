@@ -1,0 +1,716 @@
+"""Compile a .tflite flatbuffer to plain C99: weights in flash, one static arena, no interpreter.
+
+`generate(tflite_path, out_dir, prefix)` writes `<prefix>_model.c` and `<prefix>_model.h`:
+
+* every constant tensor an operator reads becomes a `static const` array (flash);
+* every activation lives at a fixed offset of `static uint8_t <prefix>_arena[N]`, laid out by
+  the offline plan in `tasks.aot.plan` (reshape-like ops alias their input, no copy);
+* `int <prefix>_model_invoke(const void *input, void *output)` calls the kernels of
+  `tasks/aot/kernels/tinyml_kernels.c` in graph order; the model input is read straight from
+  `input` and the last operator writes straight into `output`;
+* everything TFLM computes in Prepare (fixed-point multipliers and shifts, activation ranges,
+  padding, softmax/logistic/tanh scaling) is computed here, with TFLM's exact formulas.
+
+The flatbuffer is read with LiteRT's generated schema (no TensorFlow). Models the compiler cannot
+handle (an operator outside `SUPPORTED_OPS`, several subgraphs, dynamic shapes, several inputs or
+outputs) raise `TinyMLError` naming the reason: such a variant keeps the TFLM runtime.
+"""
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+from tasks.util import TinyMLError, sha256_file, write_text
+
+SUPPORTED_OPS = (
+    "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SOFTMAX", "LOGISTIC", "TANH", "RELU", "RELU6", "ADD",
+    "MUL", "QUANTIZE", "DEQUANTIZE", "CONCATENATION", "PAD",
+)
+SHAPE_ONLY_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+_KEEP_TFLM = 'this variant keeps the TFLM runtime (set runtime = "tflm" for it, or change the model)'
+
+_DTYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
+_CTYPE = {"float32": "float", "int32": "int32_t", "uint8": "uint8_t", "int64": "int64_t",
+          "int16": "int16_t", "int8": "int8_t"}
+_NPTYPE = {"float32": "<f4", "int32": "<i4", "uint8": "u1", "int64": "<i8", "int16": "<i2", "int8": "i1"}
+_SIZE = {"float32": 4, "int32": 4, "uint8": 1, "int64": 8, "int16": 2, "int8": 1}
+
+FLT_MAX = 3.4028234663852886e38
+
+
+# --------------------------------------------------------------------------------------------
+# TFLite / TFLM quantization arithmetic (quantization_util.cc, kernel_util.cc), on the host
+# --------------------------------------------------------------------------------------------
+
+def _round_away(x: float) -> int:
+    """std::round / TfLiteRound: halves away from zero."""
+    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+
+
+def quantize_multiplier(d: float) -> tuple[int, int]:
+    """TFLite QuantizeMultiplier: d = q * 2^shift with q a Q0.31 int32."""
+    if d == 0.0:
+        return 0, 0
+    q, shift = math.frexp(d)
+    q_fixed = _round_away(q * (1 << 31))
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    if shift > 30:
+        shift, q_fixed = 30, (1 << 31) - 1
+    return int(q_fixed), int(shift)
+
+
+def _f32(x: float) -> float:
+    """Round a Python float to float32 and back (exact)."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def _f32_div(a: float, b: float) -> float:
+    return _f32(_f32(a) / _f32(b))
+
+
+def calculate_input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 31) -> int:
+    v = 1.0 * ((1 << integer_bits) - 1) * (1 << (total_signed_bits - integer_bits)) / (1 << left_shift)
+    return int(math.floor(v))
+
+
+def act_range_q(act: int, scale: float, zp: int, qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for int8 (float division, std::round)."""
+    def q(f):
+        return zp + _round_away(_f32_div(f, scale))
+
+    if act == 0:
+        return qmin, qmax
+    if act == 1:  # RELU
+        return max(qmin, q(0.0)), qmax
+    if act == 3:  # RELU6
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if act == 2:  # RELU_N1_TO_1
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    raise ValueError(act)
+
+
+def act_range_f(act: int) -> tuple[float, float]:
+    return {0: (-FLT_MAX, FLT_MAX), 1: (0.0, FLT_MAX), 3: (0.0, 6.0), 2: (-1.0, 1.0)}[act]
+
+
+# --------------------------------------------------------------------------------------------
+# flatbuffer reading
+# --------------------------------------------------------------------------------------------
+
+class _T:
+    """One tensor of the subgraph, with its constant data (if any)."""
+
+    def __init__(self, idx, t, model, raw: bytes, path):
+        import numpy as np
+
+        self.idx = idx
+        self.name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or f"t{idx}")
+        self.shape = [int(s) for s in (t.shape if t.shape is not None else [])]
+        self.sig = [int(s) for s in t.shapeSignature] if t.shapeSignature is not None else None
+        self.dtype = _DTYPES.get(int(t.type), f"type{int(t.type)}")
+        q = t.quantization
+        self.scales = [float(s) for s in q.scale] if q is not None and q.scale is not None else []
+        self.zps = [int(z) for z in q.zeroPoint] if q is not None and q.zeroPoint is not None else []
+        self.qdim = int(q.quantizedDimension) if q is not None else 0
+        self.data = None
+        buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
+        if buf is not None:
+            if buf.data is not None and len(buf.data) > 0:
+                self.data = bytes(np.asarray(buf.data, dtype=np.uint8).tobytes())
+            elif getattr(buf, "offset", 0) and buf.offset > 1:
+                self.data = raw[buf.offset: buf.offset + buf.size]
+        self.elems = int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def scale(self) -> float:
+        return self.scales[0] if self.scales else 0.0
+
+    @property
+    def zp(self) -> int:
+        return self.zps[0] if self.zps else 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.elems * _SIZE.get(self.dtype, 1)
+
+    def array(self):
+        import numpy as np
+
+        return np.frombuffer(self.data, dtype=_NPTYPE[self.dtype]).reshape(self.shape or [1])
+
+
+def _op_names():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def load(tflite_path: Path):
+    """Parse a .tflite; return (subgraph, tensors, [(op_name, op)]). Raises TinyMLError if unreadable."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite_path = Path(tflite_path)
+    try:
+        raw = tflite_path.read_bytes()
+    except OSError as e:
+        raise TinyMLError(f"{tflite_path}: cannot read the model ({e.strerror})") from None
+    try:
+        model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
+        raise TinyMLError(f"{tflite_path}: not a valid .tflite flatbuffer ({e})") from None
+    names = _op_names()
+    if not model.subgraphs:
+        raise TinyMLError(f"{tflite_path}: the model has no subgraph")
+    sg = model.subgraphs[0]
+    tensors = [_T(i, t, model, raw, tflite_path) for i, t in enumerate(sg.tensors or [])]
+    ops = []
+    for op in sg.operators or []:
+        oc = model.operatorCodes[op.opcodeIndex]
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        name = names.get(code, f"BUILTIN_{code}")
+        if name == "CUSTOM":
+            cc = oc.customCode
+            name = f"CUSTOM({cc.decode() if isinstance(cc, bytes) else cc})"
+        ops.append((name, op))
+    return model, sg, tensors, ops
+
+
+def unsupported_ops(tflite_path: Path) -> list[dict]:
+    """Every reason the AOT compiler cannot take this model (empty list: it can). Never raises for
+    an unsupported model, only for an unreadable file."""
+    model, sg, tensors, ops = load(tflite_path)
+    problems = []
+    if len(model.subgraphs) != 1:
+        problems.append({"op": None, "reason": f"the model has {len(model.subgraphs)} subgraphs; the AOT compiler handles exactly one"})
+    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
+        problems.append({"op": None, "reason": f"the model has {len(sg.inputs)} inputs and {len(sg.outputs)} outputs; the AOT compiler handles exactly one of each"})
+    for t in tensors:
+        if t.sig is not None and any(s < 0 for s in t.sig[1:]):
+            problems.append({"op": None, "reason": f"tensor '{t.name}' has a dynamic shape {t.sig} (-1 beyond the batch axis)"})
+            break
+    for i, (name, op) in enumerate(ops):
+        if name not in SUPPORTED_OPS:
+            problems.append({"op": name, "index": i, "reason": f"operator #{i} {name} is not supported by the AOT compiler"})
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# C emission helpers
+# --------------------------------------------------------------------------------------------
+
+def _cf(x: float) -> str:
+    """A C float literal that is exactly the float32 value of x."""
+    x = _f32(x)
+    if math.isinf(x):
+        return "-3.402823466e+38f" if x < 0 else "3.402823466e+38f"
+    if math.isnan(x):
+        raise ValueError("NaN constant")
+    return f"{x.hex()}f" if x != 0 else "0.0f"
+
+
+def _cd(x: float) -> str:
+    return x.hex() if x != 0 else "0.0"
+
+
+def _int_list(vals, per_line: int = 24) -> str:
+    vals = [str(int(v)) for v in vals]
+    lines = [", ".join(vals[i: i + per_line]) for i in range(0, len(vals), per_line)]
+    return "  " + ",\n  ".join(lines)
+
+
+def _float_list(vals, per_line: int = 6) -> str:
+    vals = [_cf(float(v)) for v in vals]
+    lines = [", ".join(vals[i: i + per_line]) for i in range(0, len(vals), per_line)]
+    return "  " + ",\n  ".join(lines)
+
+
+def _pad4(shape: list[int]) -> list[int]:
+    if len(shape) > 4:
+        raise ValueError("rank > 4")
+    return [1] * (4 - len(shape)) + list(shape)
+
+
+def _conv_pad(padding: int, stride: int, dil: int, in_size: int, filt: int) -> tuple[int, int]:
+    """ComputePaddingHeightWidth for one axis: (padding before, output size)."""
+    eff = (filt - 1) * dil + 1
+    out = (in_size + stride - 1) // stride if padding == 0 else (in_size + stride - eff) // stride
+    total = max((out - 1) * stride + eff - in_size, 0)
+    return total // 2, out
+
+
+class _Gen:
+    def __init__(self, path: Path, prefix: str):
+        self.path = Path(path)
+        self.prefix = prefix
+        self.model, self.sg, self.tensors, self.ops = load(self.path)
+        self.decls: list[str] = []     # weights and parameter structs (flash)
+        self.body: list[str] = []      # statements of <prefix>_model_invoke
+        self.emitted: dict[int, str] = {}
+        self.weights_bytes = 0
+        self.tables_bytes = 0
+        self.kernels: set[str] = set()
+        self.n = 0
+
+    # ---- errors ----
+    def fail(self, i: int, name: str, why: str):
+        raise TinyMLError(f"{self.path}: operator #{i} {name}: {why}; {_KEEP_TFLM}")
+
+    # ---- names ----
+    def sym(self, what: str) -> str:
+        self.n += 1
+        return f"{self.prefix}_{what}{self.n}"
+
+    def const(self, t: _T) -> str:
+        """Emit a constant tensor as a static const array once; return its symbol."""
+        if t.idx in self.emitted:
+            return self.emitted[t.idx]
+        if t.data is None:
+            raise ValueError(t.name)
+        name = f"{self.prefix}_w{t.idx}"
+        arr = t.array().reshape(-1)
+        body = _float_list(arr) if t.dtype == "float32" else _int_list(arr)
+        self.decls.append(f"/* {t.name} {t.shape} {t.dtype} */\nstatic const {_CTYPE[t.dtype]} {name}[{arr.size}] = {{\n{body}\n}};")
+        self.emitted[t.idx] = name
+        self.weights_bytes += t.nbytes
+        return name
+
+    def table(self, vals: list[int]) -> str:
+        name = self.sym("q")
+        self.decls.append(f"static const int32_t {name}[{len(vals)}] = {{\n{_int_list(vals, 8)}\n}};")
+        self.tables_bytes += 4 * len(vals)
+        return name
+
+    def struct(self, ctype: str, fields: list[str]) -> str:
+        name = self.sym("op")
+        self.decls.append(f"static const {ctype} {name} = {{{', '.join(fields)}}};")
+        return name
+
+    # ---- per-channel multipliers ----
+    def out_mults(self, inp: _T, filt: _T, out: _T) -> tuple[int, str, str]:
+        mults, shifts = [], []
+        for s in filt.scales or [0.0]:
+            m, sh = quantize_multiplier(float(inp.scale) * float(s) / float(out.scale))
+            mults.append(m)
+            shifts.append(sh)
+        per_channel = 1 if len(mults) > 1 else 0
+        return per_channel, self.table(mults), self.table(shifts)
+
+
+def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
+    """Compile `tflite_path` into `<out_dir>/<prefix>_model.c` and `.h`; return a summary dict.
+
+    Raises TinyMLError (naming the operator or reason) for a model the compiler cannot handle.
+    """
+    from tasks.aot.plan import Buffer, check_plan, plan_memory
+
+    if not prefix.isidentifier():
+        raise TinyMLError(f"AOT prefix '{prefix}' is not a C identifier; use letters, digits and _")
+    g = _Gen(tflite_path, prefix)
+    problems = unsupported_ops(tflite_path)
+    if problems:
+        reasons = "; ".join(p["reason"] for p in problems)
+        raise TinyMLError(
+            f"{tflite_path}: cannot compile ahead of time: {reasons} "
+            f"(supported operators: {', '.join(SUPPORTED_OPS)}); {_KEEP_TFLM}"
+        )
+    T = g.tensors
+    in_t, out_t = T[g.sg.inputs[0]], T[g.sg.outputs[0]]
+    for t, role in ((in_t, "input"), (out_t, "output")):
+        if t.dtype not in ("int8", "float32"):
+            raise TinyMLError(f"{tflite_path}: model {role} '{t.name}' is {t.dtype}; the AOT compiler "
+                              f"takes int8 or float32 model inputs and outputs; {_KEEP_TFLM}")
+
+    # ---- tensor -> storage: const, graph input, graph output, or an arena buffer ----
+    n_ops = len(g.ops)
+    root = {}  # tensor idx -> root tensor idx (aliases)
+    copies = set()  # op indices of shape-only ops that must copy (output is the graph output)
+
+    def find(i):
+        while root.get(i, i) != i:
+            i = root[i]
+        return i
+
+    for k, (name, op) in enumerate(g.ops):
+        if name in SHAPE_ONLY_OPS:
+            src, dst = op.inputs[0], op.outputs[0]
+            if dst == g.sg.outputs[0]:
+                copies.add(k)
+            else:
+                root[dst] = find(src)
+
+    first, last = {}, {}
+    for k, (name, op) in enumerate(g.ops):
+        for ti in op.outputs:
+            r = find(ti)
+            first.setdefault(r, k)
+            last[r] = max(last.get(r, k), k)
+        for ti in op.inputs:
+            if ti < 0:
+                continue
+            r = find(ti)
+            last[r] = max(last.get(r, k), k)
+            first.setdefault(r, k)
+    in_root, out_idx = find(in_t.idx), out_t.idx
+    buffers = {}
+    for r in first:
+        t = T[r]
+        if t.data is not None or r == in_root or r == out_idx:
+            continue
+        buffers[r] = Buffer(t.name, t.nbytes, first[r], last[r])
+    arena_bytes = plan_memory(list(buffers.values()))
+    check_plan(list(buffers.values()))
+    arena = f"{prefix}_arena"
+
+    def ref(ti: int, const: bool = False) -> str:
+        t = T[ti]
+        r = find(ti)
+        ct = _CTYPE[t.dtype]
+        q = "const " if const else ""
+        if T[r].data is not None:
+            return f"({q}{ct} *){g.const(T[r])}"
+        if r == in_root:
+            return f"(const {ct} *)input"
+        if r == out_idx:
+            return f"({ct} *)output"
+        return f"({q}{ct} *)({arena} + {buffers[r].offset})"
+
+    # ---- operators ----
+    op_list = []
+    for k, (name, op) in enumerate(g.ops):
+        op_list.append(name)
+        ins = [T[i] if i >= 0 else None for i in op.inputs]
+        out = T[op.outputs[0]]
+        opts = op.builtinOptions
+        dt = ins[0].dtype
+        if dt not in ("int8", "float32") and name not in SHAPE_ONLY_OPS:
+            g.fail(k, name, f"input '{ins[0].name}' is {dt}; only int8 and float32 activations are supported")
+        act = int(getattr(opts, "fusedActivationFunction", 0) or 0)
+        if act not in (0, 1, 2, 3):
+            g.fail(k, name, "fused activation TANH/SIGN_BIT is not supported")
+        rin = ref(op.inputs[0], const=True)
+        rout = ref(op.outputs[0])
+        comment = f"  /* #{k} {name} -> {out.name} {out.shape} */"
+        g.body.append(comment)
+        call = None
+
+        if name in SHAPE_ONLY_OPS:
+            if k in copies:
+                call = f"tml_copy({out.nbytes}, {rin}, {rout});"
+            else:
+                g.body.append("  /* alias: no code */")
+                continue
+
+        elif name == "FULLY_CONNECTED":
+            filt, bias = ins[1], (ins[2] if len(ins) > 2 else None)
+            units, in_features = filt.shape[0], filt.shape[-1]
+            batches = ins[0].elems // in_features
+            rf = ref(filt.idx, const=True)
+            rb = ref(bias.idx, const=True) if bias is not None else "0"
+            if dt == "int8":
+                if filt.dtype != "int8" or (bias is not None and bias.dtype != "int32"):
+                    g.fail(k, name, f"weights {filt.dtype}/bias {bias.dtype if bias else None}; int8 weights and int32 bias required")
+                pc, mt, st = g.out_mults(ins[0], filt, out)
+                lo, hi = act_range_q(act, out.scale, out.zp)
+                p = g.struct("tml_fc_s8_params", [str(batches), str(in_features), str(units), str(-ins[0].zp),
+                                                  str(-filt.zp), str(out.zp), str(lo), str(hi), str(pc), mt, st])
+                call = f"tml_fc_s8(&{p}, {rin}, {rf}, {rb}, {rout});"
+            else:
+                if filt.dtype != "float32":
+                    g.fail(k, name, f"float input with {filt.dtype} weights (hybrid quantization) is not supported")
+                lo, hi = act_range_f(act)
+                p = g.struct("tml_fc_f32_params", [str(batches), str(in_features), str(units), _cf(lo), _cf(hi)])
+                call = f"tml_fc_f32(&{p}, {rin}, {rf}, {rb}, {rout});"
+
+        elif name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            filt, bias = ins[1], (ins[2] if len(ins) > 2 else None)
+            n, ih, iw, ic = ins[0].shape
+            _, oh, ow, oc = out.shape
+            if name == "CONV_2D":
+                kh, kw, fic = filt.shape[1], filt.shape[2], filt.shape[3]
+            else:
+                kh, kw = filt.shape[1], filt.shape[2]
+                fic = oc // ic
+            ph, oh2 = _conv_pad(opts.padding, opts.strideH, opts.dilationHFactor, ih, kh)
+            pw, ow2 = _conv_pad(opts.padding, opts.strideW, opts.dilationWFactor, iw, kw)
+            if (oh2, ow2) != (oh, ow):
+                g.fail(k, name, f"output shape {out.shape} does not match the padding arithmetic ({oh2}x{ow2})")
+            geo = [str(v) for v in (n, ih, iw, ic, oh, ow, oc, kh, kw, opts.strideH, opts.strideW,
+                                    opts.dilationHFactor, opts.dilationWFactor, ph, pw, fic)]
+            rf = ref(filt.idx, const=True)
+            rb = ref(bias.idx, const=True) if bias is not None else "0"
+            kern = "conv2d" if name == "CONV_2D" else "depthwise"
+            if dt == "int8":
+                if filt.dtype != "int8" or (bias is not None and bias.dtype != "int32"):
+                    g.fail(k, name, f"weights {filt.dtype}/bias {bias.dtype if bias else None}; int8 weights and int32 bias required")
+                pc, mt, st = g.out_mults(ins[0], filt, out)
+                lo, hi = act_range_q(act, out.scale, out.zp)
+                p = g.struct("tml_conv_s8_params", geo + [str(-ins[0].zp), str(out.zp), str(lo), str(hi), str(pc), mt, st])
+                call = f"tml_{kern}_s8(&{p}, {rin}, {rf}, {rb}, {rout});"
+            else:
+                if filt.dtype != "float32":
+                    g.fail(k, name, f"float input with {filt.dtype} weights (hybrid quantization) is not supported")
+                lo, hi = act_range_f(act)
+                p = g.struct("tml_conv_f32_params", geo + [_cf(lo), _cf(hi)])
+                call = f"tml_{kern}_f32(&{p}, {rin}, {rf}, {rb}, {rout});"
+
+        elif name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+            n, ih, iw, c = ins[0].shape
+            _, oh, ow, _ = out.shape
+            ph, oh2 = _conv_pad(opts.padding, opts.strideH, 1, ih, opts.filterHeight)
+            pw, ow2 = _conv_pad(opts.padding, opts.strideW, 1, iw, opts.filterWidth)
+            if (oh2, ow2) != (oh, ow):
+                g.fail(k, name, f"output shape {out.shape} does not match the padding arithmetic ({oh2}x{ow2})")
+            if dt == "int8":
+                lo, hi = act_range_q(act, out.scale, out.zp)
+                flo, fhi = -FLT_MAX, FLT_MAX
+            else:
+                lo, hi = -128, 127
+                flo, fhi = act_range_f(act)
+            p = g.struct("tml_pool_params", [str(v) for v in (n, ih, iw, c, oh, ow, opts.filterHeight, opts.filterWidth,
+                                                               opts.strideH, opts.strideW, ph, pw, lo, hi)] + [_cf(flo), _cf(fhi)])
+            kern = "maxpool" if name == "MAX_POOL_2D" else "avgpool"
+            call = f"tml_{kern}_{'s8' if dt == 'int8' else 'f32'}(&{p}, {rin}, {rout});"
+
+        elif name == "MEAN":
+            axes_t = ins[1]
+            if axes_t.data is None:
+                g.fail(k, name, "the axis tensor is not constant")
+            rank = len(ins[0].shape)
+            if rank > 4:
+                g.fail(k, name, f"rank {rank} input; at most 4 dimensions are supported")
+            axes = {(int(a) + rank) % rank + (4 - rank) for a in axes_t.array().reshape(-1)}
+            dims = _pad4(ins[0].shape)
+            red = [1 if d in axes else 0 for d in range(4)]
+            mult = shift = 0
+            if dt == "int8":
+                # PrepareMeanOrSum + QuantizedMeanOrSum: fold 1/count into the multiplier
+                mult, shift = quantize_multiplier(float(ins[0].scale) / float(out.scale))
+                count = int(math.prod(d for d, r in zip(dims, red) if r))
+                s = min(count.bit_length() - 1, 32, 31 + shift)
+                mult = int((mult << s) // count)
+                shift -= s
+            p = g.struct("tml_mean_params", ["{" + ", ".join(map(str, dims)) + "}", "{" + ", ".join(map(str, red)) + "}",
+                                             str(ins[0].zp), str(out.zp), str(mult), str(shift)])
+            call = f"tml_mean_{'s8' if dt == 'int8' else 'f32'}(&{p}, {rin}, {rout});"
+
+        elif name == "SOFTMAX":
+            depth = ins[0].shape[-1]
+            rows = ins[0].elems // depth
+            beta = _f32(float(opts.beta))
+            if dt == "int8":
+                if out.zp != -128 or _f32(out.scale) != _f32(1.0 / 256):
+                    g.fail(k, name, f"int8 output must have scale 1/256 and zero point -128 (has {out.scale}, {out.zp})")
+                real = min(beta * float(ins[0].scale) * (1 << (31 - 5)), (1 << 31) - 1.0)
+                mult, lshift = quantize_multiplier(real)
+                diff_min = -calculate_input_radius(5, lshift)
+                fields = [str(rows), str(depth), str(mult), str(lshift), str(diff_min), _cf(beta)]
+            else:
+                fields = [str(rows), str(depth), "0", "0", "0", _cf(beta)]
+            p = g.struct("tml_softmax_params", fields)
+            call = f"tml_softmax_{'s8' if dt == 'int8' else 'f32'}(&{p}, {rin}, {rout});"
+
+        elif name in ("LOGISTIC", "TANH"):
+            kern = name.lower()
+            if dt == "int8":
+                want = (-128, 1.0 / 256) if name == "LOGISTIC" else (0, 1.0 / 128)
+                if out.zp != want[0]:
+                    g.fail(k, name, f"int8 output zero point must be {want[0]} (has {out.zp})")
+                real = float(ins[0].scale) * float(1 << (31 - 4))
+                q, lshift = math.frexp(real)
+                mult = _round_away(q * (1 << 31))
+                radius = calculate_input_radius(4, lshift, 31)
+                p = g.struct("tml_sigmoid_params", [str(ins[0].elems), str(ins[0].zp), str(radius), str(mult), str(lshift)])
+                call = f"tml_{kern}_s8(&{p}, {rin}, {rout});"
+            else:
+                call = f"tml_{kern}_f32({ins[0].elems}, {rin}, {rout});"
+
+        elif name in ("RELU", "RELU6"):
+            if dt == "int8":
+                if name == "RELU":
+                    m, s = quantize_multiplier(float(ins[0].scale) / float(out.scale))
+                    lo = max(-128, out.zp + _round_away(_f32_div(0.0, out.scale)))
+                    fields = [ins[0].elems, -ins[0].zp, out.zp, m, s, lo, 127]
+                else:  # TFLM Relu6Quantized: clamp in the input's scale, no rescale
+                    six = max(-128, min(127, _round_away(_f32_div(6.0, ins[0].scale)) + ins[0].zp))
+                    fields = [ins[0].elems, 0, 0, 1 << 30, 1, ins[0].zp, six]
+                p = g.struct("tml_requant_params", [str(v) for v in fields])
+                call = f"tml_requant_s8(&{p}, {rin}, {rout});"
+            else:
+                hi = FLT_MAX if name == "RELU" else 6.0
+                call = f"tml_clamp_f32({ins[0].elems}, 0.0f, {_cf(hi)}, {rin}, {rout});"
+
+        elif name == "QUANTIZE":
+            if out.dtype != "int8":
+                g.fail(k, name, f"output {out.dtype}; only int8 is supported")
+            if dt == "float32":
+                call = f"tml_quantize_f32_s8({out.elems}, {_cf(out.scale)}, {out.zp}, {rin}, {rout});"
+            else:
+                m, s = quantize_multiplier(float(ins[0].scale) / float(out.scale))
+                p = g.struct("tml_requant_params", [str(v) for v in (out.elems, -ins[0].zp, out.zp, m, s, -128, 127)])
+                call = f"tml_requant_s8(&{p}, {rin}, {rout});"
+
+        elif name == "DEQUANTIZE":
+            if dt != "int8" or out.dtype != "float32":
+                g.fail(k, name, f"{dt} -> {out.dtype}; only int8 -> float32 is supported")
+            call = f"tml_dequantize_s8_f32({out.elems}, {_cd(float(ins[0].scale))}, {ins[0].zp}, {rin}, {rout});"
+
+        elif name in ("ADD", "MUL"):
+            a, b = ins[0], ins[1]
+            if len(out.shape) > 4:
+                g.fail(k, name, "rank > 4 is not supported")
+            od = _pad4(out.shape)
+
+            def strides(t):
+                d = _pad4(t.shape)
+                s, acc = [0] * 4, 1
+                for ax in (3, 2, 1, 0):
+                    s[ax] = 0 if d[ax] == 1 and od[ax] != 1 else acc
+                    acc *= d[ax]
+                return s
+
+            s1, s2 = strides(a), strides(b)
+            fields = ["{" + ", ".join(map(str, od)) + "}", "{" + ", ".join(map(str, s1)) + "}",
+                      "{" + ", ".join(map(str, s2)) + "}"]
+            if dt == "int8":
+                lo, hi = act_range_q(act, out.scale, out.zp)
+                if name == "ADD":
+                    left = 20
+                    twice_max = 2 * float(max(_f32(a.scale), _f32(b.scale)))
+                    m1, s1_ = quantize_multiplier(float(a.scale) / twice_max)
+                    m2, s2_ = quantize_multiplier(float(b.scale) / twice_max)
+                    mo, so = quantize_multiplier(twice_max / ((1 << left) * float(out.scale)))
+                else:
+                    left, m1, s1_, m2, s2_ = 0, 0, 0, 0, 0
+                    mo, so = quantize_multiplier(float(a.scale) * float(b.scale) / float(out.scale))
+                fields += [str(v) for v in (-a.zp, -b.zp, out.zp, left, m1, s1_, m2, s2_, mo, so, lo, hi)]
+                fields += [_cf(-FLT_MAX), _cf(FLT_MAX)]
+            else:
+                flo, fhi = act_range_f(act)
+                fields += ["0"] * 12 + [_cf(flo), _cf(fhi)]
+            p = g.struct("tml_binary_params", fields)
+            rb = ref(b.idx, const=True)
+            call = f"tml_{name.lower()}_{'s8' if dt == 'int8' else 'f32'}(&{p}, {rin}, {rb}, {rout});"
+
+        elif name == "CONCATENATION":
+            rank = len(out.shape)
+            axis = (int(opts.axis) + rank) % rank
+            outer = int(math.prod(out.shape[:axis]))
+            esz = _SIZE[dt]
+            axis_bytes = [int(math.prod(t.shape[axis:])) * esz for t in ins]
+            tbl = g.sym("cat")
+            g.decls.append(f"static const int32_t {tbl}[{len(ins)}] = {{{', '.join(map(str, axis_bytes))}}};")
+            srcs = ", ".join(ref(t.idx, const=True) for t in ins)
+            call = (f"{{ const void *const src[{len(ins)}] = {{{srcs}}}; "
+                    f"tml_concat({outer}, {len(ins)}, src, {tbl}, {rout}); }}")
+
+        elif name == "PAD":
+            pads_t = ins[1]
+            if pads_t.data is None:
+                g.fail(k, name, "the paddings tensor is not constant")
+            rank = len(ins[0].shape)
+            if rank > 4:
+                g.fail(k, name, "rank > 4 is not supported")
+            pads = [[0, 0]] * (4 - rank) + [[int(x) for x in row] for row in pads_t.array().reshape(rank, 2)]
+            pv = g.sym("padv")
+            if dt == "int8":
+                g.decls.append(f"static const int8_t {pv} = {out.zp};")
+            else:
+                g.decls.append(f"static const float {pv} = 0.0f;")
+            p = g.struct("tml_pad_params", ["{" + ", ".join(map(str, _pad4(ins[0].shape))) + "}",
+                                            "{" + ", ".join(str(r[0]) for r in pads) + "}",
+                                            "{" + ", ".join(str(r[1]) for r in pads) + "}", str(_SIZE[dt])])
+            call = f"tml_pad(&{p}, {rin}, &{pv}, {rout});"
+        else:  # pragma: no cover - guarded by unsupported_ops
+            g.fail(k, name, "not supported")
+        g.body.append("  " + call)
+
+    # ---- write the files ----
+    P = prefix.upper()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digest = sha256_file(tflite_path)
+
+    def io_macros(t: _T, role: str) -> str:
+        R = role.upper()
+        return "\n".join([
+            f"#define {P}_{R}_ELEMS {t.elems}",
+            f"#define {P}_{R}_BYTES {t.nbytes}",
+            f"#define {P}_{R}_DTYPE \"{t.dtype}\"",
+            f"#define {P}_{R}_IS_INT8 {1 if t.dtype == 'int8' else 0}",
+            f"#define {P}_{R}_CTYPE {_CTYPE[t.dtype]}",
+            f"#define {P}_{R}_SCALE {_cf(t.scale)}",
+            f"#define {P}_{R}_ZERO_POINT {t.zp}",
+            f"#define {P}_{R}_SHAPE {{{', '.join(map(str, t.shape))}}}",
+        ])
+
+    header = f"""/* {prefix}_model.h - generated by doit-tinyml's AOT compiler from {Path(tflite_path).name}
+ * (sha256 {digest}). Do not edit: re-run the generator instead. */
+#ifndef {P}_MODEL_H
+#define {P}_MODEL_H
+
+#include <stdint.h>
+
+{io_macros(in_t, "input")}
+{io_macros(out_t, "output")}
+#define {P}_ARENA_BYTES {arena_bytes}
+#define {P}_WEIGHTS_BYTES {g.weights_bytes}
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+/* Run one inference. `input` holds {P}_INPUT_ELEMS values of {P}_INPUT_CTYPE (quantized with
+ * {P}_INPUT_SCALE / {P}_INPUT_ZERO_POINT when int8); `output` receives {P}_OUTPUT_ELEMS values.
+ * The buffers must not overlap. Not reentrant: the activations live in one static arena.
+ * Returns 0. */
+int {prefix}_model_invoke(const void *input, void *output);
+
+#ifdef __cplusplus
+}}
+#endif
+
+#endif /* {P}_MODEL_H */
+"""
+    source = "\n".join([
+        f"/* {prefix}_model.c - generated by doit-tinyml's AOT compiler from {Path(tflite_path).name}",
+        f" * (sha256 {digest}). Do not edit: re-run the generator instead.",
+        f" * Operators: {', '.join(op_list)}",
+        f" * Arena: {arena_bytes} bytes; constant data: {g.weights_bytes} bytes of tensors + {g.tables_bytes} bytes of tables. */",
+        f'#include "{prefix}_model.h"',
+        '#include "tinyml_kernels.h"',
+        "",
+        f"static uint8_t {arena}[{max(arena_bytes, 16)}] __attribute__((aligned(16)));",
+        "",
+        *g.decls,
+        "",
+        f"int {prefix}_model_invoke(const void *input, void *output) {{",
+        *g.body,
+        "  (void)input;",
+        f"  (void){arena};",
+        "  return 0;",
+        "}",
+        "",
+    ])
+    write_text(out_dir / f"{prefix}_model.h", header)
+    write_text(out_dir / f"{prefix}_model.c", source)
+    return {
+        "planned_bytes": arena_bytes,
+        "ops": op_list,
+        "weights_bytes": g.weights_bytes,
+        "tables_bytes": g.tables_bytes,
+        "io_bytes": in_t.nbytes + out_t.nbytes,
+        "unsupported": [],
+        "input": {"shape": in_t.shape, "dtype": in_t.dtype, "scale": in_t.scale, "zero_point": in_t.zp},
+        "output": {"shape": out_t.shape, "dtype": out_t.dtype, "scale": out_t.scale, "zero_point": out_t.zp},
+        "buffers": [{"name": b.name, "size": b.size, "offset": b.offset, "first": b.first, "last": b.last}
+                    for b in buffers.values()],
+        "files": [f"{prefix}_model.c", f"{prefix}_model.h"],
+    }

@@ -1,0 +1,653 @@
+/* tinyml_kernels.c - see tinyml_kernels.h. Portable C99; no malloc, no global state.
+ *
+ * The arithmetic mirrors TensorFlow Lite Micro's reference kernels
+ * (tensorflow/lite/kernels/internal/reference/..., common.h and gemmlowp's fixedpoint.h):
+ * same operation order, same rounding, same saturation, so int8 outputs are bit-identical.
+ */
+#include "tinyml_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#define TML_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TML_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ------------------------------------------------------------------------------------------ */
+/* gemmlowp / TFLite fixed-point primitives                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* x * 2^s with two's-complement wrap, without signed-overflow UB */
+static int32_t tml_shl(int32_t x, int32_t s) { return (int32_t)((uint32_t)x << s); }
+
+/* SaturatingRoundingDoublingHighMul: (a*b + nudge) / 2^31 truncated toward zero, INT32_MIN^2 saturates */
+static int32_t tml_srdhm(int32_t a, int32_t b) {
+  int64_t ab, v, q;
+  if (a == b && a == INT32_MIN) return INT32_MAX;
+  ab = (int64_t)a * (int64_t)b;
+  v = ab + (ab >= 0 ? (int64_t)(1 << 30) : (int64_t)(1 - (1 << 30)));
+  /* division by 2^31 rounding toward zero (C and C++ semantics), without a libcall */
+  q = v >= 0 ? (v >> 31) : -((-v) >> 31);
+  return (int32_t)q;
+}
+
+/* RoundingDivideByPOT: round-to-nearest, ties away from zero */
+static int32_t tml_rdbypot(int32_t x, int32_t exponent) {
+  const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* MultiplyByQuantizedMultiplier (TFLite common.cc, double-rounding variant) */
+int32_t tml_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
+  const int32_t left = shift > 0 ? shift : 0;
+  const int32_t right = shift > 0 ? 0 : -shift;
+  return tml_rdbypot(tml_srdhm(tml_shl(x, left), multiplier), right);
+}
+
+/* gemmlowp SaturatingRoundingMultiplyByPOT<e> for e > 0 */
+static int32_t tml_sat_shl(int32_t x, int32_t e) {
+  const int32_t threshold = (int32_t)((1u << (31 - e)) - 1u);
+  if (x > threshold) return INT32_MAX;
+  if (x < -threshold) return INT32_MIN;
+  return tml_shl(x, e);
+}
+
+/* gemmlowp Rescale<dst>(FixedPoint<src>) */
+static int32_t tml_rescale(int32_t x, int32_t src_bits, int32_t dst_bits) {
+  const int32_t e = src_bits - dst_bits;
+  if (e > 0) return tml_sat_shl(x, e);
+  if (e < 0) return tml_rdbypot(x, -e);
+  return x;
+}
+
+static int32_t tml_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+static int32_t tml_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
+
+/* exp(x) for x in [-1/4, 0), Q0.31 in and out */
+static int32_t tml_exp_quarter(int32_t a) {
+  const int32_t constant_term = 1895147668;
+  const int32_t constant_1_over_3 = 715827883;
+  const int32_t x = tml_add(a, 1 << 28);
+  const int32_t x2 = tml_srdhm(x, x);
+  const int32_t x3 = tml_srdhm(x2, x);
+  const int32_t x4 = tml_srdhm(x2, x2);
+  const int32_t x4_over_4 = tml_rdbypot(x4, 2);
+  const int32_t poly = tml_rdbypot(tml_add(tml_srdhm(tml_add(x4_over_4, x3), constant_1_over_3), x2), 1);
+  return tml_add(constant_term, tml_srdhm(constant_term, tml_add(x, poly)));
+}
+
+/* gemmlowp exp_on_negative_values for FixedPoint<int32, integer_bits>; result Q0.31 */
+static int32_t tml_exp_on_negative_values(int32_t a, int32_t integer_bits) {
+  static const int32_t kMult[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+  const int32_t fractional_bits = 31 - integer_bits;
+  const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
+  const int32_t mask = one_quarter - 1;
+  const int32_t a_mod_quarter_minus_one_quarter = tml_sub(a & mask, one_quarter);
+  int32_t result = tml_exp_quarter(tml_rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0));
+  const int32_t remainder = tml_sub(a_mod_quarter_minus_one_quarter, a);
+  int32_t e;
+  for (e = -2; e <= 4; ++e) {
+    if (integer_bits > e) {
+      const int32_t shift = fractional_bits + e;
+      if (remainder & (int32_t)(1u << shift)) result = tml_srdhm(result, kMult[e + 2]);
+    }
+  }
+  if (integer_bits > 5) {
+    const int32_t clamp = -((int32_t)1 << (36 - integer_bits));
+    if (a < clamp) result = 0;
+  }
+  if (a == 0) result = INT32_MAX;
+  return result;
+}
+
+/* Newton-Raphson loop shared by 1/(1+x) and (1-x)/(1+x); returns x in Q2.29 */
+static int32_t tml_nr_reciprocal(int32_t a) {
+  const int64_t sum = (int64_t)a + (int64_t)INT32_MAX;
+  const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+  int32_t x = tml_add(1515870810, tml_srdhm(half_denominator, -1010580540));
+  int i;
+  for (i = 0; i < 3; ++i) {
+    const int32_t half_denominator_times_x = tml_srdhm(half_denominator, x);
+    const int32_t one_minus = tml_sub((int32_t)1 << 29, half_denominator_times_x);
+    x = tml_add(x, tml_rescale(tml_srdhm(x, one_minus), 4, 2));
+  }
+  return x;
+}
+
+static int32_t tml_one_over_one_plus_x(int32_t a) { return tml_rescale(tml_nr_reciprocal(a), 1, 0); }
+
+static int32_t tml_one_minus_x_over_one_plus_x(int32_t a) {
+  return tml_rescale(tml_sub(tml_nr_reciprocal(a), (int32_t)1 << 29), 2, 0);
+}
+
+static int32_t tml_fp_logistic(int32_t a, int32_t integer_bits) {
+  const int32_t abs_input = a > 0 ? a : -a;
+  const int32_t pos = tml_one_over_one_plus_x(tml_exp_on_negative_values(-abs_input, integer_bits));
+  if (a == 0) return 1 << 30;
+  return a > 0 ? pos : tml_sub(INT32_MAX, pos);
+}
+
+static int32_t tml_fp_tanh(int32_t a, int32_t integer_bits) {
+  const int32_t n = a < 0 ? a : -a;
+  const int32_t t = tml_one_minus_x_over_one_plus_x(tml_exp_on_negative_values(n, integer_bits + 1));
+  if (a == 0) return 0;
+  return a < 0 ? -t : t;
+}
+
+static int32_t tml_clz(uint32_t x) {
+  int32_t n = 0;
+  if (x == 0) return 32;
+  while (!(x & 0x80000000u)) {
+    x <<= 1;
+    ++n;
+  }
+  return n;
+}
+
+static int32_t tml_get_reciprocal(int32_t x, int32_t x_integer_digits, int32_t *num_bits_over_unit) {
+  const int32_t headroom_plus_one = tml_clz((uint32_t)x);
+  const int32_t shifted_sum_minus_one =
+      (int32_t)(((uint32_t)x << headroom_plus_one) - ((uint32_t)1 << 31));
+  *num_bits_over_unit = x_integer_digits - headroom_plus_one;
+  return tml_one_over_one_plus_x(shifted_sum_minus_one);
+}
+
+static int8_t tml_sat8(int32_t v, int32_t lo, int32_t hi) { return (int8_t)TML_MIN(TML_MAX(v, lo), hi); }
+static float tml_actf(float v, float lo, float hi) { return TML_MIN(TML_MAX(v, lo), hi); }
+
+/* ------------------------------------------------------------------------------------------ */
+/* convolution                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+void tml_conv2d_s8(const tml_conv_s8_params *p, const int8_t *in, const int8_t *filter,
+                   const int32_t *bias, int8_t *out) {
+  const int32_t groups = p->in_c / p->filter_in_c;
+  const int32_t oc_per_group = p->out_c / groups;
+  int32_t b, oy, ox, oc, fy, fx, ic;
+  for (b = 0; b < p->batches; ++b) {
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+        for (oc = 0; oc < p->out_c; ++oc) {
+          const int32_t group = oc / oc_per_group;
+          const int32_t ch = p->per_channel ? oc : 0;
+          int32_t acc = 0;
+          for (fy = 0; fy < p->k_h; ++fy) {
+            const int32_t in_y = in_y0 + p->dil_h * fy;
+            if (in_y < 0 || in_y >= p->in_h) continue;
+            for (fx = 0; fx < p->k_w; ++fx) {
+              const int32_t in_x = in_x0 + p->dil_w * fx;
+              const int8_t *ip;
+              const int8_t *fp;
+              if (in_x < 0 || in_x >= p->in_w) continue;
+              ip = in + ((b * p->in_h + in_y) * p->in_w + in_x) * p->in_c + group * p->filter_in_c;
+              fp = filter + ((oc * p->k_h + fy) * p->k_w + fx) * p->filter_in_c;
+              for (ic = 0; ic < p->filter_in_c; ++ic) acc += (int32_t)fp[ic] * ((int32_t)ip[ic] + p->input_offset);
+            }
+          }
+          if (bias) acc += bias[oc];
+          acc = tml_mbqm(acc, p->mult[ch], p->shift[ch]) + p->output_offset;
+          out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = tml_sat8(acc, p->act_min, p->act_max);
+        }
+      }
+    }
+  }
+}
+
+void tml_depthwise_s8(const tml_conv_s8_params *p, const int8_t *in, const int8_t *filter,
+                      const int32_t *bias, int8_t *out) {
+  const int32_t depth_multiplier = p->filter_in_c;
+  int32_t b, oy, ox, ic, m, fy, fx;
+  for (b = 0; b < p->batches; ++b) {
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+        for (ic = 0; ic < p->in_c; ++ic) {
+          for (m = 0; m < depth_multiplier; ++m) {
+            const int32_t oc = m + ic * depth_multiplier;
+            const int32_t ch = p->per_channel ? oc : 0;
+            int32_t acc = 0;
+            for (fy = 0; fy < p->k_h; ++fy) {
+              const int32_t in_y = in_y0 + p->dil_h * fy;
+              if (in_y < 0 || in_y >= p->in_h) continue;
+              for (fx = 0; fx < p->k_w; ++fx) {
+                const int32_t in_x = in_x0 + p->dil_w * fx;
+                int32_t iv, fv;
+                if (in_x < 0 || in_x >= p->in_w) continue;
+                iv = in[((b * p->in_h + in_y) * p->in_w + in_x) * p->in_c + ic];
+                fv = filter[(fy * p->k_w + fx) * p->out_c + oc];
+                acc += fv * (iv + p->input_offset);
+              }
+            }
+            if (bias) acc += bias[oc];
+            acc = tml_mbqm(acc, p->mult[ch], p->shift[ch]) + p->output_offset;
+            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = tml_sat8(acc, p->act_min, p->act_max);
+          }
+        }
+      }
+    }
+  }
+}
+
+void tml_conv2d_f32(const tml_conv_f32_params *p, const float *in, const float *filter,
+                    const float *bias, float *out) {
+  const int32_t groups = p->in_c / p->filter_in_c;
+  const int32_t oc_per_group = p->out_c / groups;
+  int32_t b, oy, ox, oc, fy, fx, ic;
+  for (b = 0; b < p->batches; ++b) {
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+        for (oc = 0; oc < p->out_c; ++oc) {
+          const int32_t group = oc / oc_per_group;
+          float total = 0.0f;
+          for (fy = 0; fy < p->k_h; ++fy) {
+            const int32_t in_y = in_y0 + p->dil_h * fy;
+            if (in_y < 0 || in_y >= p->in_h) continue;
+            for (fx = 0; fx < p->k_w; ++fx) {
+              const int32_t in_x = in_x0 + p->dil_w * fx;
+              const float *ip;
+              const float *fp;
+              if (in_x < 0 || in_x >= p->in_w) continue;
+              ip = in + ((b * p->in_h + in_y) * p->in_w + in_x) * p->in_c + group * p->filter_in_c;
+              fp = filter + ((oc * p->k_h + fy) * p->k_w + fx) * p->filter_in_c;
+              for (ic = 0; ic < p->filter_in_c; ++ic) total += ip[ic] * fp[ic];
+            }
+          }
+          out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
+              tml_actf(total + (bias ? bias[oc] : 0.0f), p->act_min, p->act_max);
+        }
+      }
+    }
+  }
+}
+
+void tml_depthwise_f32(const tml_conv_f32_params *p, const float *in, const float *filter,
+                       const float *bias, float *out) {
+  const int32_t depth_multiplier = p->filter_in_c;
+  int32_t b, oy, ox, ic, m, fy, fx;
+  for (b = 0; b < p->batches; ++b) {
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t in_y0 = oy * p->stride_h - p->pad_h;
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t in_x0 = ox * p->stride_w - p->pad_w;
+        for (ic = 0; ic < p->in_c; ++ic) {
+          for (m = 0; m < depth_multiplier; ++m) {
+            const int32_t oc = m + ic * depth_multiplier;
+            float total = 0.0f;
+            for (fy = 0; fy < p->k_h; ++fy) {
+              const int32_t in_y = in_y0 + p->dil_h * fy;
+              if (in_y < 0 || in_y >= p->in_h) continue;
+              for (fx = 0; fx < p->k_w; ++fx) {
+                const int32_t in_x = in_x0 + p->dil_w * fx;
+                if (in_x < 0 || in_x >= p->in_w) continue;
+                total += in[((b * p->in_h + in_y) * p->in_w + in_x) * p->in_c + ic] *
+                         filter[(fy * p->k_w + fx) * p->out_c + oc];
+              }
+            }
+            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
+                tml_actf(total + (bias ? bias[oc] : 0.0f), p->act_min, p->act_max);
+          }
+        }
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* fully connected                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+void tml_fc_s8(const tml_fc_s8_params *p, const int8_t *in, const int8_t *filter,
+               const int32_t *bias, int8_t *out) {
+  int32_t b, o, d;
+  for (b = 0; b < p->batches; ++b) {
+    const int8_t *ip = in + b * p->in_features;
+    for (o = 0; o < p->units; ++o) {
+      const int8_t *fp = filter + o * p->in_features;
+      const int32_t ch = p->per_channel ? o : 0;
+      int32_t acc = 0;
+      for (d = 0; d < p->in_features; ++d)
+        acc += ((int32_t)fp[d] + p->filter_offset) * ((int32_t)ip[d] + p->input_offset);
+      if (bias) acc += bias[o];
+      acc = tml_mbqm(acc, p->mult[ch], p->shift[ch]) + p->output_offset;
+      out[b * p->units + o] = tml_sat8(acc, p->act_min, p->act_max);
+    }
+  }
+}
+
+void tml_fc_f32(const tml_fc_f32_params *p, const float *in, const float *filter,
+                const float *bias, float *out) {
+  int32_t b, o, d;
+  for (b = 0; b < p->batches; ++b) {
+    const float *ip = in + b * p->in_features;
+    for (o = 0; o < p->units; ++o) {
+      const float *fp = filter + o * p->in_features;
+      float total = 0.0f;
+      for (d = 0; d < p->in_features; ++d) total += ip[d] * fp[d];
+      out[b * p->units + o] = tml_actf(total + (bias ? bias[o] : 0.0f), p->act_min, p->act_max);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* pooling                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define TML_POOL_LOOP_BEGIN                                                              \
+  int32_t b, oy, ox, c, fy, fx;                                                          \
+  for (b = 0; b < p->batches; ++b)                                                       \
+    for (oy = 0; oy < p->out_h; ++oy)                                                    \
+      for (ox = 0; ox < p->out_w; ++ox)                                                  \
+        for (c = 0; c < p->channels; ++c) {                                              \
+          const int32_t in_x0 = ox * p->stride_w - p->pad_w;                             \
+          const int32_t in_y0 = oy * p->stride_h - p->pad_h;                             \
+          const int32_t fx0 = TML_MAX(0, -in_x0);                                        \
+          const int32_t fx1 = TML_MIN(p->k_w, p->in_w - in_x0);                          \
+          const int32_t fy0 = TML_MAX(0, -in_y0);                                        \
+          const int32_t fy1 = TML_MIN(p->k_h, p->in_h - in_y0);                          \
+          const int32_t o_idx = ((b * p->out_h + oy) * p->out_w + ox) * p->channels + c;
+
+#define TML_IN_IDX (((b * p->in_h + in_y0 + fy) * p->in_w + in_x0 + fx) * p->channels + c)
+
+void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
+  TML_POOL_LOOP_BEGIN
+  int32_t acc = 0, count = 0;
+  for (fy = fy0; fy < fy1; ++fy)
+    for (fx = fx0; fx < fx1; ++fx) {
+      acc += in[TML_IN_IDX];
+      ++count;
+    }
+  if (count == 0) count = 1;
+  acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+  out[o_idx] = tml_sat8(acc, p->act_min, p->act_max);
+}
+}
+
+void tml_maxpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
+  TML_POOL_LOOP_BEGIN
+  int32_t m = -128;
+  for (fy = fy0; fy < fy1; ++fy)
+    for (fx = fx0; fx < fx1; ++fx) m = TML_MAX(m, (int32_t)in[TML_IN_IDX]);
+  out[o_idx] = tml_sat8(m, p->act_min, p->act_max);
+}
+}
+
+void tml_avgpool_f32(const tml_pool_params *p, const float *in, float *out) {
+  TML_POOL_LOOP_BEGIN
+  float total = 0.0f;
+  int32_t count = 0;
+  for (fy = fy0; fy < fy1; ++fy)
+    for (fx = fx0; fx < fx1; ++fx) {
+      total += in[TML_IN_IDX];
+      ++count;
+    }
+  if (count == 0) count = 1;
+  out[o_idx] = tml_actf(total / (float)count, p->f_act_min, p->f_act_max);
+}
+}
+
+void tml_maxpool_f32(const tml_pool_params *p, const float *in, float *out) {
+  TML_POOL_LOOP_BEGIN
+  float m = -3.402823466e+38f;
+  for (fy = fy0; fy < fy1; ++fy)
+    for (fx = fx0; fx < fx1; ++fx) m = TML_MAX(m, in[TML_IN_IDX]);
+  out[o_idx] = tml_actf(m, p->f_act_min, p->f_act_max);
+}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* MEAN                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Visits outputs in row-major order; for each, sums its inputs in row-major order. */
+#define TML_MEAN_LOOP(ACC_T, SUM_STMT, STORE_STMT)                                               \
+  int32_t o[4], r[4], lim_o[4], lim_r[4], k, count = 1, oidx = 0;                                \
+  for (k = 0; k < 4; ++k) {                                                                      \
+    lim_o[k] = p->reduce[k] ? 1 : p->dims[k];                                                    \
+    lim_r[k] = p->reduce[k] ? p->dims[k] : 1;                                                    \
+    count *= lim_r[k];                                                                           \
+  }                                                                                              \
+  for (o[0] = 0; o[0] < lim_o[0]; ++o[0])                                                        \
+    for (o[1] = 0; o[1] < lim_o[1]; ++o[1])                                                      \
+      for (o[2] = 0; o[2] < lim_o[2]; ++o[2])                                                    \
+        for (o[3] = 0; o[3] < lim_o[3]; ++o[3]) {                                                \
+          ACC_T acc = 0;                                                                         \
+          for (r[0] = 0; r[0] < lim_r[0]; ++r[0])                                                \
+            for (r[1] = 0; r[1] < lim_r[1]; ++r[1])                                              \
+              for (r[2] = 0; r[2] < lim_r[2]; ++r[2])                                            \
+                for (r[3] = 0; r[3] < lim_r[3]; ++r[3]) {                                        \
+                  const int32_t idx =                                                            \
+                      (((o[0] + r[0]) * p->dims[1] + o[1] + r[1]) * p->dims[2] + o[2] + r[2]) *  \
+                          p->dims[3] + o[3] + r[3];                                              \
+                  SUM_STMT;                                                                      \
+                }                                                                                \
+          STORE_STMT;                                                                            \
+          ++oidx;                                                                                \
+        }
+
+void tml_mean_s8(const tml_mean_params *p, const int8_t *in, int8_t *out) {
+  /* TFLM QuantizedMeanOrSum: integer sum, zero-point correction, one fixed-point rescale */
+  TML_MEAN_LOOP(int32_t, acc += in[idx], {
+    const int32_t shifted_sum = acc - p->input_zp * count;
+    out[oidx] = tml_sat8(tml_mbqm(shifted_sum, p->mult, p->shift) + p->output_zp, -128, 127);
+  })
+}
+
+void tml_mean_f32(const tml_mean_params *p, const float *in, float *out) {
+  TML_MEAN_LOOP(float, acc += in[idx], out[oidx] = acc / (float)count)
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* softmax, logistic, tanh                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+void tml_softmax_s8(const tml_softmax_params *p, const int8_t *in, int8_t *out) {
+  int32_t i, c;
+  for (i = 0; i < p->rows; ++i) {
+    const int8_t *row = in + i * p->depth;
+    int8_t *orow = out + i * p->depth;
+    int32_t max_in_row = -128, sum_of_exps = 0, num_bits_over_unit, shifted_scale;
+    for (c = 0; c < p->depth; ++c) max_in_row = TML_MAX(max_in_row, (int32_t)row[c]);
+    for (c = 0; c < p->depth; ++c) {
+      const int32_t diff = (int32_t)row[c] - max_in_row;
+      if (diff >= p->diff_min) {
+        const int32_t rescaled = tml_srdhm(tml_shl(diff, p->input_left_shift), p->input_multiplier);
+        sum_of_exps = tml_add(sum_of_exps, tml_rescale(tml_exp_on_negative_values(rescaled, 5), 0, 12));
+      }
+    }
+    shifted_scale = tml_get_reciprocal(sum_of_exps, 12, &num_bits_over_unit);
+    for (c = 0; c < p->depth; ++c) {
+      const int32_t diff = (int32_t)row[c] - max_in_row;
+      if (diff >= p->diff_min) {
+        const int32_t rescaled = tml_srdhm(tml_shl(diff, p->input_left_shift), p->input_multiplier);
+        const int32_t exp_in_0 = tml_exp_on_negative_values(rescaled, 5);
+        const int32_t unsat = tml_rdbypot(tml_srdhm(shifted_scale, exp_in_0), num_bits_over_unit + 31 - 8);
+        orow[c] = tml_sat8(unsat - 128, -128, 127);
+      } else {
+        orow[c] = -128;
+      }
+    }
+  }
+}
+
+void tml_softmax_f32(const tml_softmax_params *p, const float *in, float *out) {
+  int32_t i, c;
+  for (i = 0; i < p->rows; ++i) {
+    const float *row = in + i * p->depth;
+    float *orow = out + i * p->depth;
+    float max = row[0], sum = 0.0f;
+    for (c = 1; c < p->depth; ++c) max = TML_MAX(max, row[c]);
+    for (c = 0; c < p->depth; ++c) {
+      const float e = expf((row[c] - max) * p->beta);
+      orow[c] = e;
+      sum += e;
+    }
+    for (c = 0; c < p->depth; ++c) orow[c] = orow[c] / sum;
+  }
+}
+
+void tml_logistic_s8(const tml_sigmoid_params *p, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)in[i] - p->input_zp;
+    if (x <= -p->input_range_radius) {
+      out[i] = -128;
+    } else if (x >= p->input_range_radius) {
+      out[i] = 127;
+    } else {
+      const int32_t in_q4 = tml_mbqm(x, p->input_multiplier, p->input_left_shift);
+      const int32_t out_q0 = tml_fp_logistic(in_q4, 4);
+      out[i] = tml_sat8(tml_rdbypot(out_q0, 31 - 8) - 128, -128, 127);
+    }
+  }
+}
+
+void tml_tanh_s8(const tml_sigmoid_params *p, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)in[i] - p->input_zp;
+    if (x <= -p->input_range_radius) {
+      out[i] = -128;
+    } else if (x >= p->input_range_radius) {
+      out[i] = 127;
+    } else {
+      const int32_t in_q4 = tml_mbqm(x, p->input_multiplier, p->input_left_shift);
+      const int32_t out_q0 = tml_fp_tanh(in_q4, 4);
+      out[i] = tml_sat8(tml_rdbypot(out_q0, 31 - 7), -128, 127);
+    }
+  }
+}
+
+void tml_logistic_f32(int32_t size, const float *in, float *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) {
+    const float v = in[i];
+    if (v > 16.619047164916992188f) out[i] = 1.0f;
+    else if (v < -9.0f) out[i] = expf(v);
+    else out[i] = 1.0f / (1.0f + expf(-v));
+  }
+}
+
+void tml_tanh_f32(int32_t size, const float *in, float *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) out[i] = tanhf(in[i]);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* elementwise                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+void tml_requant_s8(const tml_requant_params *p, const int8_t *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t v = p->output_offset + tml_mbqm((int32_t)in[i] + p->input_offset, p->mult, p->shift);
+    out[i] = tml_sat8(v, p->act_min, p->act_max);
+  }
+}
+
+void tml_clamp_f32(int32_t size, float lo, float hi, const float *in, float *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) out[i] = tml_actf(in[i], lo, hi);
+}
+
+void tml_quantize_f32_s8(int32_t size, float scale, int32_t zero_point, const float *in, int8_t *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) {
+    const int32_t v = (int32_t)roundf(in[i] / scale) + zero_point;
+    out[i] = tml_sat8(v, -128, 127);
+  }
+}
+
+void tml_dequantize_s8_f32(int32_t size, double scale, int32_t zero_point, const int8_t *in, float *out) {
+  int32_t i;
+  for (i = 0; i < size; ++i) out[i] = (float)(scale * (double)((int32_t)in[i] - zero_point));
+}
+
+#define TML_BINARY_LOOP(BODY)                                                          \
+  int32_t i0, i1, i2, i3, oi = 0;                                                      \
+  for (i0 = 0; i0 < p->out_dims[0]; ++i0)                                              \
+    for (i1 = 0; i1 < p->out_dims[1]; ++i1)                                            \
+      for (i2 = 0; i2 < p->out_dims[2]; ++i2)                                          \
+        for (i3 = 0; i3 < p->out_dims[3]; ++i3) {                                      \
+          const int32_t ia = i0 * p->s1[0] + i1 * p->s1[1] + i2 * p->s1[2] + i3 * p->s1[3]; \
+          const int32_t ib = i0 * p->s2[0] + i1 * p->s2[1] + i2 * p->s2[2] + i3 * p->s2[3]; \
+          BODY;                                                                        \
+          ++oi;                                                                        \
+        }
+
+void tml_add_s8(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+  TML_BINARY_LOOP({
+    const int32_t va = tml_shl(p->input1_offset + a[ia], p->left_shift);
+    const int32_t vb = tml_shl(p->input2_offset + b[ib], p->left_shift);
+    const int32_t sa = tml_mbqm(va, p->input1_mult, p->input1_shift);
+    const int32_t sb = tml_mbqm(vb, p->input2_mult, p->input2_shift);
+    const int32_t raw = tml_mbqm(sa + sb, p->output_mult, p->output_shift) + p->output_offset;
+    out[oi] = tml_sat8(raw, p->act_min, p->act_max);
+  })
+}
+
+void tml_mul_s8(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+  TML_BINARY_LOOP({
+    const int32_t va = p->input1_offset + a[ia];
+    const int32_t vb = p->input2_offset + b[ib];
+    const int32_t raw = p->output_offset + tml_mbqm(va * vb, p->output_mult, p->output_shift);
+    out[oi] = tml_sat8(raw, p->act_min, p->act_max);
+  })
+}
+
+void tml_add_f32(const tml_binary_params *p, const float *a, const float *b, float *out) {
+  TML_BINARY_LOOP(out[oi] = tml_actf(a[ia] + b[ib], p->f_act_min, p->f_act_max))
+}
+
+void tml_mul_f32(const tml_binary_params *p, const float *a, const float *b, float *out) {
+  TML_BINARY_LOOP(out[oi] = tml_actf(a[ia] * b[ib], p->f_act_min, p->f_act_max))
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* data movement                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+void tml_concat(int32_t outer, int32_t n_inputs, const void *const *inputs,
+                const int32_t *axis_bytes, void *out) {
+  uint8_t *dst = (uint8_t *)out;
+  int32_t k, i;
+  for (k = 0; k < outer; ++k) {
+    for (i = 0; i < n_inputs; ++i) {
+      const uint8_t *src = (const uint8_t *)inputs[i] + k * axis_bytes[i];
+      memcpy(dst, src, (size_t)axis_bytes[i]);
+      dst += axis_bytes[i];
+    }
+  }
+}
+
+void tml_pad(const tml_pad_params *p, const void *in, const void *pad_value, void *out) {
+  const uint8_t *src = (const uint8_t *)in;
+  uint8_t *dst = (uint8_t *)out;
+  int32_t od[4], o0, o1, o2, o3, k;
+  const int32_t eb = p->elem_bytes;
+  for (k = 0; k < 4; ++k) od[k] = p->before[k] + p->dims[k] + p->after[k];
+  for (o0 = 0; o0 < od[0]; ++o0)
+    for (o1 = 0; o1 < od[1]; ++o1)
+      for (o2 = 0; o2 < od[2]; ++o2)
+        for (o3 = 0; o3 < od[3]; ++o3) {
+          const int32_t i0 = o0 - p->before[0], i1 = o1 - p->before[1];
+          const int32_t i2 = o2 - p->before[2], i3 = o3 - p->before[3];
+          if (i0 < 0 || i0 >= p->dims[0] || i1 < 0 || i1 >= p->dims[1] || i2 < 0 ||
+              i2 >= p->dims[2] || i3 < 0 || i3 >= p->dims[3]) {
+            memcpy(dst, pad_value, (size_t)eb);
+          } else {
+            const int32_t idx = ((i0 * p->dims[1] + i1) * p->dims[2] + i2) * p->dims[3] + i3;
+            memcpy(dst, src + idx * eb, (size_t)eb);
+          }
+          dst += eb;
+        }
+}
+
+void tml_copy(int32_t bytes, const void *in, void *out) {
+  if (in != out) memmove(out, in, (size_t)bytes);
+}

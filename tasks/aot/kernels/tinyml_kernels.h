@@ -1,0 +1,161 @@
+/* tinyml_kernels.h - portable C99 inference kernels for doit-tinyml's AOT compiler.
+ *
+ * Integer kernels follow the TFLite quantization spec and the arithmetic of TensorFlow Lite
+ * Micro's reference kernels (fixed-point MultiplyByQuantizedMultiplier with double rounding,
+ * gemmlowp fixed-point exp/logistic/tanh), so their int8 results are bit-identical with TFLM.
+ * Every Prepare-time value (multipliers, shifts, activation ranges, padding) is computed on the
+ * host by tasks/aot/generate.py and passed in as const parameter structs that live in flash.
+ * No malloc, no globals, no flatbuffer parsing.
+ */
+#ifndef TINYML_KERNELS_H
+#define TINYML_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- fixed-point helpers (exposed for tests) ---- */
+int32_t tml_mbqm(int32_t x, int32_t multiplier, int32_t shift);
+
+/* ---- convolution family (NHWC, filters OHWI; depthwise 1HWO) ---- */
+typedef struct {
+  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+  int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+  int32_t filter_in_c;  /* conv: in_c / groups; depthwise: depth multiplier */
+  int32_t input_offset; /* -input zero point */
+  int32_t output_offset;
+  int32_t act_min, act_max;
+  int32_t per_channel;  /* 0: mult[0]/shift[0] for every channel */
+  const int32_t *mult;
+  const int32_t *shift;
+} tml_conv_s8_params;
+
+typedef struct {
+  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+  int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+  int32_t filter_in_c;
+  float act_min, act_max;
+} tml_conv_f32_params;
+
+void tml_conv2d_s8(const tml_conv_s8_params *p, const int8_t *in, const int8_t *filter,
+                   const int32_t *bias, int8_t *out);
+void tml_depthwise_s8(const tml_conv_s8_params *p, const int8_t *in, const int8_t *filter,
+                      const int32_t *bias, int8_t *out);
+void tml_conv2d_f32(const tml_conv_f32_params *p, const float *in, const float *filter,
+                    const float *bias, float *out);
+void tml_depthwise_f32(const tml_conv_f32_params *p, const float *in, const float *filter,
+                       const float *bias, float *out);
+
+/* ---- fully connected ---- */
+typedef struct {
+  int32_t batches, in_features, units;
+  int32_t input_offset, filter_offset, output_offset;
+  int32_t act_min, act_max;
+  int32_t per_channel;
+  const int32_t *mult;
+  const int32_t *shift;
+} tml_fc_s8_params;
+
+typedef struct {
+  int32_t batches, in_features, units;
+  float act_min, act_max;
+} tml_fc_f32_params;
+
+void tml_fc_s8(const tml_fc_s8_params *p, const int8_t *in, const int8_t *filter,
+               const int32_t *bias, int8_t *out);
+void tml_fc_f32(const tml_fc_f32_params *p, const float *in, const float *filter,
+                const float *bias, float *out);
+
+/* ---- pooling ---- */
+typedef struct {
+  int32_t batches, in_h, in_w, channels, out_h, out_w;
+  int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+  int32_t act_min, act_max; /* int8 */
+  float f_act_min, f_act_max;
+} tml_pool_params;
+
+void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out);
+void tml_maxpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out);
+void tml_avgpool_f32(const tml_pool_params *p, const float *in, float *out);
+void tml_maxpool_f32(const tml_pool_params *p, const float *in, float *out);
+
+/* ---- MEAN over any axes of a tensor padded to 4-D ---- */
+typedef struct {
+  int32_t dims[4];
+  int32_t reduce[4]; /* 1 if the axis is reduced */
+  int32_t input_zp, output_zp;
+  int32_t mult, shift; /* int8: input/output scale with the 1/count factor folded in (TFLM) */
+} tml_mean_params;
+
+void tml_mean_s8(const tml_mean_params *p, const int8_t *in, int8_t *out);
+void tml_mean_f32(const tml_mean_params *p, const float *in, float *out);
+
+/* ---- softmax / logistic / tanh ---- */
+typedef struct {
+  int32_t rows, depth;
+  int32_t input_multiplier, input_left_shift, diff_min;
+  float beta;
+} tml_softmax_params;
+
+void tml_softmax_s8(const tml_softmax_params *p, const int8_t *in, int8_t *out);
+void tml_softmax_f32(const tml_softmax_params *p, const float *in, float *out);
+
+typedef struct {
+  int32_t size;
+  int32_t input_zp, input_range_radius, input_multiplier, input_left_shift;
+} tml_sigmoid_params;
+
+void tml_logistic_s8(const tml_sigmoid_params *p, const int8_t *in, int8_t *out);
+void tml_tanh_s8(const tml_sigmoid_params *p, const int8_t *in, int8_t *out);
+void tml_logistic_f32(int32_t size, const float *in, float *out);
+void tml_tanh_f32(int32_t size, const float *in, float *out);
+
+/* ---- elementwise ---- */
+typedef struct {
+  int32_t size;
+  int32_t input_offset, output_offset, mult, shift, act_min, act_max;
+} tml_requant_params;
+
+/* RELU/RELU6 int8 (TFLM ReluQuantized: rescale then clamp) and int8->int8 QUANTIZE */
+void tml_requant_s8(const tml_requant_params *p, const int8_t *in, int8_t *out);
+void tml_clamp_f32(int32_t size, float lo, float hi, const float *in, float *out);
+void tml_quantize_f32_s8(int32_t size, float scale, int32_t zero_point, const float *in, int8_t *out);
+void tml_dequantize_s8_f32(int32_t size, double scale, int32_t zero_point, const int8_t *in, float *out);
+
+/* broadcasting binary ops over 4-D shapes; strides are 0 on broadcast axes */
+typedef struct {
+  int32_t out_dims[4];
+  int32_t s1[4], s2[4];
+  int32_t input1_offset, input2_offset, output_offset;
+  int32_t left_shift;
+  int32_t input1_mult, input1_shift, input2_mult, input2_shift;
+  int32_t output_mult, output_shift;
+  int32_t act_min, act_max;
+  float f_act_min, f_act_max;
+} tml_binary_params;
+
+void tml_add_s8(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void tml_mul_s8(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void tml_add_f32(const tml_binary_params *p, const float *a, const float *b, float *out);
+void tml_mul_f32(const tml_binary_params *p, const float *a, const float *b, float *out);
+
+/* ---- data movement (element size in bytes) ---- */
+/* concatenation: outer x (sum of axis_bytes) ; each input contributes axis_bytes[i] per outer row */
+void tml_concat(int32_t outer, int32_t n_inputs, const void *const *inputs,
+                const int32_t *axis_bytes, void *out);
+typedef struct {
+  int32_t dims[4];     /* input dims padded to 4-D */
+  int32_t before[4];   /* padding before each axis */
+  int32_t after[4];
+  int32_t elem_bytes;
+} tml_pad_params;
+void tml_pad(const tml_pad_params *p, const void *in, const void *pad_value, void *out);
+void tml_copy(int32_t bytes, const void *in, void *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TINYML_KERNELS_H */

@@ -1,0 +1,176 @@
+"""Tiny real models for the AOT tests and benchmark, built with the real TFLite converter.
+
+Each builder trains for an epoch or two on small random or sklearn data and returns
+(tflite_bytes, x_test float32). `build(name, dir)` writes `<name>.tflite` and `<name>.npz`
+(x_test only, the shape dataset.npz has) and caches them on disk by builder source hash.
+TensorFlow is imported only inside the builders.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+
+
+def _rep(x):
+    def gen():
+        for s in x[:64]:
+            yield [s[None, ...].astype("float32")]
+    return gen
+
+
+def _convert(model, x_rep, *, int8: bool, int8_io: bool) -> bytes:
+    from tasks.util import import_tensorflow
+
+    tf, _ = import_tensorflow()
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _rep(x_rep)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _fit(model, x, y, loss, epochs=1):
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+
+
+def sine_mlp(int8: bool = True):
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(1)
+    x = np.random.default_rng(0).uniform(0, 2 * np.pi, size=(512, 1)).astype("float32")
+    y = np.sin(x)
+    m = keras.Sequential([keras.Input((1,)), keras.layers.Dense(16, activation="relu"),
+                          keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    _fit(m, x, y, "mse", epochs=2)
+    return _convert(m, x, int8=int8, int8_io=int8), x[:200]
+
+
+def sine_mlp_float():
+    return sine_mlp(int8=False)
+
+
+def mlp_128():
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(2)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(512, 32)).astype("float32")
+    y = (x[:, :4].sum(axis=1, keepdims=True) > 0).astype("float32")
+    m = keras.Sequential([keras.Input((32,)), keras.layers.Dense(128, activation="relu"),
+                          keras.layers.Dense(64, activation="relu"), keras.layers.Dense(32, activation="relu"),
+                          keras.layers.Dense(1, activation="sigmoid")])
+    _fit(m, x, y, "binary_crossentropy")
+    return _convert(m, x, int8=True, int8_io=True), x[:200]
+
+
+def conv1d_classifier():
+    """Conv1D -> GlobalAveragePooling1D -> Dense softmax, float I/O (QUANTIZE/DEQUANTIZE inside)."""
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(3)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(384, 32, 3)).astype("float32")
+    y = (np.abs(x[:, :, 0]).mean(axis=1) > 0.8).astype("int32") + (x[:, :, 1].mean(axis=1) > 0).astype("int32")
+    m = keras.Sequential([keras.Input((32, 3)), keras.layers.Conv1D(8, 5, activation="relu"),
+                          keras.layers.MaxPooling1D(2), keras.layers.Conv1D(8, 3, padding="same", activation="relu"),
+                          keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3, activation="softmax")])
+    _fit(m, x, y, "sparse_categorical_crossentropy")
+    return _convert(m, x, int8=True, int8_io=False), x[:150]
+
+
+def cnn_digits():
+    """Small 2D CNN on sklearn's 8x8 digits, int8 I/O."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from tasks.util import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(4)
+    d = load_digits()
+    x = (d.images / 16.0).astype("float32")[..., None]
+    y = d.target.astype("int32")
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                          keras.layers.DepthwiseConv2D(3, activation="relu6"), keras.layers.AveragePooling2D(2),
+                          keras.layers.Conv2D(12, 1, activation="relu"), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax")])
+    _fit(m, x[:1200], y[:1200], "sparse_categorical_crossentropy", epochs=2)
+    return _convert(m, x, int8=True, int8_io=True), x[1200:1400]
+
+
+def autoencoder():
+    """Dense 32-8-32 autoencoder, int8 I/O."""
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(5)
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(512, 4)).astype("float32")
+    x = np.tanh(z @ rng.normal(size=(4, 32)).astype("float32"))
+    m = keras.Sequential([keras.Input((32,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(32, activation="tanh")])
+    _fit(m, x, x, "mse")
+    return _convert(m, x, int8=True, int8_io=True), x[:200]
+
+
+def unsupported_tile():
+    """A model with TILE, which the AOT compiler does not support."""
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    tf, keras = import_tensorflow()
+    seed_everything(6)
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(4)(inp)
+    h = keras.layers.Lambda(lambda t: tf.tile(t, [1, 2]))(h)
+    m = keras.Model(inp, keras.layers.Dense(2)(h))
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    return _convert(m, x, int8=False, int8_io=False), x
+
+
+BUILDERS = {
+    "sine_int8": sine_mlp,
+    "sine_float": sine_mlp_float,
+    "mlp128_int8": mlp_128,
+    "conv1d_int8": conv1d_classifier,
+    "cnn_int8": cnn_digits,
+    "autoenc_int8": autoencoder,
+    "tile_float": unsupported_tile,
+}
+
+
+def _key() -> str:
+    from importlib import metadata
+
+    src = inspect.getsource(inspect.getmodule(_key))
+    return hashlib.sha256((src + metadata.version("tensorflow")).encode()).hexdigest()[:16]
+
+
+def build(name: str, directory: Path) -> tuple[Path, Path]:
+    """Build (or reuse) model `name` in `directory`; return (tflite path, npz path with x_test)."""
+    import numpy as np
+
+    from tasks.util import write_bytes
+
+    directory = Path(directory) / _key()
+    directory.mkdir(parents=True, exist_ok=True)
+    tfl, npz = directory / f"{name}.tflite", directory / f"{name}.npz"
+    if not (tfl.exists() and npz.exists()):
+        model, x = BUILDERS[name]()
+        tmp = directory / f".{name}.tmp.npz"
+        np.savez(tmp, x_test=np.asarray(x, dtype=np.float32))
+        tmp.replace(npz)
+        write_bytes(tfl, model)
+    return tfl, npz
