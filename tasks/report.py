@@ -241,8 +241,13 @@ def ship(rows: list[dict], headroom: float) -> list[dict]:
                            f"{', estimate' if rec['estimate'] else ''})")
         else:
             rec["variant"] = None
-            rec["text"] = (f"Ship: {board} -> nothing of {model} fits with {headroom * 100:.0f} % headroom "
-                           f"(and has metrics); see the fits column")
+            if not any(r["flash_used"] is not None for r in rs):
+                rec["text"] = f"Ship: {board} -> unknown for {model}: no firmware size yet (run `doit firmware`)"
+            elif not any(r["value"] is not None for r in rs):
+                rec["text"] = f"Ship: {board} -> unknown for {model}: no metrics yet (run `doit evaluate`)"
+            else:
+                rec["text"] = (f"Ship: {board} -> nothing of {model} fits with {headroom * 100:.0f} % headroom; "
+                               "see the fits column")
         out.append(rec)
     return out
 
@@ -265,8 +270,11 @@ def check_gates(rows: list[dict], gates: dict | None) -> list[str]:
             where = f"{r['board']}" + (f" [{r['runtime']}]" if r["runtime"] not in (None, "tflm") else "")
             if r["fits"] == "no":
                 reasons.append(f"{model}/{variant} is required but does not fit on {where}: {r['fits_text']}")
+            elif r["fits"] == "incompatible":
+                reasons.append(f"{model}/{variant} is required but cannot run on {where}: {r['fits_text']}")
             else:
-                reasons.append(f"{model}/{variant} is required but has no fit on {where}: {r['fits_text']}")
+                reasons.append(f"{model}/{variant} is required but its firmware for {where} has no size.json "
+                               f"(the firmware stage failed or did not run: see `doit firmware`)")
     if max_drop is not None:
         checked = sorted(required) or sorted({(r["model"], r["variant"]) for r in rows})
         for model, variant in checked:
@@ -368,17 +376,24 @@ def _variant_label(r: dict) -> str:
     return r["variant"] + (" *" if r.get("required") else "")
 
 
+def _fits_short(r: dict) -> str:
+    return "missing (size.json)" if r["fits"] == "missing" else r["fits_text"]
+
+
 def terminal_main(rows: list[dict]) -> list[str]:
     out = []
+    show_runtime = any(r["runtime"] not in (None, "tflm") for r in rows)
     for model, rs in _by_model(rows).items():
         out.append(_model_title(rs))
         label = _metric_label(next((r["metric"] for r in rs if r["metric"]), None))
-        body = [[_variant_label(r), r["board"] or "-", r["runtime"] or "-", _kb(r["tflite_bytes"]),
-                 _fmt_metric(r["value"]), _fmt_delta(r["delta_vs_keras"]), _used(r, "flash"), _used(r, "ram"),
-                 r["fits_text"]] for r in rs]
-        out += ["  " + ln for ln in _table(["variant", "board", "runtime", "tflite", label, "vs keras", "flash", "RAM",
-                                             "fits"], body, right={3, 4, 5, 6, 7},
-                                            max_width={0: 16, 1: 14, 8: 40})]
+        headers = ["variant", "board"] + (["runtime"] if show_runtime else []) + [
+            "tflite", label, "vs keras", "flash", "RAM", "fits"]
+        body = [[_variant_label(r), r["board"] or "-"] + ([r["runtime"] or "-"] if show_runtime else []) + [
+                 _kb(r["tflite_bytes"]), _fmt_metric(r["value"]), _fmt_delta(r["delta_vs_keras"]), _used(r, "flash"),
+                 _used(r, "ram"), _fits_short(r)] for r in rs]
+        k = 3 if show_runtime else 2
+        out += ["  " + ln for ln in _table(headers, body, right=set(range(k, k + 5)),
+                                            max_width={0: 14, 1: 20, k + 5: 34})]
         out.append("")
     limits = {}
     for r in rows:
@@ -537,7 +552,7 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def svg_scatter(points: list[dict], *, x_label: str, y_label: str, title: str, vlines: Iterable[tuple] = ()) -> str:
     """A small scatter plot as SVG text. points: {x, y, label, group}; vlines: (x, label, colour, dashed)."""
-    W, H, L, R, T, B = 560, 340, 70, 20, 34, 50
+    W, H, L, R, T, B = 640, 340, 70, 130, 34, 50
     vlines = list(vlines)
     if not points:
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="60" role="img">'
@@ -577,20 +592,29 @@ def svg_scatter(points: list[dict], *, x_label: str, y_label: str, title: str, v
     colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
     for p in points:
         c = colours[p["group"]]
+        if p.get("ship"):
+            parts.append(f'<circle class="ship" cx="{sx(p["x"]):.1f}" cy="{sy(p["y"]):.1f}" r="9" fill="none" '
+                         f'stroke="#000" stroke-width="1.5"/>')
         parts.append(f'<circle class="point" cx="{sx(p["x"]):.1f}" cy="{sy(p["y"]):.1f}" r="5" fill="{c}" fill-opacity="0.8">'
                      f'<title>{e(p["label"])}: {p["x"]:.1f} %, {p["y"]:.4g}</title></circle>'
                      f'<text x="{sx(p["x"]) + 7:.1f}" y="{sy(p["y"]) - 6:.1f}" fill="{c}">{e(p["short"])}</text>')
-    for i, g in enumerate(groups):  # legend
-        y = T + 14 + 15 * i
-        parts.append(f'<circle cx="{L + 12}" cy="{y - 4}" r="5" fill="{colours[g]}"/>'
-                     f'<text x="{L + 22}" y="{y}">{e(g)}</text>')
+    lx = W - R + 14
+    for i, g in enumerate(groups):  # legend, right of the plot
+        y = T + 14 + 16 * i
+        parts.append(f'<circle cx="{lx}" cy="{y - 4}" r="5" fill="{colours[g]}"/>'
+                     f'<text x="{lx + 10}" y="{y}">{e(_shorten(g, 18))}</text>')
+    if any(p.get("ship") for p in points):
+        y = T + 14 + 16 * len(groups)
+        parts.append(f'<circle cx="{lx}" cy="{y - 4}" r="7" fill="none" stroke="#000" stroke-width="1.5"/>'
+                     f'<text x="{lx + 10}" y="{y}">ship</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def plots(rows: list[dict], headroom: float) -> list[tuple[str, str]]:
+def plots(rows: list[dict], headroom: float, shipped: list[dict] = ()) -> list[tuple[str, str]]:
     """(title, svg) per model and resource: the metric against flash % and against RAM % of each board."""
     out = []
+    chosen = {(s["board"], s["model"], s["variant"], s["runtime"]) for s in shipped if s.get("variant")}
     for model, rs in _by_model(rows).items():
         metric = next((r["metric"] for r in rs if r["metric"]), None)
         if metric is None:
@@ -598,7 +622,8 @@ def plots(rows: list[dict], headroom: float) -> list[tuple[str, str]]:
         better = "higher is better" if next(r["higher_is_better"] for r in rs if r["metric"]) else "lower is better"
         for what, label in (("flash", "flash"), ("ram", "RAM")):
             pts = [{"x": r[f"{what}_pct"], "y": r["value"], "group": r["board"],
-                    "label": f"{r['variant']} on {r['board']} ({r['runtime']})", "short": r["variant"]}
+                    "label": f"{r['variant']} on {r['board']} ({r['runtime']})", "short": r["variant"],
+                    "ship": (r["board"], r["model"], r["variant"], r["runtime"]) in chosen}
                    for r in rs if r[f"{what}_pct"] is not None and r["value"] is not None]
             title = f"{model}: {_metric_label(metric)} against {label}"
             out.append((title, svg_scatter(
@@ -657,7 +682,9 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
                           "(the [report] headroom key in tinyml.toml)")
     out_dir = Path(out_dir)
     rows = collect(entries)
+    required = {tuple(x) for x in (gates or {}).get("required") or ()}
     for r in rows:
+        r["required"] = r["required"] or (r["model"], r["variant"]) in required
         r["fits_with_headroom"] = _fits_with_headroom(r, headroom) if r["board"] else None
 
     changes, note = None, "No previous report: this one is the baseline for the next comparison."
@@ -675,12 +702,12 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
                      "max_accuracy_drop": (gates or {}).get("max_accuracy_drop")}}
 
     lines = ["", "doit-tinyml report", ""] + terminal_main(rows) + ["", "model sizes (bytes)"] + terminal_sizes(rows)
-    lines += ["", "changes"] + terminal_diff(changes, note) + [""] + [s["text"] for s in doc["ship"]]
+    lines += ["", "changes since the previous report"] + terminal_diff(changes, note) + [""] + [s["text"] for s in doc["ship"]]
     lines += [""] + ([f"GATE FAILED: {x}" for x in doc["gate_failures"]] or ["gate: passed"])
     lines.append(f"written: {out_dir / 'report.md'}, report.json, report.csv, report.html")
     print("\n".join(lines), flush=True)
 
-    doc["_plots"] = plots(rows, headroom)
+    doc["_plots"] = plots(rows, headroom, doc["ship"])
     html_text = render_html(doc)
     del doc["_plots"]
     write_text(out_dir / "report.html", html_text)

@@ -145,7 +145,7 @@ def test_regression_metrics_match_independent_runs(sine, mode):
         raw_micro, raw_lite = tflm_outputs(path, sine["x_test"], raw=True), litert_outputs(path, sine["x_test"], raw=True)
         assert raw_micro.dtype == np.int8 and np.array_equal(raw_micro, raw_lite)  # bit-identical on the device runtime
         np.testing.assert_allclose(micro, lite, rtol=1e-6)
-        assert got["tflm"]["max_abs_diff_vs_litert"] == 0.0
+        assert got["tflm"]["max_abs_diff_vs_litert"] == 0.0 and got["tflm"]["samples_differing_vs_litert"] == 0
     else:
         np.testing.assert_allclose(micro, lite, atol=1e-5)
         assert got["tflm"]["max_abs_diff_vs_litert"] <= 1e-5
