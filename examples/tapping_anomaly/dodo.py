@@ -1,0 +1,2 @@
+from tasks import load_project
+globals().update(load_project("tinyml.toml"))
