@@ -206,3 +206,12 @@ def check_generated(tflite_path: Path, dataset_npz: Path, gen_dir: Path, info: d
         **stats,
         "passed": True,
     }
+
+
+def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *, work_dir: Path, core_dir: Path,
+                 max_samples: int = 100) -> dict:
+    """See `tasks.aot.target.target_check` (QEMU Cortex-M4, outputs identical to the host build)."""
+    from tasks.aot.target import target_check as _target_check
+
+    return _target_check(tflite_path, dataset_npz, out_json, work_dir=work_dir, core_dir=core_dir,
+                         max_samples=max_samples)
