@@ -41,7 +41,7 @@ TFLM_KERNELS: dict[str, str] = {
     "MEAN": "AddMean", "MINIMUM": "AddMinimum", "MIRROR_PAD": "AddMirrorPad", "MUL": "AddMul",
     "NEG": "AddNeg", "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack", "PAD": "AddPad", "PADV2": "AddPadV2",
     "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize", "READ_VARIABLE": "AddReadVariable",
-    "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu", "RELU6": "AddRelu6",
+    "REDUCE_ALL": "AddReduceAll", "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu", "RELU6": "AddRelu6",
     "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
     "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "REVERSE_V2": "AddReverseV2",
     "ROUND": "AddRound", "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape",
@@ -54,7 +54,7 @@ TFLM_KERNELS: dict[str, str] = {
     "VAR_HANDLE": "AddVarHandle", "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
 }
 # builtins with a kernel in the pinned wheel but no MicroMutableOpResolver method we can vouch for
-TFLM_KERNELS_NO_METHOD = {"REDUCE_ALL"}
+TFLM_KERNELS_NO_METHOD: set[str] = set()
 # custom ops TFLM ships kernels for
 TFLM_CUSTOM = {"TFLite_Detection_PostProcess": "AddDetectionPostprocess", "ETHOSU": "AddEthosU",
                "CIRCULAR_BUFFER": "AddCircularBuffer"}
