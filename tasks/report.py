@@ -97,11 +97,12 @@ def collect(entries: list[dict]) -> list[dict]:
                               and not (k == "size" and board is None)),
         }
         # ---- accuracy
-        primary = _get(m, "primary") or {}
-        name = primary.get("name")
+        primary = _get(m, "primary")
+        primary = primary if isinstance(primary, dict) else {}
+        name = primary.get("name") if isinstance(primary.get("name"), str) else None
         row["metric"] = name
         row["value"] = _num(primary.get("value"))
-        row["higher_is_better"] = primary.get("higher_is_better")
+        row["higher_is_better"] = bool(primary.get("higher_is_better")) if name else None
         row["metric_runtime"] = primary.get("runtime")
         keras = _num(_get(m, "keras", name)) if name else None
         row["keras_value"] = keras
@@ -110,6 +111,7 @@ def collect(entries: list[dict]) -> list[dict]:
         if row["delta_vs_keras"] is not None:
             row["drop"] = -row["delta_vs_keras"] if row["higher_is_better"] else row["delta_vs_keras"]
         row["tflm_error"] = _get(m, "tflm", "error")
+        row["estimate"] = bool(_get(s, "estimate", default=False))
         # ---- sizes of the model itself
         tflite = _first(_num(_get(a, "tflite_bytes")), _num(_get(c, "tflite_bytes")), _num(_get(m, "tflite_bytes")))
         row["tflite_bytes"] = int(tflite) if tflite is not None else None
@@ -136,7 +138,6 @@ def collect(entries: list[dict]) -> list[dict]:
         for what in ("flash", "ram"):
             used, limit = row[f"{what}_used"], row[f"{what}_limit"]
             row[f"{what}_pct"] = 100.0 * used / limit if used is not None and limit else None
-        row["estimate"] = bool(_get(s, "estimate", default=False))
         row["fits"], row["fits_text"] = _fits(row, s, status["size"], a, m)
         rows.append(row)
     return rows
@@ -160,7 +161,8 @@ def _fits(row: dict, s: dict | None, size_status: str, a: dict | None, m: dict |
     if row["runtime"] in (None, "tflm"):
         if a is not None and a.get("tflm_compatible") is False:
             probs = a.get("problems") or []
-            p = probs[0] if probs and isinstance(probs[0], dict) else {}
+            p = probs[0] if isinstance(probs, list) and probs else {}
+            p = p if isinstance(p, dict) else {"message": p}
             reason = ": ".join(str(x) for x in (p.get("op"), p.get("message")) if x) or "TFLM cannot run it"
             return "incompatible", f"incompatible ({_shorten(reason)})"
         if row.get("tflm_error"):
@@ -704,7 +706,6 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
     lines = ["", "doit-tinyml report", ""] + terminal_main(rows) + ["", "model sizes (bytes)"] + terminal_sizes(rows)
     lines += ["", "changes since the previous report"] + terminal_diff(changes, note) + [""] + [s["text"] for s in doc["ship"]]
     lines += [""] + ([f"GATE FAILED: {x}" for x in doc["gate_failures"]] or ["gate: passed"])
-    lines.append(f"written: {out_dir / 'report.md'}, report.json, report.csv, report.html")
     print("\n".join(lines), flush=True)
 
     doc["_plots"] = plots(rows, headroom, doc["ship"])
@@ -714,5 +715,6 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
     write_text(out_dir / "report.md", render_markdown(doc))
     write_text(out_dir / "report.csv", render_csv(rows))
     write_text(out_dir / "report.json", dumps_json(doc))
+    print(f"written: {out_dir / 'report.md'}, report.json, report.csv, report.html", flush=True)
     return 1 if doc["gate_failures"] else 0
 

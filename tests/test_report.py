@@ -139,6 +139,20 @@ def test_missing_and_incompatible_artifacts_never_crash(tmp_path, capsys):
     assert rows["hybrid"]["fits"] == "incompatible"
 
 
+def test_odd_artifact_contents_show_as_unknown(tmp_path, capsys):
+    [e] = variant(tmp_path, "sine", "int8", boards={"nano33ble": (40000, 8000)})
+    write_json(e["metrics"], {"primary": ["not", "a", "dict"], "keras": None})
+    write_json(e["analysis"], {"tflite_bytes": "big", "tflm_compatible": False, "problems": ["custom op FOO"]})
+    write_json(e["size"], {"flash_used": None, "fits": None})
+    (tmp_path / "prev.json").write_text("[1, 2]")
+    assert report.run([e], tmp_path, gates={}, previous=tmp_path / "prev.json") == 0
+    out = capsys.readouterr().out
+    assert "incompatible (custom op FOO)" in table_line(out, "int8", "nano33ble")
+    assert "The previous report" in out and "unreadable" in out
+    row = json.loads((tmp_path / "report.json").read_text())["rows"][0]
+    assert row["value"] is None and row["flash_used"] is None and row["tflite_bytes"] == 3184  # from convert.json
+
+
 # ------------------------------------------------------------------ diff against the previous report
 
 
