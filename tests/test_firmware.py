@@ -219,3 +219,25 @@ def test_run_qemu_semihosting(tmp_path, core_dir):
     # the loop's extra 200 iterations cost a whole, fixed number of instructions per iteration
     extra = results[300] - results[100]
     assert extra > 0 and extra % 200 == 0 and 4 <= extra // 200 <= 20
+
+
+def test_board_override_reaches_platformio(tmp_path, core_dir):
+    # [boards.nano33ble] flash = 4096: PlatformIO's own Flash: line now compares against 4,096
+    board = boards.resolve("nano33ble", {"flash": 4096, "ram": 8192}, "tinyml.toml")
+    model_dir = make_model_dir(tmp_path / "sine" / "int8", 6000, 256)
+    rec = firmware.run(SINE, model_dir, board, tmp_path / "out", core_dir, quiet=True)
+    assert (rec["flash_limit"], rec["ram_limit"]) == (4096, 8192)
+    assert not rec["fits"] and rec["flash_over_by"] == rec["flash_used"] - 4096
+
+
+def test_compile_error_names_board_and_cause(tmp_path, core_dir):
+    sketch = tmp_path / "broken"
+    (sketch / "src").mkdir(parents=True)
+    (sketch / "src" / "main.cpp").write_text('#include "model_data.h"\nint main() { return undefined_thing; }\n')
+    model_dir = make_model_dir(tmp_path / "m" / "v", 100, 64)
+    firmware.run(SINE, model_dir, boards.CATALOGUE["pico"], tmp_path / "out", core_dir, quiet=True)
+    assert (tmp_path / "out" / "size.json").exists()
+    with pytest.raises(TinyMLError) as e:
+        firmware.run(sketch, model_dir, boards.CATALOGUE["pico"], tmp_path / "out", core_dir)
+    assert "for board pico" in str(e.value) and "undefined_thing" in str(e.value)
+    assert not (tmp_path / "out" / "size.json").exists()
