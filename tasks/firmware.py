@@ -474,6 +474,7 @@ def _build(sketch_dir: Path, model_dir: Path, board: Board, out_dir: Path, core_
            extra_sources: list[Path], extra_include_dirs: list[Path]) -> dict:
     from tasks import elfsize
 
+    core_dir = core_dir.resolve()  # `pio run -d` changes directory: a relative core dir would move
     platform_dir = ensure_core(core_dir)
     proj = out_dir / "pio"
     _sync_tree(_project_files(sketch_dir, model_dir, extra_sources), proj / "src")
