@@ -189,6 +189,7 @@ def check_generated(tflite_path: Path, dataset_npz: Path, gen_dir: Path, info: d
                     prefix: str = "tinyml", max_samples: int | None = None) -> dict:
     """Compile the already generated sources in `gen_dir` and compare them with TFLM (no JSON)."""
     model_bytes = Path(tflite_path).read_bytes()
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
     xq = load_inputs(dataset_npz, info["input"], max_samples)
     exe = compile_host(gen_dir, Path(work_dir) / "aot_host", prefix)
     aot = run_host(exe, xq, info["output"], work_dir)
