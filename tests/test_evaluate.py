@@ -204,6 +204,30 @@ def test_classifier_metrics_match_sklearn(blobs):
     assert got["keras"]["accuracy"] == pytest.approx(skm.accuracy_score(y, ref))
 
 
+def test_binary_sigmoid_classifier_thresholded_at_half(blobs, tmp_path):
+    from sklearn import metrics as skm
+
+    tf, keras = import_tensorflow()
+    keras.utils.set_random_seed(3)
+    x, y = blobs["x_test"], (blobs["y_test"] == 1).astype(np.int32)
+    model = keras.Sequential([keras.layers.Dense(4, activation="relu", input_shape=(16,)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    path = tmp_path / "bin.tflite"
+    path.write_bytes(convert(model, "float", x))
+    npz, js = write_dataset(tmp_path, {"task": "binary", "n_classes": 2}, x_train=x, y_train=y, x_test=x, y_test=y)
+    got = evaluate.run(path, npz, js, tmp_path / "m.json", reference_keras=None)
+    pred = (tflm_outputs(path, x)[:, 0] >= 0.5).astype(int)
+    m = got["tflm"]
+    assert m["average"] == "binary"
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, pred, zero_division=0))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, pred, zero_division=0))
+    assert m["f1"] == pytest.approx(skm.f1_score(y, pred, zero_division=0))
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
+
+
 def test_binary_metrics_match_sklearn():
     from sklearn import metrics as skm
 
@@ -315,6 +339,13 @@ def test_user_mistakes_raise_tinymlerror(sine, tmp_path):
     bad.write_text(json.dumps({"task": "clustering"}))
     with pytest.raises(TinyMLError, match="clustering.*allowed"):
         evaluate.run(sine["dir"] / "float.tflite", sine["npz"], bad, tmp_path / "m.json", reference_keras=None)
+    with pytest.raises(TinyMLError, match="Keras reference.*doit train"):
+        evaluate.run(sine["dir"] / "float.tflite", sine["npz"], sine["json"], tmp_path / "m.json",
+                     reference_keras=tmp_path / "missing.keras")
+    other = tmp_path / "other"
+    npz, js = write_dataset(other, {"task": "regression"}, x_test=np.zeros((4, 3), np.float32), y_test=np.zeros(4))
+    with pytest.raises(TinyMLError, match=r"expects input samples of shape \[1\] but the dataset gives \[3\]"):
+        evaluate.run(sine["dir"] / "float.tflite", npz, js, tmp_path / "m.json", reference_keras=None)
     with pytest.raises(TinyMLError, match="mode"):
         evaluate._anomaly_settings({"mode": "sliding"})
     assert not (tmp_path / "m.json").exists()
