@@ -113,9 +113,21 @@ def static_problems(info) -> list[dict[str, Any]]:
     for which, idxs in (("input", sg.inputs), ("output", sg.outputs)):
         for i in idxs:
             t = sg.tensors[i]
-            if t.dtype == "UINT8":
-                probs.append(_p("tensor", t.name, f"model {which} '{t.name}' is uint8; TFLite Micro kernels "
-                                "dropped uint8 quantisation", 'set io = "int8" (or "float32") for this variant'))
+            if t.dtype != "UINT8":
+                continue
+            users = [op for op in sg.operators if i in op.inputs or i in op.outputs]
+            if all(op.builtin in ("QUANTIZE", "DEQUANTIZE") for op in users):
+                probs.append(_p("tensor", t.name,
+                                f"model {which} '{t.name}' is uint8: TFLM runs the QUANTIZE op that converts it "
+                                "to/from int8, at the cost of an extra op and tensor",
+                                'set io = "int8" for this variant to feed the int8 model directly',
+                                severity="warning"))
+            else:
+                ops_ = sorted({op.op for op in users})
+                probs.append(_p("tensor", t.name,
+                                f"model {which} '{t.name}' is uint8 and feeds {', '.join(ops_)} directly; TFLite "
+                                "Micro kernels take int8, not uint8 (asymmetric uint8 quantisation was dropped)",
+                                'set io = "int8" (or "float32") for this variant'))
     if len(info.subgraphs) > 1:
         ctl = [op for sg_ in info.subgraphs for op in sg_.operators
                if op.builtin in ("IF", "WHILE", "CALL_ONCE")]

@@ -53,6 +53,15 @@ def _tile(keras, tf):
     return keras.Model(inp, out)
 
 
+def _while(keras, tf):
+    # a WHILE loop: three subgraphs (main, cond, body); TFLM has WHILE/LESS/ADD/MUL kernels
+    inp = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(4, name="d1", bias_initializer=keras.initializers.RandomNormal(seed=1))(inp)
+    h = keras.layers.Lambda(lambda t: tf.while_loop(lambda i, x: i < 3, lambda i, x: (i + 1, x * 2.0),
+                                                    [tf.constant(0), t])[1], name="loop")(h)
+    return keras.Model(inp, h)
+
+
 def _rep(shape, n=32):
     import numpy as np
 
@@ -71,9 +80,9 @@ def _convert(tf, model, *, quant: str, io: str = "float32", rep_shape=None) -> b
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = _rep(rep_shape)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if io == "int8":
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
+        if io in ("int8", "uint8"):
+            conv.inference_input_type = getattr(tf, io)
+            conv.inference_output_type = getattr(tf, io)
     elif quant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quant == "float16":
@@ -104,12 +113,17 @@ def _build(name: str) -> bytes:
         return _convert(tf, _conv(keras), quant="int8", io="int8", rep_shape=(8, 8, 1))
     if name == "conv_float32":
         return _convert(tf, _conv(keras), quant="none")
+    if name == "uint8io":
+        return _convert(tf, _dense_small(keras), quant="int8", io="uint8", rep_shape=(N_FEATURES_SMALL,))
+    if name == "while":
+        return _convert(tf, _while(keras, tf), quant="none")
     if name == "tile":
         return _convert(tf, _tile(keras, tf), quant="none")
     raise KeyError(name)
 
 
-BUILDERS = ("float32", "int8", "int8_floatio", "hybrid", "float16", "conv_int8", "conv_float32", "tile")
+BUILDERS = ("float32", "int8", "int8_floatio", "hybrid", "float16", "conv_int8", "conv_float32", "tile",
+            "uint8io", "while")
 
 
 @functools.lru_cache(maxsize=None)

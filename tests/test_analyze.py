@@ -119,6 +119,19 @@ def test_op_tflm_lacks_is_named_not_crashed(analysed):
     assert a["layers"] and a["params"] > 0  # the rest of the analysis is still there
 
 
+def test_uint8_io_and_several_subgraphs_are_warnings_tflm_runs(analysed):
+    u = analysed("uint8io")
+    assert u["input"]["dtype"] == "uint8" and u["output"]["dtype"] == "uint8"
+    assert u["tflm_compatible"] is True and u["arena"] is not None  # TFLM ran it
+    warn = [p for p in u["problems"] if p.get("tensor")]
+    assert len(warn) == 2 and all(p["severity"] == "warning" and 'io = "int8"' in p["fix"] for p in warn)
+
+    w = analysed("while")
+    assert w["n_subgraphs"] == 3 and "WHILE" in w["ops"]
+    assert w["tflm_compatible"] is True and w["arena"]["target32_bytes"] > 0
+    assert [p["op"] for p in w["problems"]] == ["WHILE"] and w["problems"][0]["severity"] == "warning"
+
+
 def test_per_layer_peak_is_the_true_maximum_and_tflm_agrees(analysed, model):
     for name in ("float32", "conv_int8", "conv_float32", "float16"):
         a = analysed(name)
