@@ -301,11 +301,11 @@ def load(path: str | Path = "tinyml.toml") -> Project:
         if overrides is not None and not isinstance(overrides, dict):
             raise ConfigError(f"{file}: [boards.{bid}] must be a table")
         try:
-            resolved[bid] = _boards.resolve(bid, overrides, f"{file} [boards.{bid}]")
+            resolved[bid] = _boards.resolve(bid, overrides, file)
         except TinyMLError as e:
             users = [m.name for m in models if bid in m.firmware.boards]
-            where = f" (used by [models.{users[0]}.firmware] boards)" if users else ""
-            raise ConfigError(f"{file}: {e}{where}") from None
+            where = f" (used in [models.{users[0]}.firmware] boards)" if users else ""
+            raise ConfigError(f"{e}{where}") from None
     return Project(path=path, root=root, name=name, build_dir=build_dir, seed=seed, models=models,
                    boards=resolved, report=report)
 
