@@ -22,7 +22,7 @@ from tasks.util import TinyMLError
 MODEL_CACHE = Path(tempfile.gettempdir()) / "doit-tinyml-aot-models"
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 STRICT = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-CHECKED = ["sine_float", "sine_int8", "conv1d_int8", "cnn_int8"]
+CHECKED = ["sine_float", "sine_int8", "conv1d_int8", "cnn_int8", "zoo_int8", "zoo_float"]
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +113,18 @@ def test_host_outputs_identical_to_tflm_and_arena_smaller(name, models, tmp_path
     assert res["samples"] == len(np.load(npz)["x_test"]) > 0
     if name.endswith("float"):
         assert res["float_max_rel_error"] <= 1e-5
-    elif name == "conv1d_int8":  # int8 model with float I/O (QUANTIZE ... DEQUANTIZE inside)
+    elif name in ("conv1d_int8", "zoo_int8"):  # int8 models with float I/O (QUANTIZE ... DEQUANTIZE inside)
         assert "QUANTIZE" in res["ops"] and "DEQUANTIZE" in res["ops"] and "MEAN" in res["ops"]
         assert res["float_max_rel_error"] == 0.0
     else:
         assert res["int8_identical_fraction"] == 1.0
+    if name.startswith("zoo"):  # every operator the compiler supports, except SQUEEZE
+        from tasks.aot.generate import SUPPORTED_OPS
+
+        missing = set(SUPPORTED_OPS) - set(res["ops"]) - {"SQUEEZE", "EXPAND_DIMS"}
+        if name == "zoo_float":
+            missing -= {"QUANTIZE", "DEQUANTIZE"}
+        assert not missing, missing
     # the offline plan never needs more than TFLM: not even with the caller's I/O buffers added,
     # against TFLM's 32-bit figure
     assert 0 < res["planned_bytes"] <= res["tflm_arena_bytes"]

@@ -30,6 +30,7 @@ SUPPORTED_OPS = (
     "MUL", "QUANTIZE", "DEQUANTIZE", "CONCATENATION", "PAD",
 )
 SHAPE_ONLY_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+_FUSED_ACT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MUL")
 
 _KEEP_TFLM = 'this variant keeps the TFLM runtime (set runtime = "tflm" for it, or change the model)'
 
@@ -395,6 +396,8 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
         act = int(getattr(opts, "fusedActivationFunction", 0) or 0)
         if act not in (0, 1, 2, 3):
             g.fail(k, name, "fused activation TANH/SIGN_BIT is not supported")
+        if act and name not in _FUSED_ACT_OPS:
+            g.fail(k, name, "a fused activation on this operator is not supported")
         rin = ref(op.inputs[0], const=True)
         rout = ref(op.outputs[0])
         comment = f"  /* #{k} {name} -> {out.name} {out.shape} */"

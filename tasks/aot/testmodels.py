@@ -140,7 +140,46 @@ def unsupported_tile():
     return _convert(m, x, int8=False, int8_io=False), x
 
 
+def ops_zoo(int8: bool = True):
+    """Every other supported op: PAD, ADD, MUL, CONCATENATION, standalone RELU/RELU6/LOGISTIC/TANH,
+    MAX_POOL, MEAN (global average pool 2D), SQUEEZE-like reshapes."""
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    tf, keras = import_tensorflow()
+    seed_everything(7)
+    L = keras.layers
+    inp = keras.Input((8, 8, 2))
+    a = L.ZeroPadding2D(1)(inp)
+    a = L.Conv2D(4, 3)(a)
+    b = L.Conv2D(4, 1, activation="relu")(inp)
+    s = L.Add()([a, b])
+    s = L.ReLU()(s)
+    m = L.Multiply()([s, L.Activation("sigmoid")(b)])
+    c = L.Concatenate()([m, L.Activation("tanh")(a)])
+    c = L.ReLU(6.0)(c)
+    c = L.MaxPooling2D(2, padding="same")(c)
+    d = L.ZeroPadding2D(((1, 0), (0, 1)))(c)
+    d = L.MaxPooling2D(2)(d)
+    d = L.DepthwiseConv2D(2, padding="same", depth_multiplier=2)(d)
+    d = L.ReLU()(L.Concatenate()([d, d]))
+    d = L.AveragePooling2D(2, padding="same")(d)
+    g = L.Concatenate()([L.GlobalAveragePooling2D()(c), L.Flatten()(d)])
+    out = L.Dense(5, activation="softmax")(g)
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(5).normal(size=(256, 8, 8, 2)).astype("float32")
+    y = np.random.default_rng(6).integers(0, 5, size=256)
+    _fit(model, x, y, "sparse_categorical_crossentropy")
+    return _convert(model, x, int8=int8, int8_io=False), x[:100]
+
+
+def ops_zoo_float():
+    return ops_zoo(int8=False)
+
+
 BUILDERS = {
+    "zoo_int8": ops_zoo,
+    "zoo_float": ops_zoo_float,
     "sine_int8": sine_mlp,
     "sine_float": sine_mlp_float,
     "mlp128_int8": mlp_128,
