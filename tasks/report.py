@@ -339,9 +339,11 @@ def _pct(p) -> str:
 
 
 def _used(r: dict, what: str) -> str:
+    """'used / limit (pct)' in bytes, the figures PlatformIO printed, so they can be checked by eye."""
     if r[f"{what}_used"] is None:
         return "-"
-    return f"{_kb(r[f'{what}_used'])} {_pct(r[f'{what}_pct'])}"
+    limit = r[f"{what}_limit"]
+    return f"{_int(r[f'{what}_used'])} / {_int(limit)} {_pct(r[f'{what}_pct'])}"
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset(), max_width: dict | None = None) -> list[str]:
@@ -389,20 +391,14 @@ def terminal_main(rows: list[dict]) -> list[str]:
         out.append(_model_title(rs))
         label = _metric_label(next((r["metric"] for r in rs if r["metric"]), None))
         headers = ["variant", "board"] + (["runtime"] if show_runtime else []) + [
-            "tflite", label, "vs keras", "flash", "RAM", "fits"]
+            "tflite B", label, "vs keras", "flash used / limit", "RAM used / limit", "fits"]
         body = [[_variant_label(r), r["board"] or "-"] + ([r["runtime"] or "-"] if show_runtime else []) + [
-                 _kb(r["tflite_bytes"]), _fmt_metric(r["value"]), _fmt_delta(r["delta_vs_keras"]), _used(r, "flash"),
+                 _int(r["tflite_bytes"]), _fmt_metric(r["value"]), _fmt_delta(r["delta_vs_keras"]), _used(r, "flash"),
                  _used(r, "ram"), _fits_short(r)] for r in rs]
         k = 3 if show_runtime else 2
         out += ["  " + ln for ln in _table(headers, body, right=set(range(k, k + 5)),
                                             max_width={0: 14, 1: 20, k + 5: 34})]
         out.append("")
-    limits = {}
-    for r in rows:
-        if r["board"] and r["flash_limit"]:
-            limits[r["board"]] = (r["flash_limit"], r["ram_limit"])
-    if limits:
-        out.append("limits: " + "; ".join(f"{b} flash {_kb(f)}, RAM {_kb(m)}" for b, (f, m) in sorted(limits.items())))
     if any(r.get("required") for r in rows):
         out.append("* required variant (CI gate)")
     return out

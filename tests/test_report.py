@@ -95,14 +95,14 @@ def test_terminal_table_and_files(tmp_path, capsys):
     assert code == 0
     line = table_line(out, "int8", "nano33ble", "0.0710")
     assert "+0.0210" in line                      # MAE rose by 0.021 against Keras
-    assert "39.1K 4.1%" in line and "7.8K 3.1%" in line and line.rstrip().endswith("yes")
+    assert "40,000 / 983,040 4.1%" in line and "8,000 / 262,144 3.1%" in line and line.rstrip().endswith("yes")
     uno = table_line(out, "float", "uno")
     assert "NO (+3744 B flash over)" in uno      # 36000 - 32256
     assert "kws  (multiclass; accuracy, higher is better)" in out
-    assert "-0.0200" in table_line(out, "int8", "nano33ble", "0.9100", "17.6K")
-    assert "limits: nano33ble flash 960.0K, RAM 256.0K; uno flash 31.5K, RAM 2.0K" in out
+    assert "-0.0200" in table_line(out, "int8", "nano33ble", "0.9100", "18,000")
+    assert "/ 32,256" in uno and "/ 2,048" in uno   # the Uno's limits, on its own row
     main = out.split("model sizes")[0]
-    assert max(len(ln) for ln in main.splitlines()) <= 110
+    assert max(len(ln) for ln in main.splitlines()) <= 120
     sizes = table_line(out, "sine/int8", "3,184")
     assert "2,184" in sizes and "1,000" in sizes and "1,328" in sizes and "15.9%" in sizes  # 3184 / 20000
 
@@ -264,7 +264,7 @@ def test_runtime_column_only_when_runtimes_differ(tmp_path, capsys):
     report.run(entries, tmp_path, gates={}, previous=None)
     out = capsys.readouterr().out
     assert "runtime" in table_line(out, "variant", "board")
-    assert "aot" in table_line(out, "int8", "29.3K")
+    assert "aot" in table_line(out, "int8", "30,000 /")
     assert "Ship: nano33ble -> sine/int8 [aot] (MAE 0.0700, flash 3.1 %" in out  # same MAE: smaller flash wins
 
 
