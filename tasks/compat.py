@@ -153,8 +153,9 @@ def static_problems(info) -> list[dict[str, Any]]:
             probs.append(_p("op", names[0],
                             f"{len(float_ops)} op(s) still run in float32 inside an int8 model "
                             f"({', '.join(names)}): slower, and their tensors take 4x the arena",
-                            f"{FIX_INT8} with target_spec.supported_ops = TFLITE_BUILTINS_INT8, or replace "
-                            "the layers the quantizer cannot handle", severity="warning"))
+                            f"replace the layer(s) behind {', '.join(names)} with ones that quantize to int8 "
+                            "(the converter leaves an op in float when it has no int8 kernel for it), or keep "
+                            'this variant float32 (quantization = "float32")', severity="warning"))
 
     for s in info.subgraphs:
         for t in s.tensors:

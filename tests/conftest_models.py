@@ -62,6 +62,15 @@ def _while(keras, tf):
     return keras.Model(inp, h)
 
 
+def _mixed(keras, tf):
+    # SIN has no int8 kernel: post-training quantisation (float fallback allowed) leaves it in float
+    inp = keras.Input(shape=(N_FEATURES_SMALL,), name="x")
+    h = keras.layers.Dense(8, name="d1", bias_initializer=keras.initializers.RandomNormal(seed=1))(inp)
+    h = keras.layers.Lambda(lambda t: tf.math.sin(t), name="sin")(h)
+    out = keras.layers.Dense(2, name="d2", bias_initializer=keras.initializers.RandomNormal(seed=1))(h)
+    return keras.Model(inp, out)
+
+
 def _rep(shape, n=32):
     import numpy as np
 
@@ -83,6 +92,9 @@ def _convert(tf, model, *, quant: str, io: str = "float32", rep_shape=None) -> b
         if io in ("int8", "uint8"):
             conv.inference_input_type = getattr(tf, io)
             conv.inference_output_type = getattr(tf, io)
+    elif quant == "int8_fallback":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _rep(rep_shape)
     elif quant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quant == "float16":
@@ -117,13 +129,15 @@ def _build(name: str) -> bytes:
         return _convert(tf, _dense_small(keras), quant="int8", io="uint8", rep_shape=(N_FEATURES_SMALL,))
     if name == "while":
         return _convert(tf, _while(keras, tf), quant="none")
+    if name == "mixed":
+        return _convert(tf, _mixed(keras, tf), quant="int8_fallback", rep_shape=(N_FEATURES_SMALL,))
     if name == "tile":
         return _convert(tf, _tile(keras, tf), quant="none")
     raise KeyError(name)
 
 
 BUILDERS = ("float32", "int8", "int8_floatio", "hybrid", "float16", "conv_int8", "conv_float32", "tile",
-            "uint8io", "while")
+            "uint8io", "while", "mixed")
 
 
 @functools.lru_cache(maxsize=None)

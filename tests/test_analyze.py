@@ -132,6 +132,14 @@ def test_uint8_io_and_several_subgraphs_are_warnings_tflm_runs(analysed):
     assert [p["op"] for p in w["problems"]] == ["WHILE"] and w["problems"][0]["severity"] == "warning"
 
 
+def test_float_op_left_inside_an_int8_model_is_named(analysed):
+    a = analysed("mixed")  # int8 dense layers around a SIN the quantizer leaves in float
+    assert "SIN" in a["ops"] and "QUANTIZE" in a["ops"] and "DEQUANTIZE" in a["ops"]
+    assert a["tflm_compatible"] is True and a["arena"] is not None  # TFLM runs float SIN
+    p = [p for p in a["problems"] if "inside an int8 model" in p["message"]]
+    assert len(p) == 1 and p[0]["op"] == "SIN" and p[0]["severity"] == "warning"
+
+
 def test_per_layer_peak_is_the_true_maximum_and_tflm_agrees(analysed, model):
     for name in ("float32", "conv_int8", "conv_float32", "float16"):
         a = analysed(name)
