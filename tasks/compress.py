@@ -268,17 +268,18 @@ _KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
 
 
 def kernel_stats(model) -> dict:
-    """Per weight kernel: shape, fraction of zeros, distinct values (by variable name)."""
+    """Per weight kernel, keyed "<layer>/<kernel>": shape, size, fraction of zeros, distinct values."""
     import numpy as np
 
     out = {}
-    for w in model.weights:
-        short = w.name.split("/")[-1].split(":")[0]
-        if short not in _KERNEL_NAMES:
-            continue
-        a = w.numpy()
-        out[w.name] = {"shape": list(a.shape), "size": int(a.size), "sparsity": float(np.mean(a == 0)),
-                       "distinct": int(np.unique(a).size)}
+    for layer in model.layers:
+        for w in layer.weights:
+            short = w.name.split("/")[-1].split(":")[0]
+            if short not in _KERNEL_NAMES:
+                continue
+            a = w.numpy()
+            out[f"{layer.name}/{short}"] = {"shape": list(a.shape), "size": int(a.size),
+                                            "sparsity": float(np.mean(a == 0)), "distinct": int(np.unique(a).size)}
     return out
 
 
@@ -415,15 +416,54 @@ def apply_cluster(model, step: dict, ctx: Context):
     init = {"kmeans++": ck.CentroidInitialization.KMEANS_PLUS_PLUS, "linear": ck.CentroidInitialization.LINEAR,
             "density": ck.CentroidInitialization.DENSITY_BASED,
             "random": ck.CentroidInitialization.RANDOM}[step["init"]]
+    _, keras = import_tensorflow()
+    fallback = []
+
+    def wrap(layer):
+        if type(layer).__name__ == "InputLayer":
+            return layer.__class__.from_config(layer.get_config())
+        layer_init = init
+        if step["init"] == "kmeans++" and not _kmeans_feasible(layer, step["clusters"], ctx.pruned):
+            layer_init = ck.CentroidInitialization.LINEAR  # too few (non-zero) weights to sample from
+            fallback.append(layer.name)
+        return ck.cluster_weights(layer, number_of_clusters=step["clusters"], cluster_centroids_init=layer_init,
+                                  preserve_sparsity=ctx.pruned)
+
+    tf, _ = import_tensorflow()
     try:
-        clustered = ck.cluster_weights(model, number_of_clusters=step["clusters"], cluster_centroids_init=init,
-                                       preserve_sparsity=ctx.pruned)
-    except ValueError as e:
-        raise TinyMLError(f"{ctx.label} (cluster): tfmot cannot cluster this model: {e}") from None
+        clustered = keras.models.clone_model(model, clone_function=wrap)
+    except (ValueError, tf.errors.InvalidArgumentError) as e:
+        raise TinyMLError(f"{ctx.label} (cluster): tfmot cannot cluster this model: {str(e).splitlines()[0]}; "
+                          f"try init = \"linear\" or fewer clusters") from None
     ctx.fit(clustered, step)
     stripped = ck.strip_clustering(clustered)
     ctx.clustered = True
-    return stripped, {"preserve_sparsity": ctx.pruned}
+    return stripped, {"preserve_sparsity": ctx.pruned, "linear_init_for": fallback}
+
+
+def _kmeans_feasible(layer, clusters: int, preserve_sparsity: bool) -> bool:
+    """Whether tfmot's kmeans++ initialisation has enough weights to draw `clusters` centroids from.
+
+    Mirrors tfmot: with preserve_sparsity the non-zero clusters are split between negative and positive
+    weights in proportion to their counts, and each side must have at least as many weights as clusters.
+    """
+    import numpy as np
+
+    for w in layer.weights:
+        if w.name.split("/")[-1].split(":")[0] not in _KERNEL_NAMES:
+            continue
+        a = w.numpy().ravel()
+        if not preserve_sparsity:
+            if a.size < clusters:
+                return False
+            continue
+        neg, pos = int((a < 0).sum()), int((a > 0).sum())
+        if neg + pos == 0:
+            continue
+        n_neg = int(np.round((clusters - 1) * neg / (neg + pos)))
+        if n_neg > neg or clusters - 1 - n_neg > pos:
+            return False
+    return True
 
 
 _QAT_UNSUPPORTED = re.compile(r"Layer (\S+?):<class '([^']+)'> is not supported")
@@ -480,11 +520,20 @@ APPLY: dict[str, Callable] = {"distill": _apply_distill, "remove": _apply_remove
                               "cluster": apply_cluster, "qat": apply_qat}
 
 
+def _predict(model, x, batch_size: int = 1024):
+    """Inference without tracing a tf.function (fast for the small models this stage handles)."""
+    import numpy as np
+
+    return np.concatenate([model(x[i:i + batch_size], training=False).numpy()
+                           for i in range(0, len(x), batch_size)], axis=0)
+
+
 def _test_loss(model, data, loss) -> float | None:
     if "x_test" not in data or len(data["x_test"]) == 0:
         return None
-    model.compile(loss=loss)
-    return float(model.evaluate(data["x_test"], data["y_test"], verbose=0, batch_size=256))
+    _, keras = import_tensorflow()
+    pred = _predict(model, data["x_test"])
+    return float(keras.losses.get(loss)(data["y_test"], pred).numpy().mean())
 
 
 def run(trained_path: Path, dataset_npz: Path, steps: tuple[dict, ...], out_keras: Path, out_json: Path, *,

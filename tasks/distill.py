@@ -96,7 +96,9 @@ def apply(teacher, step: dict, ctx):
                           f"differs from the teacher's {tuple(teacher.output_shape[1:])}; make the student's last "
                           f"layer match the teacher's (same units and activation)")
     kind = _kind(ctx.loss)
-    t_out = teacher.predict(x, batch_size=256, verbose=0)
+    from .compress import _predict
+
+    t_out = _predict(teacher, x)
     n = len(x)
     if kind == "regression":
         hard = np.asarray(y, dtype="float32").reshape(n, -1)

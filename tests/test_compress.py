@@ -158,7 +158,8 @@ def _run(project, steps, tmp: Path, name="v"):
 
 
 def _kernels(model):
-    return {w.name: w.numpy() for w in model.weights if w.name.split("/")[-1] == "kernel:0"}
+    return {f"{l.name}/{w.name}": w.numpy() for l in model.layers for w in l.weights
+            if w.name.split("/")[-1] == "kernel:0"}
 
 
 def test_prune_polynomial_reaches_target_sparsity_and_is_deterministic(dense_project, tmp_path):
@@ -199,22 +200,22 @@ def test_prune_cluster_qat_chain_keeps_zeros_and_converts_to_int8(dense_project,
 
     from tasks.util import import_tensorflow
 
-    # prune -> cluster: at most n distinct values per kernel, and the zeros survive clustering
-    out, rec = _run(dense_project, [{"method": "prune", "final_sparsity": 0.5, "epochs": 1},
-                                    {"method": "cluster", "clusters": 6, "epochs": 1}], tmp_path, "pc")
-    assert rec["steps"][1]["preserve_sparsity"] is True
-    for name, k in _kernels(compress.load_model(out)).items():
-        assert np.unique(k).size <= 6, name
-        assert float(np.mean(k == 0)) >= 0.5 - 0.01, name
-
-    # prune -> cluster -> qat: loads (QAT wrappers), converts to a full-int8 .tflite
     out, rec = _run(dense_project, [{"method": "prune", "final_sparsity": 0.5, "epochs": 1},
                                     {"method": "cluster", "clusters": 6, "epochs": 1},
                                     {"method": "qat", "epochs": 1}], tmp_path, "pcq")
+    # prune -> cluster: at most n distinct values per kernel, and the zeros survive clustering
+    assert rec["steps"][1]["preserve_sparsity"] is True
+    assert len(rec["steps"][1]["kernels"]) == 3
+    for name, k in rec["steps"][1]["kernels"].items():
+        assert k["distinct"] <= 6 and k["sparsity"] >= 0.5 - 0.01, name
     assert rec["requires_full_integer"] is True
     assert rec["steps"][2]["scheme"] == "Default8BitClusterPreserveQuantizeScheme"
     model = compress.load_model(out)
     assert any(type(l).__name__ == "QuantizeWrapperV2" for l in model.layers)
+    kernels = _kernels(model)  # the float kernels inside the QAT wrappers: still clustered and sparse
+    assert len(kernels) == 3
+    for name, k in kernels.items():
+        assert np.unique(k).size <= 6 and float(np.mean(k == 0)) >= 0.5 - 0.01, name
     tf, _ = import_tensorflow()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -320,12 +321,19 @@ def test_distill_student_has_students_size(dense_project, tmp_path):
     assert rec["steps"][0]["kind"] == "sparse" and np.isfinite(rec["steps"][0]["test_loss"])
 
 
-def test_distill_regression_uses_teacher_outputs(tmp_path):
+def test_distill_regression_then_tiny_kernel_clusters_with_linear_fallback(tmp_path):
+    import numpy as np
+
     layers = [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense", "units": 1}]
     project = _project(tmp_path, layers, (6,), task="regression")
     out, rec = _run(project, [{"method": "distill", "layers": [{"type": "dense", "units": 1}], "epochs": 1},
-                              {"method": "prune", "final_sparsity": 0.5, "epochs": 1}], tmp_path, "dr")
+                              {"method": "prune", "final_sparsity": 0.5, "epochs": 1},
+                              {"method": "cluster", "clusters": 8, "epochs": 1}], tmp_path, "dr")
     assert rec["steps"][0]["kind"] == "regression" and rec["final"]["params"] == 7
+    # 3 non-zero weights cannot seed 7 kmeans++ centroids: that layer falls back to linear init
+    assert len(rec["steps"][2]["linear_init_for"]) == 1
+    (k,) = _kernels(compress.load_model(out)).values()
+    assert np.unique(k).size <= 8 and int((k == 0).sum()) == 3
 
 
 def test_layer_that_cannot_be_clustered_is_named(tmp_path):
