@@ -55,7 +55,10 @@ AFFINE_QUANTIZATION = (24, 12)
 ALLOCATION_INFO = (32, 20)
 UNRECORDED_TAIL_FACTOR = 0.6
 
-_MEMORY_SHORT_RE = re.compile(r"Failed to allocate|missing: \d+|Too many buffers|too small", re.I)
+# TFLM's own out-of-memory messages (case-sensitive: the Python wrapper's "TFLM failed to allocate
+# tensors" follows every failure and says nothing about the cause)
+_MEMORY_SHORT_RE = re.compile(r"Failed to allocate|Failed to resize buffer|missing: \d+|Too many buffers|too small")
+_NOT_MEMORY_RE = re.compile(r"Didn't find op|Failed to get registration|not supported|failed to prepare")
 UNSUPPORTED_OP_RE = re.compile(r"Didn't find op for (?:builtin opcode '([^']+)'|custom opcode '([^']+)')")
 
 
@@ -146,7 +149,7 @@ def _child(model_path: str) -> dict[str, Any]:
     hi = _first_size(model)
     ok, msg = _probe(model, hi)
     while not ok:
-        if not _MEMORY_SHORT_RE.search(msg) or hi >= MAX_ARENA:
+        if not _MEMORY_SHORT_RE.search(msg) or _NOT_MEMORY_RE.search(msg) or hi >= MAX_ARENA:
             return {"ok": False, "message": msg.strip(), "arena_tried": hi}
         hi *= 4
         ok, msg = _probe(model, hi)

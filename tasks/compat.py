@@ -64,6 +64,7 @@ DATA_MOVEMENT = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", 
 
 _DIDNT_FIND = re.compile(r"Didn't find op for builtin opcode '([^']+)'")
 _DIDNT_FIND_CUSTOM = re.compile(r"Didn't find op for custom opcode '([^']+)'")
+_NO_CUSTOM_REG = re.compile(r"Failed to get registration from op code CUSTOM")
 _PREPARE = re.compile(r"Node (\S+) \(number (\d+)\) failed to (prepare|invoke|init)")
 
 
@@ -87,7 +88,8 @@ def static_problems(info) -> list[dict[str, Any]]:
         if op.startswith("CUSTOM:"):
             name = op.split(":", 1)[1]
             if name not in TFLM_CUSTOM:
-                probs.append(_p("op", op, f"custom op '{name}' has no TFLite Micro kernel",
+                probs.append(_p("op", op, f"TFLite Micro has no kernel for custom op '{name}'"
+                                + (" (a TensorFlow op kept by SELECT_TF_OPS)" if name.startswith("Flex") else ""),
                                 "convert without SELECT_TF_OPS / custom ops (use layers that map to TFLite "
                                 "builtins), or write the kernel and register it with "
                                 "MicroMutableOpResolver::AddCustom"))
@@ -179,6 +181,16 @@ def runtime_problems(message: str, info=None) -> list[dict[str, Any]]:
         probs.append(_p("op", f"CUSTOM:{op}", f"TFLite Micro has no kernel for custom op '{op}': TFLM says "
                         f"\"Didn't find op for custom opcode '{op}'\"",
                         "convert without custom/SELECT_TF_OPS, or register the kernel with AddCustom"))
+    if _NO_CUSTOM_REG.search(message) and info is not None:
+        for op in info.ops():
+            if op.startswith("CUSTOM:") and op.split(":", 1)[1] not in TFLM_CUSTOM:
+                name = op.split(":", 1)[1]
+                probs.append(_p("op", op, f"TFLite Micro has no kernel for custom op '{name}'"
+                                + (" (a TensorFlow op kept by SELECT_TF_OPS)" if name.startswith("Flex") else "")
+                                + ": TFLM says \"Failed to get registration from op code CUSTOM\"",
+                                "convert without SELECT_TF_OPS / custom ops (use layers that map to TFLite "
+                                "builtins), or write the kernel and register it with "
+                                "MicroMutableOpResolver::AddCustom"))
     for op, number, phase in _PREPARE.findall(message):
         lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
         cause = next((ln for ln in lines if not ln.startswith(("Node ", "python:"))), "")
@@ -187,8 +199,9 @@ def runtime_problems(message: str, info=None) -> list[dict[str, Any]]:
             "check the op's input/output types against TFLM's kernel (int8 or float32), "
             "or convert with full-integer quantization")
         probs.append(_p("op", op, text, fix))
+    said = " ".join(ln.strip() for ln in message.splitlines() if ln.strip() and not ln.startswith("python:"))
     if not probs and message.strip():
-        probs.append(_p("op", "MODEL", "TFLite Micro refused the model: " + " ".join(message.split())[:400],
+        probs.append(_p("op", "MODEL", "TFLite Micro refused the model: " + (said or message.strip())[:400],
                         "check the model's ops and types against docs/analysis.md"))
     return probs
 

@@ -71,6 +71,14 @@ def _mixed(keras, tf):
     return keras.Model(inp, out)
 
 
+def _flex(keras, tf):
+    # cumprod has no TFLite builtin: SELECT_TF_OPS keeps it as the custom op FlexCumprod
+    inp = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(4, name="d1", bias_initializer=keras.initializers.RandomNormal(seed=1))(inp)
+    out = keras.layers.Lambda(lambda t: tf.math.cumprod(t, axis=1), name="cumprod")(h)
+    return keras.Model(inp, out)
+
+
 def _rep(shape, n=32):
     import numpy as np
 
@@ -95,6 +103,8 @@ def _convert(tf, model, *, quant: str, io: str = "float32", rep_shape=None) -> b
     elif quant == "int8_fallback":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = _rep(rep_shape)
+    elif quant == "select_tf_ops":
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
     elif quant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quant == "float16":
@@ -131,13 +141,15 @@ def _build(name: str) -> bytes:
         return _convert(tf, _while(keras, tf), quant="none")
     if name == "mixed":
         return _convert(tf, _mixed(keras, tf), quant="int8_fallback", rep_shape=(N_FEATURES_SMALL,))
+    if name == "flex":
+        return _convert(tf, _flex(keras, tf), quant="select_tf_ops")
     if name == "tile":
         return _convert(tf, _tile(keras, tf), quant="none")
     raise KeyError(name)
 
 
 BUILDERS = ("float32", "int8", "int8_floatio", "hybrid", "float16", "conv_int8", "conv_float32", "tile",
-            "uint8io", "while", "mixed")
+            "uint8io", "while", "mixed", "flex")
 
 
 @functools.lru_cache(maxsize=None)

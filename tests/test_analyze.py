@@ -140,6 +140,16 @@ def test_float_op_left_inside_an_int8_model_is_named(analysed):
     assert len(p) == 1 and p[0]["op"] == "SIN" and p[0]["severity"] == "warning"
 
 
+def test_select_tf_ops_custom_op_is_named(analysed):
+    a = analysed("flex")
+    assert "CUSTOM:FlexCumprod" in a["ops"]
+    assert a["tflm_compatible"] is False and a["arena"] is None
+    assert [p["op"] for p in a["problems"]] == ["CUSTOM:FlexCumprod"]
+    p = a["problems"][0]
+    assert "FlexCumprod" in p["message"] and "Failed to get registration from op code CUSTOM" in p["message"]
+    assert "SELECT_TF_OPS" in p["fix"]
+
+
 def test_per_layer_peak_is_the_true_maximum_and_tflm_agrees(analysed, model):
     for name in ("float32", "conv_int8", "conv_float32", "float16"):
         a = analysed(name)
