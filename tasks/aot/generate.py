@@ -275,7 +275,7 @@ class _Gen:
             return self.emitted[t.idx]
         if t.data is None:
             raise ValueError(t.name)
-        name = f"{self.prefix}_w{t.idx}"
+        name = f"{self.prefix}_w_{t.idx}"
         arr = t.array().reshape(-1)
         body = _float_list(arr) if t.dtype == "float32" else _int_list(arr)
         self.decls.append(f"/* {t.name} {t.shape} {t.dtype} */\nstatic const {_CTYPE[t.dtype]} {name}[{arr.size}] = {{\n{body}\n}};")
@@ -283,10 +283,13 @@ class _Gen:
         self.weights_bytes += t.nbytes
         return name
 
-    def table(self, vals: list[int]) -> str:
-        name = self.sym("q")
+    def table(self, vals: list[int], *, weights: bool = False, what: str = "q") -> str:
+        name = self.sym(what)
         self.decls.append(f"static const int32_t {name}[{len(vals)}] = {{\n{_int_list(vals, 8)}\n}};")
-        self.tables_bytes += 4 * len(vals)
+        if weights:
+            self.weights_bytes += 4 * len(vals)
+        else:
+            self.tables_bytes += 4 * len(vals)
         return name
 
     def struct(self, ctype: str, fields: list[str]) -> str:
@@ -416,19 +419,34 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             units, in_features = filt.shape[0], filt.shape[-1]
             batches = ins[0].elems // in_features
             rf = ref(filt.idx, const=True)
-            rb = ref(bias.idx, const=True) if bias is not None else "0"
+            rb = None
             if dt == "int8":
                 if filt.dtype != "int8" or (bias is not None and bias.dtype != "int32"):
                     g.fail(k, name, f"weights {filt.dtype}/bias {bias.dtype if bias else None}; int8 weights and int32 bias required")
                 pc, mt, st = g.out_mults(ins[0], filt, out)
                 lo, hi = act_range_q(act, out.scale, out.zp)
-                p = g.struct("tml_fc_s8_params", [str(batches), str(in_features), str(units), str(-ins[0].zp),
+                in_off = -ins[0].zp
+                if in_off and filt.zp == 0 and filt.data is not None and (bias is None or bias.data is not None):
+                    # sum_d w*(x+off) + b == sum_d w*x + (b + off*sum_d w): exact in integers, so the
+                    # result is TFLM's, at half the work. The folded bias is a new const table.
+                    import numpy as np
+
+                    w = filt.array().astype(np.int64).reshape(units, in_features)
+                    b = bias.array().astype(np.int64).reshape(-1) if bias is not None else np.zeros(units, np.int64)
+                    folded = b + in_off * w.sum(axis=1)
+                    if np.abs(folded).max() < 2 ** 31:
+                        rb = f"(const int32_t *){g.table([int(v) for v in folded], weights=True, what='w_bias')}"
+                        in_off = 0
+                if rb is None:
+                    rb = ref(bias.idx, const=True) if bias is not None else "0"
+                p = g.struct("tml_fc_s8_params", [str(batches), str(in_features), str(units), str(in_off),
                                                   str(-filt.zp), str(out.zp), str(lo), str(hi), str(pc), mt, st])
                 call = f"tml_fc_s8(&{p}, {rin}, {rf}, {rb}, {rout});"
             else:
                 if filt.dtype != "float32":
                     g.fail(k, name, f"float input with {filt.dtype} weights (hybrid quantization) is not supported")
                 lo, hi = act_range_f(act)
+                rb = ref(bias.idx, const=True) if bias is not None else "0"
                 p = g.struct("tml_fc_f32_params", [str(batches), str(in_features), str(units), _cf(lo), _cf(hi)])
                 call = f"tml_fc_f32(&{p}, {rin}, {rf}, {rb}, {rout});"
 

@@ -311,8 +311,13 @@ void tml_fc_s8(const tml_fc_s8_params *p, const int8_t *in, const int8_t *filter
       const int8_t *fp = filter + o * p->in_features;
       const int32_t ch = p->per_channel ? o : 0;
       int32_t acc = 0;
-      for (d = 0; d < p->in_features; ++d)
-        acc += ((int32_t)fp[d] + p->filter_offset) * ((int32_t)ip[d] + p->input_offset);
+      if (p->filter_offset == 0 && p->input_offset == 0) {
+        /* the generator folded input_offset * sum(w) into the bias */
+        for (d = 0; d < p->in_features; ++d) acc += (int32_t)fp[d] * (int32_t)ip[d];
+      } else {
+        for (d = 0; d < p->in_features; ++d)
+          acc += ((int32_t)fp[d] + p->filter_offset) * ((int32_t)ip[d] + p->input_offset);
+      }
       if (bias) acc += bias[o];
       acc = tml_mbqm(acc, p->mult[ch], p->shift[ch]) + p->output_offset;
       out[b * p->units + o] = tml_sat8(acc, p->act_min, p->act_max);
