@@ -272,6 +272,7 @@ def measure(model_bytes: bytes) -> dict[str, Any]:
     return {
         "host_bytes": int(res["host_bytes"]),
         "target32_bytes": d["target32_bytes"],
+        "final32_bytes": d["final32_bytes"],
         "split": d["split"],
         "host_split": d["host_split"],
         "allocations": alloc,
