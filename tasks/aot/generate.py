@@ -214,11 +214,20 @@ def _cf(x: float) -> str:
         return "-3.402823466e+38f" if x < 0 else "3.402823466e+38f"
     if math.isnan(x):
         raise ValueError("NaN constant")
-    return f"{x.hex()}f" if x != 0 else "0.0f"
+    return f"{_short_hex(x)}f" if x != 0 else "0.0f"
+
+
+def _short_hex(x: float) -> str:
+    """float.hex without trailing zero digits: 0x1.8000000000000p+1 -> 0x1.8p+1 (exact, C99)."""
+    mant, exp = x.hex().split("p")
+    mant = mant.rstrip("0")
+    if mant.endswith("."):
+        mant = mant[:-1]
+    return f"{mant}p{exp}"
 
 
 def _cd(x: float) -> str:
-    return x.hex() if x != 0 else "0.0"
+    return _short_hex(x) if x != 0 else "0.0"
 
 
 def _int_list(vals, per_line: int = 24) -> str:
