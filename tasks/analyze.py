@@ -58,6 +58,7 @@ def analyze_bytes(data: bytes, *, arena_margin: float = 0.10, path: str | Path |
         "hybrid": bool(tflite_info.hybrid_ops(info)),
         "float16": tflite_info.is_float16(info),
         "arena": arena,
+        "arena_margin": float(arena_margin),
         "tflm_compatible": bool(compatible),
         "problems": problems,
         "layers": rows,

@@ -91,12 +91,16 @@ def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -
     from tasks.compat import resolver_method
 
     arena = analysis.get("arena")
+    problems = analysis.get("problems") or []
+    compatible = bool(arena)
     if not arena:
-        probs = analysis.get("problems") or []
-        why = "; ".join(f"{p.get('op') or p.get('tensor')}: {p.get('message')} (fix: {p.get('fix')})"
-                        for p in probs[:3]) or "the arena could not be measured"
-        raise TinyMLError(f"header: {provenance.get('model')}/{provenance.get('variant')} cannot run on TFLite Micro, "
-                          f"so there is no arena size to write. {why}")
+        # TFLM cannot run this variant (hybrid, missing op, ...). Keep it buildable for comparison: the
+        # header still compiles, marks itself incompatible and sizes the arena from the activation peak
+        # (an estimate: no TFLM allocator could measure it). The report shows the variant as incompatible.
+        margin = float(analysis.get("arena_margin", 0.10))
+        peak = int(analysis.get("peak_alive_bytes") or 0)
+        est = -(-int(peak * (1 + margin)) // 16) * 16 or 16
+        arena = {"bytes": est, "target32_bytes": est, "host_bytes": None, "margin": margin, "estimate": True}
     ops: list[str] = list(analysis.get("ops") or [])
     sha = hashlib.sha256(model).hexdigest()
     inp, outp = analysis.get("input") or {}, analysis.get("output") or {}
@@ -121,10 +125,20 @@ def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -
     w("// ---- the model flatbuffer (in model_data.cc) ----\n")
     w("extern const unsigned char g_model[];\nextern const unsigned int g_model_len;\n")
     w(f"#define TINYML_MODEL_LEN {len(model)}\n\n")
-    w("// ---- tensor arena ----\n")
-    w(f"// TFLite Micro arena measured for a 32-bit target: {arena['target32_bytes']} bytes\n")
-    w(f"// (64-bit host measurement: {arena.get('host_bytes')} bytes), plus a margin of "
-      f"{float(arena['margin']) * 100:g} %, rounded up to 16.\n")
+    w("// ---- TFLite Micro compatibility ----\n")
+    w(f"#define TINYML_TFLM_COMPATIBLE {1 if compatible else 0}\n")
+    for p in problems:
+        what = p.get("op") or p.get("tensor") or "model"
+        w(f"// {'problem' if not compatible else 'note'}: {_comment(str(what))}: {_comment(str(p.get('message')))}"
+          f" -- fix: {_comment(str(p.get('fix')))}\n")
+    w("\n// ---- tensor arena ----\n")
+    if compatible:
+        w(f"// TFLite Micro arena measured for a 32-bit target: {arena['target32_bytes']} bytes\n")
+        w(f"// (64-bit host measurement: {arena.get('host_bytes')} bytes), plus a margin of "
+          f"{float(arena['margin']) * 100:g} %, rounded up to 16.\n")
+    else:
+        w("// ESTIMATE: TFLite Micro cannot run this model, so no arena was measured. This is the peak of\n")
+        w(f"// live activation bytes plus a margin of {float(arena['margin']) * 100:g} %, for size comparison only.\n")
     w(f"#define TINYML_ARENA_SIZE {int(arena['bytes'])}\n")
     w(f"#define TINYML_ARENA_TARGET32_BYTES {int(arena['target32_bytes'])}\n\n")
     w("// ---- operators the model uses ----\n")

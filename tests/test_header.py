@@ -145,13 +145,23 @@ def test_bytes_are_deterministic_and_without_labels_or_norm(generated, tmp_path)
         assert r.returncode == 0, r.stderr
 
 
-def test_incompatible_model_gives_an_actionable_error(tmp_path):
+def test_incompatible_model_still_gets_a_header_that_says_so(tmp_path):
+    """A variant TFLM cannot run stays buildable for comparison: the header compiles, declares itself
+    incompatible, names the op and the fix, and sizes the arena as a marked estimate."""
     tfl = conftest_models.model_path("tile")
-    analyze.run(tfl, tmp_path / "analysis.json")
-    with pytest.raises(TinyMLError, match="TILE"):
-        header.run(tfl, tmp_path / "analysis.json", tmp_path / "model_data.h", tmp_path / "model_data.cc",
-                   provenance=PROV)
-    assert not (tmp_path / "model_data.h").exists()
+    analysis = analyze.run(tfl, tmp_path / "analysis.json")
+    assert analysis["tflm_compatible"] is False and analysis["arena"] is None
+    header.run(tfl, tmp_path / "analysis.json", tmp_path / "model_data.h", tmp_path / "model_data.cc",
+               provenance=PROV)
+    h = (tmp_path / "model_data.h").read_text()
+    assert "#define TINYML_TFLM_COMPATIBLE 0" in h
+    assert re.search(r"// problem: .*TILE.*-- fix: ", h), h
+    assert "ESTIMATE" in h
+    arena = int(re.search(r"#define TINYML_ARENA_SIZE (\d+)", h).group(1))
+    assert arena >= analysis["peak_alive_bytes"] and arena % 16 == 0
+    r = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-I", str(tmp_path), "-c",
+                        str(tmp_path / "model_data.cc"), "-o", str(tmp_path / "m.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_stale_analysis_is_refused(tmp_path):
