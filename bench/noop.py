@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 BARE_DODO = '''
 from pathlib import Path
 N = {n}
+Path("build").mkdir(exist_ok=True)
 DOIT_CONFIG = {{"dep_file": "build/.doit.db", "backend": "json", "check_file_uptodate": "md5",
                "verbosity": 0}}
 
