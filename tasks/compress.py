@@ -288,11 +288,11 @@ def _file_sizes(data: bytes) -> dict:
 
 
 def _measure(model, tmpdir: Path, tag: str) -> dict:
-    from .structured import count_macs
+    from .structured import count_macs, count_params
 
     p = Path(tmpdir) / f"{tag}.keras"
     fmt = save_model(model, p)
-    rec = {"params": int(model.count_params()), "macs": int(count_macs(model)), "format": fmt}
+    rec = {"params": count_params(model), "macs": int(count_macs(model)), "format": fmt}
     rec.update(_file_sizes(p.read_bytes()))
     return rec
 
@@ -580,10 +580,10 @@ def run(trained_path: Path, dataset_npz: Path, steps: tuple[dict, ...], out_kera
         for rec in records:
             rec.pop("_after")
     fmt = save_model(model, out_keras)
-    final = {"params": int(model.count_params()), "format": fmt, **_file_sizes(out_keras.read_bytes())}
-    from .structured import count_macs
+    from .structured import count_macs, count_params
 
-    final["macs"] = int(count_macs(model))
+    final = {"params": count_params(model), "macs": int(count_macs(model)), "format": fmt,
+             **_file_sizes(out_keras.read_bytes())}
     result = {"steps": records, "trained": before, "final": final,
               "requires_full_integer": any(s["method"] == "qat" for s in steps)}
     write_json(out_json, result)

@@ -31,6 +31,21 @@ def _inner(layer):
     return layer
 
 
+def count_params(model) -> int:
+    """The model's own parameters: quantization wrappers' ranges and step counters are not counted."""
+    import re
+
+    aux = re.compile(r"(_min|_max|optimizer_step)$")
+    total = 0
+    for layer in model.layers:
+        if type(layer).__name__ == "QuantizeLayer":
+            continue
+        for w in layer.weights:
+            if not aux.search(w.name.split("/")[-1].split(":")[0]):
+                total += math.prod(w.shape)
+    return int(total)
+
+
 def count_macs(model) -> int:
     """Multiply-accumulates of one inference: Dense, Conv1D/2D, DepthwiseConv2D, SeparableConv (others 0)."""
     total = 0

@@ -247,6 +247,8 @@ def test_qat_alone_uses_default_scheme(dense_project, tmp_path):
     out, rec = _run(dense_project, [{"method": "qat", "epochs": 1}], tmp_path, "q")
     assert rec["steps"][0]["scheme"] == "Default8BitQuantizeScheme"
     assert rec["final"]["format"] == "h5"
+    # parameters are the model's own, not the quantizers' ranges and step counters
+    assert rec["final"]["params"] == rec["trained"]["params"] == 8 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
     model = compress.load_model(out)
     assert model.predict(__import__("numpy").zeros((2, 8), "float32"), verbose=0).shape == (2, 3)
 
