@@ -112,6 +112,7 @@ def collect(entries: list[dict]) -> list[dict]:
             row["drop"] = -row["delta_vs_keras"] if row["higher_is_better"] else row["delta_vs_keras"]
         row["tflm_error"] = _get(m, "tflm", "error")
         row["estimate"] = bool(_get(s, "estimate", default=False))
+        row["breakdown"] = _get(s, "breakdown")
         # ---- sizes of the model itself
         tflite = _first(_num(_get(a, "tflite_bytes")), _num(_get(c, "tflite_bytes")), _num(_get(m, "tflite_bytes")))
         row["tflite_bytes"] = int(tflite) if tflite is not None else None
@@ -486,6 +487,46 @@ def _sizes_wide(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return headers, body
 
 
+def _breakdown_wide(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Where every byte goes, from the linked ELF (size.json breakdown)."""
+    headers = ["model/variant", "board", "runtime", "flash: model", "inference", "application",
+               "RAM: arena", "stack+heap", "application"]
+    body = []
+    for r in rows:
+        b = r.get("breakdown") or {}
+        if not b or r.get("estimate"):
+            continue
+        f, m = b.get("flash") or {}, b.get("ram") or {}
+        body.append([f"{r['model']}/{r['variant']}", r["board"] or "-", r["runtime"] or "-",
+                     _int(f.get("model")), _int(f.get("inference")), _int(f.get("application")),
+                     _int(m.get("arena")), _int(m.get("stack_heap")), _int(m.get("application"))])
+    return headers, body
+
+
+def layer_tables(entries: list[dict]) -> dict[str, dict]:
+    """Per variant: the analysis' per-layer table (op, shapes and dtypes, params, MACs, live bytes, peak)."""
+    out: dict[str, dict] = {}
+    for e in entries:
+        key = f"{e.get('model')}/{e.get('variant')}"
+        if key in out:
+            continue
+        a, _ = _load(_path(e, "analysis"))
+        if not a or not isinstance(a.get("layers"), list):
+            continue
+
+        def shapes(ts):
+            return " ".join(f"{t.get('dtype', '?')}{list(t.get('shape') or [])}" for t in ts or []
+                            if not t.get("constant"))
+        rows = [[str(layer.get("index")), str(layer.get("op")), shapes(layer.get("inputs")), shapes(layer.get("outputs")),
+                 _int(layer.get("params")), _int(layer.get("macs")), _int(layer.get("alive_bytes")),
+                 "<- peak" if layer.get("peak") else ""] for layer in a["layers"]]
+        out[key] = {"peak_layer": a.get("peak_layer"), "peak_alive_bytes": a.get("peak_alive_bytes"), "rows": rows}
+    return out
+
+
+LAYER_HEADERS = ["#", "op", "inputs", "outputs", "params", "MACs", "live activation B", "peak"]
+
+
 def _diff_lines(changes: list[dict] | None) -> list[list[str]]:
     if not changes:
         return []
@@ -504,6 +545,12 @@ def render_markdown(doc: dict) -> str:
     out += ["## Model sizes", ""]
     h, b = _sizes_wide(rows)
     out += _md_table(h, b) + [""]
+    h, b = _breakdown_wide(rows)
+    if b:
+        out += ["## Where every byte goes (from the linked ELF)", ""] + _md_table(h, b) + [""]
+    for key, t in (doc.get("layers") or {}).items():
+        out += [f"## Layers of {key} (activation peak: layer {t['peak_layer']}, {_int(t['peak_alive_bytes'])} B)", ""]
+        out += _md_table(LAYER_HEADERS, t["rows"]) + [""]
     out += ["## What to ship", ""] + [f"- {s['text']}" for s in doc["ship"]] + [""]
     out += ["## Changes since the previous report", "", doc["previous_note"], ""]
     d = _diff_lines(doc["diff"])
@@ -654,6 +701,14 @@ def render_html(doc: dict) -> str:
     parts += [f"<figure>{svg}</figure>" for _, svg in doc["_plots"]]
     parts.append("</div><h2>Model sizes</h2>")
     parts.append(table(*_sizes_wide(rows)))
+    h, b = _breakdown_wide(rows)
+    if b:
+        parts.append("<h2>Where every byte goes (from the linked ELF)</h2>")
+        parts.append(table(h, b))
+    for key, t in (doc.get("layers") or {}).items():
+        parts.append(f"<h2>Layers of {e(key)} (activation peak: layer {t['peak_layer']}, "
+                     f"{_int(t['peak_alive_bytes'])} B)</h2>")
+        parts.append(table(LAYER_HEADERS, t["rows"]))
     parts.append("<h2>What to ship</h2><ul>" + "".join(f"<li>{e(s['text'])}</li>" for s in doc["ship"]) + "</ul>")
     parts.append(f"<h2>Changes since the previous report</h2><p>{e(doc['previous_note'])}</p>")
     d = _diff_lines(doc["diff"])
@@ -695,11 +750,15 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
             note = f"The previous report {previous} is unreadable; nothing to compare."
 
     doc = {"headroom": headroom, "rows": rows, "ship": ship(rows, headroom), "diff": changes,
+           "layers": layer_tables(entries),
            "previous_note": note, "gate_failures": check_gates(rows, gates),
            "gates": {"required": sorted([list(x) for x in {tuple(x) for x in (gates or {}).get("required") or ()}]),
                      "max_accuracy_drop": (gates or {}).get("max_accuracy_drop")}}
 
     lines = ["", "doit-tinyml report", ""] + terminal_main(rows) + ["", "model sizes (bytes)"] + terminal_sizes(rows)
+    h, b = _breakdown_wide(rows)
+    if b:
+        lines += ["", "where every byte goes (bytes, from the linked ELF; per-layer tables in report.md)"] + _table(h, b)
     lines += ["", "changes since the previous report"] + terminal_diff(changes, note) + [""] + [s["text"] for s in doc["ship"]]
     lines += [""] + ([f"GATE FAILED: {x}" for x in doc["gate_failures"]] or ["gate: passed"])
     print("\n".join(lines), flush=True)

@@ -67,7 +67,15 @@ def test_report_prints_every_variant_on_every_board(proj):
     assert "983,040" in out or "983040" in out
     report = json.loads((proj / "build" / "report.json").read_text())
     assert len(report["rows"]) == 4
-    assert (proj / "build" / "report.md").read_text().count("|") > 20
+    md = (proj / "build" / "report.md").read_text()
+    assert md.count("|") > 20
+    # where every byte goes: the model's flash share is exactly the .tflite, the arena exactly the header's
+    tflite = (proj / "build/sine/int8/model.tflite").stat().st_size
+    arena = json.loads((proj / "build/sine/int8/analysis.json").read_text())["arena"]["bytes"]
+    line = next(ln for ln in out.splitlines() if ln.startswith("sine/int8") and "nano33ble" in ln)
+    assert f"{tflite:,}" in line and f"{arena:,}" in line
+    # per-layer table with the activation peak marked, once per variant
+    assert md.count("## Layers of sine/") == 2 and md.count("<- peak") == 2
 
 
 def test_second_doit_runs_nothing_and_never_imports_tensorflow(proj):
