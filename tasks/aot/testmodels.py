@@ -125,6 +125,18 @@ def autoencoder():
     return _convert(m, x, int8=True, int8_io=True), x[:200]
 
 
+def dynamic_shape():
+    """A sequence model with a free time axis: shape_signature [-1, -1, 4]."""
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(8)
+    m = keras.Sequential([keras.Input((None, 4)), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(16, 5, 4)).astype("float32")
+    return _convert(m, x, int8=False, int8_io=False), x
+
+
 def unsupported_tile():
     """A model with TILE, which the AOT compiler does not support."""
     import numpy as np
@@ -164,7 +176,9 @@ def ops_zoo(int8: bool = True):
     d = L.DepthwiseConv2D(2, padding="same", depth_multiplier=2)(d)
     d = L.ReLU()(L.Concatenate()([d, d]))
     d = L.AveragePooling2D(2, padding="same")(d)
-    g = L.Concatenate()([L.GlobalAveragePooling2D()(c), L.Flatten()(d)])
+    g = L.GlobalAveragePooling2D(keepdims=True)(c)            # MEAN keep_dims (TFLM's 4-D case)
+    g = L.Lambda(lambda t: tf.squeeze(t, axis=[1, 2]))(g)
+    g = L.Concatenate()([g, L.Flatten()(d)])
     out = L.Dense(5, activation="softmax")(g)
     model = keras.Model(inp, out)
     x = np.random.default_rng(5).normal(size=(256, 8, 8, 2)).astype("float32")
@@ -187,6 +201,7 @@ BUILDERS = {
     "cnn_int8": cnn_digits,
     "autoenc_int8": autoencoder,
     "tile_float": unsupported_tile,
+    "dynamic_float": dynamic_shape,
 }
 
 

@@ -24,7 +24,7 @@ static int32_t tml_srdhm(int32_t a, int32_t b) {
   int64_t ab, v, q;
   if (a == b && a == INT32_MIN) return INT32_MAX;
   ab = (int64_t)a * (int64_t)b;
-  v = ab + (ab >= 0 ? (int64_t)(1 << 30) : (int64_t)(1 - (1 << 30)));
+  v = ab + (ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30)));
   /* division by 2^31 rounding toward zero (C and C++ semantics), without a libcall */
   q = v >= 0 ? (v >> 31) : -((-v) >> 31);
   return (int32_t)q;
@@ -47,7 +47,7 @@ int32_t tml_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
 
 /* gemmlowp SaturatingRoundingMultiplyByPOT<e> for e > 0 */
 static int32_t tml_sat_shl(int32_t x, int32_t e) {
-  const int32_t threshold = (int32_t)((1u << (31 - e)) - 1u);
+  const int32_t threshold = (int32_t)(((uint32_t)1 << (31 - e)) - 1u);
   if (x > threshold) return INT32_MAX;
   if (x < -threshold) return INT32_MIN;
   return tml_shl(x, e);
@@ -68,7 +68,7 @@ static int32_t tml_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (u
 static int32_t tml_exp_quarter(int32_t a) {
   const int32_t constant_term = 1895147668;
   const int32_t constant_1_over_3 = 715827883;
-  const int32_t x = tml_add(a, 1 << 28);
+  const int32_t x = tml_add(a, (int32_t)1 << 28);
   const int32_t x2 = tml_srdhm(x, x);
   const int32_t x3 = tml_srdhm(x2, x);
   const int32_t x4 = tml_srdhm(x2, x2);
@@ -90,7 +90,7 @@ static int32_t tml_exp_on_negative_values(int32_t a, int32_t integer_bits) {
   for (e = -2; e <= 4; ++e) {
     if (integer_bits > e) {
       const int32_t shift = fractional_bits + e;
-      if (remainder & (int32_t)(1u << shift)) result = tml_srdhm(result, kMult[e + 2]);
+      if (remainder & (int32_t)((uint32_t)1 << shift)) result = tml_srdhm(result, kMult[e + 2]);
     }
   }
   if (integer_bits > 5) {
@@ -124,7 +124,7 @@ static int32_t tml_one_minus_x_over_one_plus_x(int32_t a) {
 static int32_t tml_fp_logistic(int32_t a, int32_t integer_bits) {
   const int32_t abs_input = a > 0 ? a : -a;
   const int32_t pos = tml_one_over_one_plus_x(tml_exp_on_negative_values(-abs_input, integer_bits));
-  if (a == 0) return 1 << 30;
+  if (a == 0) return (int32_t)1 << 30;
   return a > 0 ? pos : tml_sub(INT32_MAX, pos);
 }
 
