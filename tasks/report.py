@@ -147,6 +147,18 @@ def collect(entries: list[dict]) -> list[dict]:
 def _fits(row: dict, s: dict | None, size_status: str, a: dict | None, m: dict | None) -> tuple[str, str]:
     if row["board"] is None:
         return "-", "-"
+    # A model the runtime cannot execute does not "fit", whatever its size: say why first.
+    if row["runtime"] in (None, "tflm"):
+        if a is not None and a.get("tflm_compatible") is False:
+            probs = a.get("problems") or []
+            p = probs[0] if isinstance(probs, list) and probs else {}
+            p = p if isinstance(p, dict) else {"message": p}
+            reason = ": ".join(str(x) for x in (p.get("op"), p.get("message")) if x) or "TFLM cannot run it"
+            return "incompatible", f"incompatible ({_shorten(reason)})"
+        if row.get("tflm_error"):
+            return "incompatible", f"incompatible (TFLM: {_shorten(row['tflm_error'])})"
+    if s is not None and (s.get("error") or s.get("incompatible")):
+        return "incompatible", f"incompatible ({_shorten(str(s.get('error') or s.get('incompatible')))})"
     if s is not None and isinstance(s.get("fits"), bool):
         if s["fits"]:
             return ("estimate", "estimate") if row["estimate"] else ("yes", "yes")
@@ -157,17 +169,6 @@ def _fits(row: dict, s: dict | None, size_status: str, a: dict | None, m: dict |
             over.append(f"+{row['ram_over_by']} B RAM")
         text = f"NO ({', '.join(over) or 'over the limit'} over{', estimate' if row['estimate'] else ''})"
         return "no", text
-    if s is not None and (s.get("error") or s.get("incompatible")):
-        return "incompatible", f"incompatible ({_shorten(str(s.get('error') or s.get('incompatible')))})"
-    if row["runtime"] in (None, "tflm"):
-        if a is not None and a.get("tflm_compatible") is False:
-            probs = a.get("problems") or []
-            p = probs[0] if isinstance(probs, list) and probs else {}
-            p = p if isinstance(p, dict) else {"message": p}
-            reason = ": ".join(str(x) for x in (p.get("op"), p.get("message")) if x) or "TFLM cannot run it"
-            return "incompatible", f"incompatible ({_shorten(reason)})"
-        if row.get("tflm_error"):
-            return "incompatible", f"incompatible (TFLM: {_shorten(row['tflm_error'])})"
     what = "size.json unreadable" if size_status == "unreadable" else "no size.json: firmware stage failed or not run"
     return "missing", f"missing ({what})"
 

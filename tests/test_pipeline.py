@@ -175,3 +175,42 @@ def test_build_killed_during_training_recovers(proj):
     assert "train:sine" in executed(proc.stdout)
     assert not list((proj / "build").rglob(".tmp-*")), "temporary files left behind after recovery"
     assert (proj / "build/sine/int8/nano33ble/size.json").exists()
+
+
+HYBRID_AND_UNO = """
+[project]
+seed = 5
+
+[models.wide]
+task = "regression"
+dataset = { source = "sine", params = { samples = 300 } }
+model = { layers = [ { type = "dense", units = 64, activation = "relu" },
+                     { type = "dense", units = 64, activation = "relu" }, { type = "dense", units = 1 } ] }
+training = { epochs = 2 }
+
+[models.wide.variants.float32]
+[models.wide.variants.dynamic]
+quantization = "dynamic"
+
+[models.wide.firmware]
+sketch = "sketches/sine"
+boards = ["nano33ble", "uno"]
+"""
+
+
+def test_hybrid_variant_and_uno_overflow_are_reported_not_crashed(tmp_path):
+    root = make_project(tmp_path / "p", HYBRID_AND_UNO)
+    proc = doit(root)  # must succeed: neither problem is a build failure
+    assert "Traceback" not in proc.stdout + proc.stderr
+    analysis = json.loads((root / "build/wide/dynamic/analysis.json").read_text())
+    assert analysis["hybrid"] is True and analysis["tflm_compatible"] is False
+    assert any("int8" in (p.get("fix") or "") for p in analysis["problems"])
+    assert "#define TINYML_TFLM_COMPATIBLE 0" in (root / "build/wide/dynamic/model_data.h").read_text()
+    uno = json.loads((root / "build/wide/float32/uno/size.json").read_text())
+    assert uno["estimate"] is True and uno["fits"] is False and uno["flash_over_by"] > 0
+
+    out = doit(root, "report").stdout
+    dyn_rows = [ln for ln in out.splitlines() if ln.strip().startswith("dynamic") and "nano33ble" in ln]
+    assert dyn_rows and "incompatible" in dyn_rows[0].lower(), out
+    uno_row = next(ln for ln in out.splitlines() if ln.strip().startswith("float32") and "uno" in ln)
+    assert "NO" in uno_row and f"{uno['flash_over_by']}" in uno_row.replace(",", "")
