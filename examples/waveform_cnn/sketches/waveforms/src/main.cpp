@@ -7,8 +7,28 @@
 // On doit-tinyml's offline platform (bare metal, no Arduino, no TFLM) it is a plain main() that
 // touches every byte of the model and of the arena through volatile, so the linker keeps both
 // and the RAM/Flash figures include them.
+// For a variant with runtime = "aot" doit defines TINYML_RUNTIME_AOT and links the plain-C model
+// (tinyml_model.h/.c, weights in flash, its own static arena): main() then runs one inference
+// through tinyml_model_invoke(), and neither g_model nor a TFLM arena is linked.
 #include <stddef.h>
 #include <stdint.h>
+
+#if defined(TINYML_RUNTIME_AOT)
+
+#include "tinyml_model.h"
+
+static TINYML_INPUT_CTYPE input_buf[TINYML_INPUT_ELEMS];
+static TINYML_OUTPUT_CTYPE output_buf[TINYML_OUTPUT_ELEMS];
+
+extern "C" int main(void) {
+  volatile TINYML_INPUT_CTYPE *in = input_buf;  // your features go here (quantized when int8)
+  for (size_t i = 0; i < TINYML_INPUT_ELEMS; ++i) in[i] = 0;
+  if (tinyml_model_invoke(input_buf, output_buf) != 0) return 1;
+  const volatile TINYML_OUTPUT_CTYPE *out = output_buf;
+  return (int)(out[0] == 0 && out[TINYML_OUTPUT_ELEMS - 1] == 1);
+}
+
+#else  // the TFLM runtime: model_data.h (g_model, TINYML_ARENA_SIZE, op resolver)
 
 #include "model_data.h"
 
@@ -116,3 +136,5 @@ extern "C" int main(void) {
 }
 
 #endif
+
+#endif  // TINYML_RUNTIME_AOT
