@@ -555,7 +555,9 @@ def run(trained_path: Path, dataset_npz: Path, steps: tuple[dict, ...], out_kera
             from .train import build_model as build_layers
         except ImportError:
             build_layers = None
-    seed_everything(seed)
+    _, keras = import_tensorflow()
+    keras.backend.clear_session()  # auto-generated layer names (student, QuantizeLayer) restart from 0:
+    seed_everything(seed)          # the same steps give the same bytes whatever ran before in this process
     model = load_model(trained_path)
     label = f"{out_keras.parent}"
     records = []

@@ -321,6 +321,9 @@ def test_distill_student_has_students_size(dense_project, tmp_path):
     assert model.count_params() == expected == rec["steps"][0]["student_params"] == rec["final"]["params"]
     assert rec["steps"][0]["teacher_params"] == rec["trained"]["params"] > expected
     assert rec["steps"][0]["kind"] == "sparse" and np.isfinite(rec["steps"][0]["test_loss"])
+    # a second run in the same process (layer-name counters advanced) gives the same bytes
+    out2, _ = _run(dense_project, [{"method": "distill", "layers": student, "epochs": 2}], tmp_path, "d2")
+    assert out.read_bytes() == out2.read_bytes()
 
 
 def test_distill_regression_then_tiny_kernel_clusters_with_linear_fallback(tmp_path):
