@@ -6,6 +6,15 @@
  */
 #include "tinyml_kernels.h"
 
+/* Float kernels: no fused multiply-add contraction, whatever -std the firmware build uses
+ * (gnu* modes default to -ffp-contract=fast), so float results match the host build bit for bit
+ * (only libm's expf/tanhf may still differ in the last bit). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include <math.h>
 #include <string.h>
 
