@@ -30,6 +30,7 @@ SUPPORTED_OPS = (
     "MUL", "QUANTIZE", "DEQUANTIZE", "CONCATENATION", "PAD",
 )
 SHAPE_ONLY_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+_INPLACE_OPS = ("LOGISTIC", "TANH", "RELU", "RELU6", "QUANTIZE")  # kernels read in[i] before writing out[i]
 _FUSED_ACT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MUL")
 
 _KEEP_TFLM = 'this variant keeps the TFLM runtime (set runtime = "tflm" for it, or change the model)'
@@ -358,6 +359,25 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
                 copies.add(k)
             else:
                 root[dst] = find(src)
+
+    # in place: an elementwise op whose input dies with it writes over its input (same bytes)
+    last_reader: dict[int, int] = {}
+    for k, (name, op) in enumerate(g.ops):
+        for ti in op.inputs:
+            if ti >= 0:
+                last_reader[ti] = k
+    graph_in_root = find(in_t.idx)
+    for k, (name, op) in enumerate(g.ops):
+        if name not in _INPLACE_OPS:
+            continue
+        src, dst = op.inputs[0], op.outputs[0]
+        r = find(src)
+        if (dst == g.sg.outputs[0] or r == graph_in_root or T[r].data is not None
+                or T[src].dtype != T[dst].dtype or T[src].nbytes != T[dst].nbytes):
+            continue
+        members = [t for t in range(len(T)) if find(t) == r]
+        if max(last_reader.get(t, -1) for t in members) <= k:
+            root[dst] = r
 
     first, last = {}, {}
     for k, (name, op) in enumerate(g.ops):
