@@ -214,8 +214,16 @@ def load_model(path):
     path = Path(path)
     if not path.exists():
         raise TinyMLError(f"{path}: model file not found; run the stage that writes it first")
-    with tfmot.quantization.keras.quantize_scope():
+    with tfmot.quantization.keras.quantize_scope(_custom_objects()):
         return keras.models.load_model(path, compile=False)
+
+
+def _custom_objects() -> dict:
+    """Objects a saved QAT model may reference beyond tfmot's quantize_scope (Conv1D's QuantizeConfig)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as reg)
+
+    return {"Default8BitQuantizeConfig": reg.Default8BitQuantizeConfig}
 
 
 def normalise_keras_zip(data: bytes) -> bytes:
@@ -484,16 +492,28 @@ def apply_qat(model, step: dict, ctx: Context):
         scheme, name = None, "Default8BitQuantizeScheme"
     try:
         annotated = qk.quantize_annotate_model(model)
-        q = qk.quantize_apply(annotated, scheme) if scheme is not None else qk.quantize_apply(annotated)
+        conv1d = [l for l in annotated.layers if type(getattr(l, "layer", None)).__name__ == "Conv1D"]
+        if conv1d and scheme is None:
+            # tfmot's 8-bit registry has no Conv1D entry; per-tensor weight quantization converts cleanly
+            # (TFLite runs Conv1D as EXPAND_DIMS + CONV_2D)
+            from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+                default_8bit_quantize_registry as reg)
+
+            for l in conv1d:
+                l.quantize_config = reg.Default8BitQuantizeConfig(["kernel"], ["activation"], False)
+        with qk.quantize_scope(_custom_objects()):
+            q = qk.quantize_apply(annotated, scheme) if scheme is not None else qk.quantize_apply(annotated)
     except RuntimeError as e:
         m = _QAT_UNSUPPORTED.search(str(e))
         if not m:
             raise TinyMLError(f"{ctx.label} (qat): tfmot cannot quantize this model: {e}") from None
         lname, cls = m.group(1), m.group(2).rsplit(".", 1)[-1]
-        hint = (" (tfmot's 8-bit QAT has no Conv1D support: use a Conv2D with kernel (1, k) on a (1, n, c) input"
-                ", or drop the qat step and let conversion quantize post-training with quantization = \"int8\")"
-                if cls == "Conv1D" else
-                "; drop the qat step and let conversion quantize post-training with quantization = \"int8\"")
+        if cls == "Conv1D":
+            hint = (f" after {'cluster' if ctx.clustered else 'prune'} ({name} covers Dense, Conv2D and "
+                    f"DepthwiseConv2D only): drop the {'cluster' if ctx.clustered else 'prune'} step, or the qat "
+                    f"step and let conversion quantize post-training with quantization = \"int8\"")
+        else:
+            hint = "; drop the qat step and let conversion quantize post-training with quantization = \"int8\""
         raise TinyMLError(f"{ctx.label} (qat): layer {lname!r} ({cls}) is not supported by tfmot's "
                           f"quantization-aware training{hint}") from None
     except ValueError as e:

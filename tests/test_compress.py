@@ -350,17 +350,39 @@ def test_layer_that_cannot_be_clustered_is_named(tmp_path):
     msg = str(e.value)
     assert re.search(r"\(cluster\): layer 'p_re_lu(_\d+)?' \(PReLU\) cannot be clustered", msg), msg
     assert not (tmp_path / "v" / "compressed.keras").exists()
+    with pytest.raises(TinyMLError) as e:
+        _run(project, [{"method": "qat"}], tmp_path)
+    assert re.search(r"\(qat\): layer 'p_re_lu(_\d+)?' \(PReLU\) is not supported", str(e.value)), str(e.value)
 
 
-def test_qat_on_conv1d_is_named_not_a_traceback(tmp_path):
+def test_conv1d_qat_converts_to_int8_and_preserving_qat_names_the_layer(tmp_path):
+    import numpy as np
+
+    from tasks.util import import_tensorflow
+
     layers = [{"type": "conv1d", "filters": 4, "kernel_size": 3, "activation": "relu"},
               {"type": "global_average_pooling1d"}, {"type": "dense", "units": 3, "activation": "softmax"}]
     project = _project(tmp_path, layers, (8, 1))
+    out, rec = _run(project, [{"method": "qat", "epochs": 1}], tmp_path, "q")
+    model = compress.load_model(out)
+    tf, _ = import_tensorflow()
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    x = np.load(project[1])["x_train"][:16]
+    conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=conv.convert())
+    assert {d["dtype"] for d in it.get_tensor_details()} <= {np.int8, np.int32}
+
+    # the pruning-preserving scheme has no Conv1D entry: a clear error, not a tfmot traceback
     with pytest.raises(TinyMLError) as e:
-        _run(project, [{"method": "qat", "epochs": 1}], tmp_path)
+        _run(project, [{"method": "prune", "epochs": 1}, {"method": "qat", "epochs": 1}], tmp_path, "pq")
     msg = str(e.value)
-    assert re.search(r"\(qat\): layer 'conv1d(_\d+)?' \(Conv1D\)", msg), msg
-    assert "quantization = \"int8\"" in msg
+    assert re.search(r"\(qat\): layer 'conv1d(_\d+)?' \(Conv1D\) is not supported", msg), msg
+    assert "drop the prune step" in msg and "quantization = \"int8\"" in msg
     with pytest.raises(TinyMLError) as e:
         _run(project, [{"method": "prune", "structure": "2:4", "epochs": 1}], tmp_path)
     assert re.search(r"\(prune\): layer 'conv1d(_\d+)?' \(Conv1D\)", str(e.value)) and "2:4" in str(e.value)
