@@ -194,10 +194,14 @@ def test_cancer_mlp_reduced_end_to_end(tmp_path):
     uno = size[("float32", "uno", "tflm")]
     assert uno["estimate"] is True and uno["fits"] is False
     assert uno["flash_over_by"] == uno["flash_used"] - uno["flash_limit"] > f32 - uno["flash_limit"] > 0
-    # the AOT build really links the generated C model (no interpreter, no TFLM arena)
+    # the AOT build really links the generated C model: its weight arrays and its own small arena,
+    # no flatbuffer and no TFLM arena
     aot = size[("int8", "nano33ble", "aot")]
-    assert aot["breakdown"]["flash"]["inference"] > 0
+    aot_json = read_json(b / "int8" / "aot.json")
+    assert aot["breakdown"]["flash"]["model"] == aot_json["weights_bytes"] < i8
+    assert aot["breakdown"]["ram"]["arena"] < read_json(b / "int8" / "analysis.json")["arena"]["bytes"]
     assert aot["ram_used"] < size[("int8", "nano33ble", "tflm")]["ram_used"]
+    assert aot["flash_used"] < size[("int8", "nano33ble", "tflm")]["flash_used"]
 
     # pruning reached the requested sparsity in every kernel, and it survives QAT
     for v in ("prune", "prune_qat"):
