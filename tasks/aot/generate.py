@@ -227,10 +227,6 @@ def _short_hex(x: float) -> str:
     return f"{mant}p{exp}"
 
 
-def _cd(x: float) -> str:
-    return _short_hex(x) if x != 0 else "0.0"
-
-
 def _int_list(vals, per_line: int = 24) -> str:
     vals = [str(int(v)) for v in vals]
     lines = [", ".join(vals[i: i + per_line]) for i in range(0, len(vals), per_line)]
@@ -343,63 +339,65 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
                               f"takes int8 or float32 model inputs and outputs; {_KEEP_TFLM}")
 
     # ---- tensor -> storage: const, graph input, graph output, or an arena buffer ----
-    n_ops = len(g.ops)
-    root = {}  # tensor idx -> root tensor idx (aliases)
-    copies = set()  # op indices of shape-only ops that must copy (output is the graph output)
+    def storage(inplace: bool):
+        """(alias roots, copy ops, arena buffers by root, arena bytes) for one aliasing policy."""
+        root: dict[int, int] = {}  # tensor idx -> root tensor idx (aliases)
+        copies: set[int] = set()  # shape-only ops that must copy (their output is the graph output)
+
+        def find(i):
+            while root.get(i, i) != i:
+                i = root[i]
+            return i
+
+        for k, (name, op) in enumerate(g.ops):
+            if name in SHAPE_ONLY_OPS:
+                src, dst = op.inputs[0], op.outputs[0]
+                if dst == g.sg.outputs[0]:
+                    copies.add(k)
+                else:
+                    root[dst] = find(src)
+        if inplace:
+            # an elementwise op whose input dies with it writes over its input (same bytes)
+            last_reader: dict[int, int] = {}
+            for k, (name, op) in enumerate(g.ops):
+                for ti in op.inputs:
+                    if ti >= 0:
+                        last_reader[ti] = k
+            for k, (name, op) in enumerate(g.ops):
+                if name not in _INPLACE_OPS:
+                    continue
+                src, dst = op.inputs[0], op.outputs[0]
+                r = find(src)
+                if (dst == g.sg.outputs[0] or r in (find(in_t.idx), find(out_t.idx)) or T[r].data is not None
+                        or T[src].dtype != T[dst].dtype or T[src].nbytes != T[dst].nbytes):
+                    continue
+                members = [t for t in range(len(T)) if find(t) == r]
+                if max(last_reader.get(t, -1) for t in members) <= k:
+                    root[dst] = r
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for k, (name, op) in enumerate(g.ops):
+            for ti in list(op.outputs) + [i for i in op.inputs if i >= 0]:
+                r = find(ti)
+                first.setdefault(r, k)
+                last[r] = max(last.get(r, k), k)
+        bufs = {}
+        for r in first:
+            t = T[r]
+            if t.data is not None or r == find(in_t.idx) or r == out_t.idx:
+                continue
+            bufs[r] = Buffer(t.name, t.nbytes, first[r], last[r])
+        total = plan_memory(list(bufs.values()))
+        check_plan(list(bufs.values()))
+        return {t: find(t) for t in range(len(T))}, copies, bufs, total
+
+    # greedy packing is not monotone in the aliases: keep the smaller of the two plans
+    roots, copies, buffers, arena_bytes = min((storage(True), storage(False)), key=lambda p: p[3])
 
     def find(i):
-        while root.get(i, i) != i:
-            i = root[i]
-        return i
+        return roots[i]
 
-    for k, (name, op) in enumerate(g.ops):
-        if name in SHAPE_ONLY_OPS:
-            src, dst = op.inputs[0], op.outputs[0]
-            if dst == g.sg.outputs[0]:
-                copies.add(k)
-            else:
-                root[dst] = find(src)
-
-    # in place: an elementwise op whose input dies with it writes over its input (same bytes)
-    last_reader: dict[int, int] = {}
-    for k, (name, op) in enumerate(g.ops):
-        for ti in op.inputs:
-            if ti >= 0:
-                last_reader[ti] = k
-    graph_in_root = find(in_t.idx)
-    for k, (name, op) in enumerate(g.ops):
-        if name not in _INPLACE_OPS:
-            continue
-        src, dst = op.inputs[0], op.outputs[0]
-        r = find(src)
-        if (dst == g.sg.outputs[0] or r == graph_in_root or T[r].data is not None
-                or T[src].dtype != T[dst].dtype or T[src].nbytes != T[dst].nbytes):
-            continue
-        members = [t for t in range(len(T)) if find(t) == r]
-        if max(last_reader.get(t, -1) for t in members) <= k:
-            root[dst] = r
-
-    first, last = {}, {}
-    for k, (name, op) in enumerate(g.ops):
-        for ti in op.outputs:
-            r = find(ti)
-            first.setdefault(r, k)
-            last[r] = max(last.get(r, k), k)
-        for ti in op.inputs:
-            if ti < 0:
-                continue
-            r = find(ti)
-            last[r] = max(last.get(r, k), k)
-            first.setdefault(r, k)
     in_root, out_idx = find(in_t.idx), out_t.idx
-    buffers = {}
-    for r in first:
-        t = T[r]
-        if t.data is not None or r == in_root or r == out_idx:
-            continue
-        buffers[r] = Buffer(t.name, t.nbytes, first[r], last[r])
-    arena_bytes = plan_memory(list(buffers.values()))
-    check_plan(list(buffers.values()))
     arena = f"{prefix}_arena"
 
     def ref(ti: int, const: bool = False) -> str:
@@ -610,7 +608,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
         elif name == "DEQUANTIZE":
             if dt != "int8" or out.dtype != "float32":
                 g.fail(k, name, f"{dt} -> {out.dtype}; only int8 -> float32 is supported")
-            call = f"tml_dequantize_s8_f32({out.elems}, {_cd(float(ins[0].scale))}, {ins[0].zp}, {rin}, {rout});"
+            call = f"tml_dequantize_s8_f32({out.elems}, {_cf(float(ins[0].scale))}, {ins[0].zp}, {rin}, {rout});"
 
         elif name in ("ADD", "MUL"):
             a, b = ins[0], ins[1]

@@ -577,9 +577,9 @@ void tml_quantize_f32_s8(int32_t size, float scale, int32_t zero_point, const fl
   }
 }
 
-void tml_dequantize_s8_f32(int32_t size, double scale, int32_t zero_point, const int8_t *in, float *out) {
+void tml_dequantize_s8_f32(int32_t size, float scale, int32_t zero_point, const int8_t *in, float *out) {
   int32_t i;
-  for (i = 0; i < size; ++i) out[i] = (float)(scale * (double)((int32_t)in[i] - zero_point));
+  for (i = 0; i < size; ++i) out[i] = scale * (float)((int32_t)in[i] - zero_point);
 }
 
 #define TML_BINARY_LOOP(BODY)                                                          \

@@ -122,7 +122,10 @@ typedef struct {
 void tml_requant_s8(const tml_requant_params *p, const int8_t *in, int8_t *out);
 void tml_clamp_f32(int32_t size, float lo, float hi, const float *in, float *out);
 void tml_quantize_f32_s8(int32_t size, float scale, int32_t zero_point, const float *in, int8_t *out);
-void tml_dequantize_s8_f32(int32_t size, double scale, int32_t zero_point, const int8_t *in, float *out);
+/* TFLM computes (float)((double)scale * (v - zp)); the exact product of a float and an integer of
+ * at most 9 bits fits a float multiply's exact intermediate, so one float multiply (correctly
+ * rounded once) gives the same bits without software double arithmetic. */
+void tml_dequantize_s8_f32(int32_t size, float scale, int32_t zero_point, const int8_t *in, float *out);
 
 /* broadcasting binary ops over 4-D shapes; strides are 0 on broadcast axes */
 typedef struct {
