@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import difflib
 import gzip
-import io
-import json
 import math
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .util import TinyMLError, atomic_path, import_tensorflow, seed_everything, write_json
+from .util import normalise_keras_zip, TinyMLError, atomic_path, import_tensorflow, seed_everything, write_json
 
 # method -> {key: default}. None means "computed at run time" (documented in docs/compression.md).
 METHODS: dict[str, dict[str, Any]] = {
@@ -45,7 +42,6 @@ CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 NORMS = ("l1", "l2")
 _SCHEDULE_ONLY = {"polynomial": ("initial_sparsity", "final_sparsity"), "constant": ("sparsity",)}
 
-_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,24 +220,6 @@ def _custom_objects() -> dict:
         default_8bit_quantize_registry as reg)
 
     return {"Default8BitQuantizeConfig": reg.Default8BitQuantizeConfig}
-
-
-def normalise_keras_zip(data: bytes) -> bytes:
-    """Make a .keras zip byte-deterministic: fixed entry dates, `date_saved` blanked, sorted entries."""
-    with zipfile.ZipFile(io.BytesIO(data)) as zin:
-        entries = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zout:
-        for name, blob in sorted(entries):
-            if name == "metadata.json":
-                meta = json.loads(blob)
-                meta["date_saved"] = ""
-                blob = json.dumps(meta, sort_keys=True).encode()
-            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zout.writestr(info, blob)
-    return buf.getvalue()
 
 
 def _is_quantized(model) -> bool:

@@ -77,7 +77,6 @@ def waveforms(rng, samples: int = 600, length: int = 64, noise: float = 0.2):
 
 def _sklearn(name: str):
     def load(rng, **_):
-        import numpy as np
         from sklearn import datasets
 
         if name == "digits":

@@ -19,7 +19,6 @@ numpy is imported inside functions only; this module is imported by `doit list`.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import importlib
-import io
 import json
-import zipfile
 from pathlib import Path
 
 from .config import ModelSettings, TrainingSettings
-from .util import TinyMLError, atomic_path, import_tensorflow, seed_everything, write_json
-
-_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+from .util import TinyMLError, atomic_path, import_tensorflow, normalise_keras_zip, seed_everything, write_json
 
 _KERAS_LAYER = {
     "dense": "Dense", "conv1d": "Conv1D", "conv2d": "Conv2D", "depthwise_conv2d": "DepthwiseConv2D",
@@ -68,8 +64,11 @@ def run(arch: ModelSettings, training: TrainingSettings, seed: int, dataset_npz:
 
     meta = json.loads(Path(dataset_json).read_text())
     data = ds.load(dataset_npz)
-    seed_everything(seed)
     _, keras = import_tensorflow()
+    # Layer names are numbered per process ("dense_3"): start from zero so a model trained after others
+    # in the same doit run gets the same bytes as when it is trained alone.
+    keras.backend.clear_session()
+    seed_everything(seed)
     input_shape = arch.input_shape or tuple(meta["input_shape"])
     if arch.builder:
         model = _from_builder(arch.builder, input_shape, meta)
@@ -110,21 +109,7 @@ def save_model(model, path: Path) -> None:
     """Save a tf_keras model as .keras with deterministic bytes (no save date, fixed zip timestamps)."""
     with atomic_path(path) as tmp:
         model.save(tmp)
-        normalise_keras_zip(tmp)
-
-
-def normalise_keras_zip(path: Path) -> None:
-    with zipfile.ZipFile(path) as zin:
-        entries = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zout:
-        for name, data in sorted(entries):
-            if name == "metadata.json":
-                meta = json.loads(data)
-                meta.pop("date_saved", None)
-                data = json.dumps(meta, sort_keys=True).encode()
-            info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zout.writestr(info, data)
+        tmp.write_bytes(normalise_keras_zip(tmp.read_bytes()))
 
 
 def load_model(path: Path):

@@ -94,6 +94,31 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def normalise_keras_zip(data: bytes) -> bytes:
+    """Make a .keras zip byte-deterministic: fixed entry dates and modes, `date_saved` blanked, sorted entries.
+
+    Keras writes the save time into metadata.json and the zip headers; without this, retraining
+    with identical inputs would change the file's md5 and rebuild everything downstream.
+    """
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as zin:
+        entries = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for name, blob in sorted(entries):
+            if name == "metadata.json":
+                meta = json.loads(blob)
+                meta["date_saved"] = ""
+                blob = json.dumps(meta, sort_keys=True).encode()
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zout.writestr(info, blob)
+    return buf.getvalue()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

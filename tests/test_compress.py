@@ -122,7 +122,7 @@ DENSE = [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense",
 def _project(tmp: Path, layers, x_shape, seed=0, task="multiclass"):
     import numpy as np
 
-    from tasks.util import import_tensorflow, seed_everything
+    from tasks.util import seed_everything
 
     seed_everything(seed)
     rng = np.random.default_rng(seed)

@@ -71,7 +71,7 @@ def test_ensure_core_from_nothing_is_idempotent(tmp_path):
     assert (platform / "platform.json").stat().st_mtime_ns == mtime
     # a run killed half-way (fingerprint gone, stray temp folder) recovers
     (core / "tinyml" / "installed.json").unlink()
-    (core / "tinyml" / f".tmp-platform-999999").mkdir()
+    (core / "tinyml" / ".tmp-platform-999999").mkdir()
     assert firmware.ensure_core(core) == platform
     assert not list((core / "tinyml").glob(".tmp-*"))
 
