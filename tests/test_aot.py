@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -220,3 +221,15 @@ def test_cortex_m4_under_qemu_matches_host(name, models, tmp_path_factory):
     # these tiny CNNs cost a few hundred thousand instructions; deterministic under -icount
     assert 10_000 < res["instructions_min"] <= res["instructions_per_inference"] <= res["instructions_max"] < 5_000_000
     assert res["flash_used"] > 0 and json.loads((work / "target.json").read_text()) == res
+
+
+def test_command_line(models, tmp_path):
+    tfl, npz = models("sine_int8")
+    r = subprocess.run([sys.executable, "-m", "tasks.aot", str(tfl), str(tmp_path / "out"), "--check", str(npz)],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "out" / "aot.json").read_text())["int8_identical_fraction"] == 1.0
+    bad, _ = models("tile_float")
+    r = subprocess.run([sys.executable, "-m", "tasks.aot", str(bad), str(tmp_path / "bad")],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 1 and "TILE is not supported" in r.stderr and "Traceback" not in r.stderr
