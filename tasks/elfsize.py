@@ -16,7 +16,7 @@ RAM_SECTIONS = (".data", ".bss", ".heap", ".stack")
 
 MODEL_SYMBOL = re.compile(r"^(g_model|g_tinyml_\w+|tinyml_w_\w+)$|^_ZL\d+(g_tinyml_\w+|tinyml_w_\w+)$")
 ARENA_SYMBOL = re.compile(r"tensor_arena|tinyml_arena")
-INFERENCE_OBJECT = re.compile(r"tflite|tflm|tinyml_aot|tinyml_k_", re.I)
+INFERENCE_OBJECT = re.compile(r"tflite|tflm|tinyml_aot|tinyml_k_|tinyml_kernels|tinyml_model\.c", re.I)
 
 
 def _map_input_sections(map_path: Path) -> list[tuple[int, int, str]]:

@@ -113,6 +113,10 @@ def collect(entries: list[dict]) -> list[dict]:
         row["tflm_error"] = _get(m, "tflm", "error")
         row["estimate"] = bool(_get(s, "estimate", default=False))
         row["breakdown"] = _get(s, "breakdown")
+        aot = art["aot"]
+        row["aot_planned_bytes"] = _get(aot, "planned_bytes")
+        row["aot_instructions"] = _get(aot, "instructions_per_inference")
+        row["aot_verified"] = _get(aot, "passed")
         # ---- sizes of the model itself
         tflite = _first(_num(_get(a, "tflite_bytes")), _num(_get(c, "tflite_bytes")), _num(_get(m, "tflite_bytes")))
         row["tflite_bytes"] = int(tflite) if tflite is not None else None
@@ -403,6 +407,10 @@ def terminal_main(rows: list[dict]) -> list[str]:
         out.append("")
     if any(r.get("required") for r in rows):
         out.append("* required variant (CI gate)")
+    if any(r["runtime"] == "tflm" and not r["estimate"] and (r.get("breakdown") or {}).get("flash", {}).get("inference") == 0
+           for r in rows):
+        out.append("tflm rows built offline hold the model and its arena but not the TFLM interpreter's code "
+                   "(no TFLM sources offline): add the interpreter's flash when you link the TFLM library.")
     return out
 
 
@@ -420,8 +428,14 @@ def terminal_sizes(rows: list[dict]) -> list[str]:
     body = [[f"{r['model']}/{r['variant']}", _int(r["tflite_bytes"]), _int(r["data_bytes"]), _int(r["non_data_bytes"]),
              _int(r["arena_bytes"]), _int(r["params"]), _int(r["macs"]), _int(r["tflite_gzip_bytes"]),
              _ratio(r["ratio_vs_keras"])] for r in _size_rows(rows)]
-    return _table(["model/variant", "tflite B", "data", "non-data", "arena", "params", "MACs", "gzip", "vs keras"],
-                  body, right=set(range(1, 9)), max_width={0: 28})
+    headers = ["model/variant", "tflite B", "data", "non-data", "arena", "params", "MACs", "gzip", "vs keras"]
+    if any(r.get("aot_planned_bytes") is not None for r in rows):
+        headers += ["AOT arena", "AOT instr/inf"]
+        aot = {(r["model"], r["variant"]): r for r in rows if r.get("aot_planned_bytes") is not None}
+        for line, r in zip(body, _size_rows(rows)):
+            a = aot.get((r["model"], r["variant"]), {})
+            line += [_int(a.get("aot_planned_bytes")), _int(a.get("aot_instructions"))]
+    return _table(headers, body, right=set(range(1, len(headers))), max_width={0: 28})
 
 
 def _ratio(v) -> str:
@@ -480,11 +494,12 @@ def _main_wide(rs: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def _sizes_wide(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     headers = ["model/variant", "tflite B", "data B", "non-data B", "C source B", "tflite gzip B", "keras B",
-               "keras gzip B", "tflite / keras", "params", "MACs", "arena B"]
+               "keras gzip B", "tflite / keras", "params", "MACs", "arena B", "AOT arena B", "AOT instr/inference"]
     body = [[f"{r['model']}/{r['variant']}", _int(r["tflite_bytes"]), _int(r["data_bytes"]), _int(r["non_data_bytes"]),
              _int(r["c_source_bytes"]), _int(r["tflite_gzip_bytes"]), _int(r["keras_bytes"]),
              _int(r["keras_gzip_bytes"]), _ratio(r["ratio_vs_keras"]), _int(r["params"]), _int(r["macs"]),
-             _int(r["arena_bytes"])] for r in _size_rows(rows)]
+             _int(r["arena_bytes"]), _int(r.get("aot_planned_bytes")), _int(r.get("aot_instructions"))]
+            for r in _size_rows(rows)]
     return headers, body
 
 

@@ -214,3 +214,23 @@ def test_hybrid_variant_and_uno_overflow_are_reported_not_crashed(tmp_path):
     assert dyn_rows and "incompatible" in dyn_rows[0].lower(), out
     uno_row = next(ln for ln in out.splitlines() if ln.strip().startswith("float32") and "uno" in ln)
     assert "NO" in uno_row and f"{uno['flash_over_by']}" in uno_row.replace(",", "")
+
+
+def test_aot_runtime_adds_only_aot_tasks_and_is_verified_against_tflm(proj):
+    toml = proj / "tinyml.toml"
+    toml.write_text(toml.read_text().replace('sketch = "sketches/sine"', 'sketch = "sketches/sine"\nruntime = ["tflm", "aot"]'))
+    ran = executed(doit(proj).stdout)
+    boards = ("nano33ble", "adafruit_pybadge_m4")
+    assert ran == ({f"aot:sine/{v}" for v in ("float32", "int8")}
+                   | {f"firmware:sine/{v}@{b}+aot" for v in ("float32", "int8") for b in boards}), ran
+    aot = json.loads((proj / "build/sine/int8/aot.json").read_text())
+    assert aot["passed"] and aot["int8_identical_fraction"] == 1.0 and aot["target"]["identical"]
+    assert aot["planned_bytes"] <= aot["tflm_arena_target32_bytes"]
+    assert aot["instructions_per_inference"] > 0
+    tflm = json.loads((proj / "build/sine/int8/nano33ble/size.json").read_text())
+    plain_c = json.loads((proj / "build/sine/int8/nano33ble.aot/size.json").read_text())
+    assert plain_c["runtime"] == "aot" and plain_c["breakdown"]["flash"]["inference"] > 0
+    assert plain_c["breakdown"]["ram"]["arena"] < tflm["breakdown"]["ram"]["arena"]
+    out = doit(proj, "report").stdout
+    rows = [ln.split() for ln in out.splitlines() if ln.strip().startswith("int8") and "nano33ble" in ln]
+    assert sorted(r[r.index("nano33ble") + 1] for r in rows) == ["aot", "tflm"], out  # the runtime column
