@@ -278,7 +278,9 @@ class Tasks:
                                "actions": [_action(_firmware, sketch, vd, board, out,
                                                    self.L.core_dir(), rt, m.firmware.fail_if_too_big,
                                                    f"{m.name}/{v.name}")],
-                               "file_dep": deps, "targets": [out / "firmware.elf", out / "size.json"],
+                               # boards that cannot be built here get an estimate: size.json only, no ELF
+                               "file_dep": deps, "targets": ([out / "firmware.elf"] if board.buildable_offline
+                                                             else []) + [out / "size.json"],
                                "uptodate": [config_changed(_settings(board, rt, m.firmware.fail_if_too_big))],
                                "verbosity": 2, "clean": True}
 

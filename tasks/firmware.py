@@ -460,10 +460,16 @@ def _estimate(board: Board, model_dir: Path, runtime: str) -> dict:
     base = ESTIMATE_BASELINES.get((board.arch, runtime)) or ESTIMATE_BASELINES.get((board.arch, "tflm"))
     if base is None:
         raise TinyMLError(f"board {board.id}: arch {board.arch!r} cannot be built offline and has no size estimate.")
-    model = _model_bytes(model_dir)
-    arena = _read_header_define(model_dir, "TINYML_ARENA_SIZE")
-    if arena is None:
-        raise TinyMLError(f"{model_dir / 'model_data.h'}: no TINYML_ARENA_SIZE define (the header stage writes it).")
+    aot_json = model_dir / "aot.json"
+    if runtime == "aot" and aot_json.is_file():
+        # the plain-C model: its const weights and its planned activation buffer, not the flatbuffer and TFLM arena
+        aot = json.loads(aot_json.read_text())
+        model, arena = int(aot["weights_bytes"]), int(aot["planned_bytes"])
+    else:
+        model = _model_bytes(model_dir)
+        arena = _read_header_define(model_dir, "TINYML_ARENA_SIZE")
+        if arena is None:
+            raise TinyMLError(f"{model_dir / 'model_data.h'}: no TINYML_ARENA_SIZE define (the header stage writes it).")
     bd = {"flash": {"model": model, "inference": 0, "application": int(base["flash"])},
           "ram": {"arena": arena, "stack_heap": 0, "application": int(base["ram"])}}
     return _size_record(board, runtime, model + int(base["flash"]), arena + int(base["ram"]), bd, True,
