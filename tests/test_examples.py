@@ -66,12 +66,13 @@ def expected_tasks(name: str) -> set[str]:
     if name == "sine_sweep":
         for w in WIDTHS:
             exp |= {f"dataset:sine{w}", f"train:sine{w}"}
-            for v in ("float32", "int16x8", "int8"):
+            for v in ("float32", "dynamic", "int8"):
                 exp |= chain(f"sine{w}", v, TWO)
     elif name == "cancer_mlp":
         boards = TWO + ("uno",)
         exp |= {"dataset:cancer", "train:cancer"}
-        exp |= chain("cancer", "float32", boards)
+        for v in ("float32", "float16", "dynamic"):
+            exp |= chain("cancer", v, boards)
         exp |= chain("cancer", "int8", boards, aot=True)
         for v in CANCER_STEPS:
             exp |= chain("cancer", v, boards, compress=True)
@@ -163,20 +164,22 @@ def report_rows(output: str, model: str) -> dict[tuple[str, str, str], str]:
 
 
 def test_cancer_mlp_reduced_end_to_end(tmp_path):
-    """A reduced cancer_mlp: float32, int8 (+AOT), prune and prune_qat on nano33ble, PyBadge and Uno."""
+    """A reduced cancer_mlp: float32, dynamic, int8 (+AOT), prune and prune_qat on nano33ble, PyBadge and
+    Uno. The dynamic-range (hybrid) variant cannot run on TFLite Micro: it still builds, for size only,
+    and the report marks it incompatible."""
     root = copy_example("cancer_mlp", tmp_path / "cancer_mlp")
     text = (root / "tinyml.toml").read_text()
-    # keep four of the ten variants: drop the other variant tables
+    # keep five of the twelve variants: drop the other variant tables
     blocks = re.split(r"(?m)^(?=\[models\.cancer\.variants\.|\[models\.cancer\.firmware\]|# -{10,})", text)
     keep = [b for b in blocks if not re.match(r"\[models\.cancer\.variants\.(prune_2of4|cluster|prune_cluster|"
-                                              r"cluster_qat|prune_cluster_qat|qat)\]", b)]
+                                              r"cluster_qat|prune_cluster_qat|qat|float16)\]", b)]
     (root / "tinyml.toml").write_text("".join(keep))
     shrink(root, [("epochs = 60", "epochs = 8"), ("final_sparsity = 0.75, epochs = 10",
                                                    "final_sparsity = 0.75, epochs = 3"),
                   ("{ method = \"qat\", epochs = 5 }", "{ method = \"qat\", epochs = 1 }"),
                   ('converter = "auto"', 'converter = "keras"')])
-    assert {v.name for v in load(root / "tinyml.toml").models[0].variants} == {"float32", "int8", "prune",
-                                                                               "prune_qat"}
+    assert {v.name for v in load(root / "tinyml.toml").models[0].variants} == {"float32", "dynamic", "int8",
+                                                                               "prune", "prune_qat"}
     doit(root)
     rep = doit(root, "report")
     b = root / "build" / "cancer"
@@ -219,12 +222,30 @@ def test_cancer_mlp_reduced_end_to_end(tmp_path):
         m = read_json(b / v / "metrics.json")
         assert m["primary"]["name"] == "accuracy" and m["primary"]["value"] > 0.85, (v, m["primary"])
 
+    # the hybrid variant: smaller than float32, its header says TFLM cannot run it (with the reason), and
+    # its firmware is still linked so that its flash can be compared
+    dyn = b / "dynamic"
+    assert (dyn / "model.tflite").stat().st_size < 0.5 * f32
+    assert read_json(dyn / "analysis.json")["tflm_compatible"] is False
+    header = (dyn / "model_data.h").read_text()
+    assert "#define TINYML_TFLM_COMPATIBLE 0" in header and "FULLY_CONNECTED" in header
+    assert "#define TINYML_TFLM_COMPATIBLE 1" in (b / "int8" / "model_data.h").read_text()
+    dyn_size = read_json(dyn / "nano33ble" / "size.json")
+    assert dyn_size["breakdown"]["flash"]["model"] == (dyn / "model.tflite").stat().st_size
+    assert read_json(dyn / "metrics.json")["primary"]["value"] > 0.85  # the host runtime does run it
+
     rows = report_rows(rep.stdout, "cancer")
+    for board in TWO + ("uno",):
+        assert re.search(r"\sincompatible \(", rows[("dynamic", board, "tflm")]), rows[("dynamic", board, "tflm")]
+    assert not re.search(r"Ship: .*cancer/dynamic", rep.stdout)
     assert re.search(r"\sNO \(\+\d+ B flash", rows[("float32", "uno", "tflm")])
     assert rows[("float32", "nano33ble", "tflm")].rstrip().endswith("yes")
     assert ("int8", "nano33ble", "aot") in rows and ("prune_qat", "adafruit_pybadge_m4", "tflm") in rows
-    assert len(rows) == 4 * 3 + 3  # four variants on three boards, plus int8's AOT builds
+    assert len(rows) == 5 * 3 + 3  # five variants on three boards, plus int8's AOT builds
     assert (root / "build" / "report.md").is_file() and (root / "build" / "report.json").is_file()
+    # a second doit has nothing to do (the Uno estimates and the incompatible variant included)
+    again = doit(root)
+    assert not [line for line in again.stdout.splitlines() if line.startswith(".  ")], again.stdout
 
 
 def test_waveform_cnn_reduced_end_to_end(tmp_path):
