@@ -403,7 +403,7 @@ def terminal_main(rows: list[dict]) -> list[str]:
                  _used(r, "ram"), _fits_short(r)] for r in rs]
         k = 3 if show_runtime else 2
         out += ["  " + ln for ln in _table(headers, body, right=set(range(k, k + 5)),
-                                            max_width={0: 14, 1: 20, k + 5: 34})]
+                                            max_width={0: 14, 1: 20, k + 5: 60})]
         out.append("")
     if any(r.get("required") for r in rows):
         out.append("* required variant (CI gate)")
