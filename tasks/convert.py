@@ -63,23 +63,16 @@ def _run_tflite(model_bytes: bytes, xs):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
+    from .evaluate import dequantize, quantize
+
     it = Interpreter(model_content=model_bytes)
     it.allocate_tensors()
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     outs = []
     for x in xs:
-        v = x[None, ...].astype("float32")
-        if inp["dtype"] != np.float32:
-            scale, zp = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            v = np.clip(np.round(v / scale) + zp, info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], v)
+        it.set_tensor(inp["index"], quantize(x[None, ...].astype("float32"), inp["dtype"], *inp["quantization"]))
         it.invoke()
-        y = it.get_tensor(out["index"]).astype("float32")
-        if out["dtype"] != np.float32:
-            scale, zp = out["quantization"]
-            y = (y - zp) * scale
-        outs.append(y[0])
+        outs.append(dequantize(it.get_tensor(out["index"]), *out["quantization"])[0])
     return np.stack(outs)
 
 

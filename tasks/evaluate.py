@@ -171,7 +171,8 @@ def _qparams(details: dict) -> tuple[float, int]:
     return float(q[0]), int(q[1])
 
 
-def _quantize(x, dtype, scale: float, zp: int):
+def quantize(x, dtype, scale: float, zp: int):
+    """Float inputs -> a model's input dtype (TFLite's q = clip(round(x / scale + zp))). The one place for it."""
     import numpy as np
 
     dtype = np.dtype(dtype)
@@ -183,7 +184,8 @@ def _quantize(x, dtype, scale: float, zp: int):
     return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
 
 
-def _dequantize(y, scale: float, zp: int):
+def dequantize(y, scale: float, zp: int):
+    """A model's output tensor -> float32, (q - zp) * scale for quantised outputs."""
     import numpy as np
 
     if y.dtype.kind == "f":
@@ -228,7 +230,7 @@ def _run_litert(model_bytes: bytes, x, tflite_path: Path):
             )
     s_in, z_in = _qparams(din)
     s_out, z_out = _qparams(dout)
-    xq = _quantize(x, din["dtype"], s_in, z_in)
+    xq = quantize(x, din["dtype"], s_in, z_in)
 
     def invoke_all(batch: int):
         it = make()
@@ -242,7 +244,7 @@ def _run_litert(model_bytes: bytes, x, tflite_path: Path):
                 current = len(chunk)
             it.set_tensor(din["index"], chunk)
             it.invoke()
-            results.append(_dequantize(it.get_tensor(dout["index"]).copy(), s_out, z_out))
+            results.append(dequantize(it.get_tensor(dout["index"]).copy(), s_out, z_out))
         return results
 
     try:
@@ -370,7 +372,7 @@ def _run_tflm(model_bytes: bytes, inputs: dict) -> tuple[dict | None, dict]:
 
     dout = Interpreter(model_content=model_bytes).get_output_details()[0]
     s_out, z_out = _qparams(dout)
-    return {k: _dequantize(v, s_out, z_out) for k, v in raw.items()}, {"arena_size": info["arena_size"]}
+    return {k: dequantize(v, s_out, z_out) for k, v in raw.items()}, {"arena_size": info["arena_size"]}
 
 
 def _short(text: str, limit: int = 600) -> str:

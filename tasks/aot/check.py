@@ -78,15 +78,10 @@ def compile_host(gen_dir: Path, exe: Path, prefix: str = "tinyml") -> Path:
 # --------------------------------------------------------------------------------------------
 
 def quantize_inputs(x, info: dict):
-    """float32 test inputs -> the model input dtype, as the evaluate stage does it."""
-    import numpy as np
+    """float32 test inputs -> the model input dtype, with the evaluate stage's own function."""
+    from tasks.evaluate import quantize
 
-    x = np.asarray(x, dtype=np.float32)
-    if info["dtype"] == "int8":
-        # exactly tasks/evaluate.py's expression (float32 array, Python float scale and zero point)
-        q = np.round(x / float(info["scale"]) + int(info["zero_point"]))
-        return np.clip(q, -128, 127).astype(np.int8)
-    return x
+    return quantize(x, info["dtype"], float(info.get("scale") or 0.0), int(info.get("zero_point") or 0))
 
 
 def load_inputs(dataset_npz: Path, info: dict, max_samples: int | None = None):
