@@ -149,12 +149,6 @@ class _T:
         return np.frombuffer(self.data, dtype=_NPTYPE[self.dtype]).reshape(self.shape or [1])
 
 
-def _op_names():
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
 def load(tflite_path: Path):
     """Parse a .tflite; return (subgraph, tensors, [(op_name, op)]). Raises TinyMLError if unreadable."""
     from ai_edge_litert import schema_py_generated as schema
@@ -168,7 +162,9 @@ def load(tflite_path: Path):
         model = schema.ModelT.InitFromPackedBuf(raw, 0)
     except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
         raise TinyMLError(f"{tflite_path}: not a valid .tflite flatbuffer ({e})") from None
-    names = _op_names()
+    from tasks.tflite_info import builtin_op_names
+
+    names = builtin_op_names()
     if not model.subgraphs:
         raise TinyMLError(f"{tflite_path}: the model has no subgraph")
     sg = model.subgraphs[0]
