@@ -99,7 +99,9 @@ def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -
         # (an estimate: no TFLM allocator could measure it). The report shows the variant as incompatible.
         margin = float(analysis.get("arena_margin", 0.10))
         peak = int(analysis.get("peak_alive_bytes") or 0)
-        est = -(-int(peak * (1 + margin)) // 16) * 16 or 16
+        from tasks.analyze import arena_bytes
+
+        est = arena_bytes(peak, margin) or 16
         arena = {"bytes": est, "target32_bytes": est, "host_bytes": None, "margin": margin, "estimate": True}
     ops: list[str] = list(analysis.get("ops") or [])
     sha = hashlib.sha256(model).hexdigest()
