@@ -293,8 +293,7 @@ class Tasks:
                         "metrics": vd / "metrics.json", "analysis": vd / "analysis.json",
                         "convert": vd / "convert.json", "compress": vd / "compress.json" if v.steps else None,
                         "aot": vd / "aot.json" if "aot" in runtimes_for(m, v) else None,
-                        "header": vd / "model_data.cc", "history": self.L.model(m) / "history.json",
-                        "trained": self.L.trained(m)}
+                        "header": vd / "model_data.cc", "trained": self.L.trained(m)}
                 boards = m.firmware.boards if m.firmware.sketch else ()
                 if not boards:
                     entries.append({**base, "board": None, "runtime": None, "size": None})
@@ -360,7 +359,7 @@ def load_project(path: str | os.PathLike = "tinyml.toml") -> dict:
     project.build_dir.mkdir(parents=True, exist_ok=True)
     namespace = {
         "DOIT_CONFIG": {
-            "default_tasks": [s for s in STAGES],
+            "default_tasks": list(STAGES),
             "dep_file": str(project.build_dir / ".doit.db"),
             "backend": "json",
             "check_file_uptodate": "md5",
@@ -386,10 +385,7 @@ def _creator(t: Tasks, stage: str):
            "report": "the size table: every variant on every board"}[stage]
 
     def task_creator():
-        result = method()
-        if isinstance(result, dict):
-            return result
-        return (task for task in result)
+        return method()  # a dict (report) or a generator of subtasks
     task_creator.__doc__ = doc
     task_creator.__name__ = f"task_{stage}"
     return task_creator
