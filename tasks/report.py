@@ -77,10 +77,40 @@ def _first(*values):
 
 
 def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    """A finite number, or None: NaN and infinities are not figures (never shown, never shipped)."""
+    import math
+
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def collect(entries: list[dict]) -> list[dict]:
+def _finite(obj):
+    """A copy with every NaN or infinity (from an older, non-strict artifact) replaced by None."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _failure(entry: dict, failed_dir: Path | None) -> dict | None:
+    """The first task of the row's chain (stage order) whose last run failed: {task, stage, message}."""
+    if failed_dir is None:
+        return None
+    from urllib.parse import quote
+
+    for name in entry.get("chain") or ():
+        rec, status = _load(Path(failed_dir) / (quote(name, safe="") + ".json"))
+        if rec is not None:
+            return {"task": name, "stage": rec.get("stage") or name.split(":", 1)[0],
+                    "message": str(rec.get("message") or "")}
+    return None
+
+
+def collect(entries: list[dict], failed_dir: Path | None = None) -> list[dict]:
     """One row per (model, variant, board, runtime), every figure read from an artifact."""
     rows = []
     for e in entries:
@@ -143,7 +173,16 @@ def collect(entries: list[dict]) -> list[dict]:
         for what in ("flash", "ram"):
             used, limit = row[f"{what}_used"], row[f"{what}_limit"]
             row[f"{what}_pct"] = 100.0 * used / limit if used is not None and limit else None
-        row["fits"], row["fits_text"] = _fits(row, s, status["size"], a, m)
+        row["failed"] = _failure(e, failed_dir)
+        if row["failed"] is not None:
+            # a failed stage: its older artifacts (if any) describe another build; show why instead
+            f = row["failed"]
+            row["fits"], row["fits_text"] = "failed", f"failed at {f['stage']} ({f['task']}): {f['message']}"
+            row["value"] = None
+        elif row["metric"] and _get(m, "primary", "value") is not None and row["value"] is None:
+            row["fits"], row["fits_text"] = "failed", "metric is not a finite number: see metrics.json"
+        else:
+            row["fits"], row["fits_text"] = _fits(row, s, status["size"], a, m)
         rows.append(row)
     return rows
 
@@ -273,6 +312,9 @@ def check_gates(rows: list[dict], gates: dict | None) -> list[str]:
             reasons.append(f"{model}/{variant} is required but is not in this build (check the variant name in tinyml.toml)")
             continue
         for r in rs:
+            if r["fits"] == "failed":
+                reasons.append(f"{model}/{variant} is required but {r['fits_text']}")
+                continue
             if r["board"] is None or r["fits"] in ("yes", "estimate"):
                 continue
             where = f"{r['board']}" + (f" [{r['runtime']}]" if r["runtime"] not in (None, "tflm") else "")
@@ -744,13 +786,13 @@ def render_html(doc: dict) -> str:
 
 
 def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: dict | None = None,
-        previous: Path | None = None) -> int:
+        previous: Path | None = None, failed_dir: Path | None = None) -> int:
     """Print the report, write report.md/.json/.csv/.html into out_dir; return the exit code (1: a gate failed)."""
     if not isinstance(headroom, (int, float)) or not 0 <= headroom < 1:
         raise TinyMLError(f"report: headroom = {headroom!r}; give a fraction in [0, 1), e.g. 0.10 for 10 % "
                           "(the [report] headroom key in tinyml.toml)")
     out_dir = Path(out_dir)
-    rows = collect(entries)
+    rows = collect(entries, failed_dir)
     required = {tuple(x) for x in (gates or {}).get("required") or ()}
     for r in rows:
         r["required"] = r["required"] or (r["model"], r["variant"]) in required
@@ -785,7 +827,7 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
     write_text(out_dir / "report.html", html_text)
     write_text(out_dir / "report.md", render_markdown(doc))
     write_text(out_dir / "report.csv", render_csv(rows))
-    write_text(out_dir / "report.json", dumps_json(doc))
+    write_text(out_dir / "report.json", dumps_json(_finite(doc), where=str(out_dir / "report.json")))
     print(f"written: {out_dir / 'report.md'}, report.json, report.csv, report.html", flush=True)
     return 1 if doc["gate_failures"] else 0
 

@@ -67,13 +67,37 @@ def write_text(target: str | os.PathLike, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
-def dumps_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+def dumps_json(obj: Any, where: str = "JSON") -> str:
+    """Strict JSON (no NaN or Infinity, which are not JSON), sorted keys: identical content, identical bytes."""
+    try:
+        return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    except ValueError:
+        path = _non_finite_path(json.loads(json.dumps(obj, default=_json_default)))
+        raise TinyMLError(f"{where}: the figure at {path or '?'} is not a finite number (NaN or infinity); "
+                          "the stage that computed it met data, a loss or weights that are not numbers") from None
+
+
+def _non_finite_path(obj: Any, path: str = "") -> str | None:
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path or "the top level"
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite_path(v, f"{path}.{k}" if isinstance(obj, dict) else f"{path}{k}")
+        if found:
+            return found.lstrip(".")
+    return None
 
 
 def write_json(target: str | os.PathLike, obj: Any) -> None:
-    """Write JSON atomically with sorted keys, so identical content gives identical bytes."""
-    write_text(target, dumps_json(obj))
+    """Write strict JSON atomically with sorted keys, so identical content gives identical bytes."""
+    write_text(target, dumps_json(obj, where=str(target)))
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -178,8 +202,16 @@ def native_output_to(log_path: str | os.PathLike) -> Iterator[None]:
     """Send file descriptor 2 (TensorFlow's and TFLite's C++ logging) to `log_path` for the block.
 
     Keeps the terminal readable; the log stays beside the artifacts for when something fails.
+    File descriptors belong to the process: under `doit -P thread` two tasks would swap each
+    other's stderr, so in a worker thread native output is left on the terminal (run parallel
+    builds with processes, doit's default for `-n`, to keep one log per task).
     """
     import sys
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)

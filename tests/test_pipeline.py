@@ -21,20 +21,6 @@ from project import copy_project, doit, executed, make_project, up_to_date
 ALL_VARIANT_TASKS = {"convert", "evaluate", "analyze", "header"}
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> Path:
-    root = make_project(tmp_path_factory.mktemp("base") / "proj")
-    proc = doit(root)
-    ran = executed(proc.stdout)
-    assert {"dataset:sine", "train:sine", "convert:sine/int8", "firmware:sine/int8@nano33ble"} <= ran
-    return root
-
-
-@pytest.fixture
-def proj(built, tmp_path) -> Path:
-    return copy_project(built, tmp_path / "proj")
-
-
 def test_full_build_writes_every_artifact(built):
     b = built / "build" / "sine"
     for rel in ["dataset.npz", "dataset.json", "trained.keras", "history.json"]:
@@ -60,7 +46,9 @@ def test_full_build_writes_every_artifact(built):
 
 def test_report_prints_every_variant_on_every_board(proj):
     out = doit(proj, "report").stdout
-    assert executed(out) == {"report"}
+    # only the report: no doit status line for the report task, no up-to-date lines
+    assert executed(out) == set() and up_to_date(out) == set(), out
+    assert out.lstrip().startswith("doit-tinyml report"), out[:200]
     for v in ("float32", "int8"):
         for board in ("nano33ble", "adafruit_pybadge_m4"):
             assert any(v in line and board in line for line in out.splitlines()), (v, board, out)
@@ -85,9 +73,9 @@ def test_second_doit_runs_nothing_and_never_imports_tensorflow(proj):
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
     assert "tensorflow" not in imported and "tf_keras" not in imported and "platformio" not in imported
     assert "doit" in imported  # the import log was really captured
-    # `doit report` with everything up to date runs only the report, still without TensorFlow
+    # `doit report` runs only the report, still without TensorFlow
     proc = doit(proj, "report", importtime=True)
-    assert executed(proc.stdout) == {"report"}
+    assert executed(proc.stdout) == set() and "doit-tinyml report" in proc.stdout
     assert "tensorflow" not in {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
 
 

@@ -319,3 +319,24 @@ def test_report_imports_neither_numpy_nor_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Ship: nano33ble -> sine/int8" in proc.stdout
+
+
+def test_a_metric_that_is_not_a_number_is_never_shipped(tmp_path, capsys):
+    """An older, non-strict metrics.json holding NaN: the row says so, the ship line skips it, report.json stays JSON."""
+    entries = (variant(tmp_path, "sine", "float", value=0.050, keras=0.050, boards={"nano33ble": (40000, 8000)})
+               + variant(tmp_path, "sine", "broken", value=0.01, keras=0.050, boards={"nano33ble": (30000, 7000)}))
+    path = tmp_path / "sine" / "broken" / "metrics.json"
+    path.write_text(path.read_text().replace('"value": 0.01', '"value": NaN'))
+    assert report.run(entries, tmp_path) == 0
+    out = capsys.readouterr().out
+    ship = next(ln for ln in out.splitlines() if ln.startswith("Ship: nano33ble"))
+    assert "sine/float" in ship and "broken" not in ship
+    doc = json.loads((tmp_path / "report.json").read_text())  # strict: would raise on NaN
+    row = next(r for r in doc["rows"] if r["variant"] == "broken")
+    assert row["fits"] == "failed" and "not a finite number" in row["fits_text"]
+
+
+def test_artifacts_are_strict_json(tmp_path):
+    with pytest.raises(TinyMLError, match=r"metrics\.json: the figure at tflm\.mae is not a finite number"):
+        write_json(tmp_path / "metrics.json", {"tflm": {"mae": float("nan")}})
+    assert not (tmp_path / "metrics.json").exists()
