@@ -37,7 +37,7 @@ FLASH_OVERHEAD_TARGET = 12 * 1024
 
 
 def arm_flash(gen_dir: Path, out: Path) -> dict:
-    from tasks.aot import KERNELS_DIR
+    from doit_tinyml.aot import KERNELS_DIR
 
     elf = out / "aot_cm4.elf"
     cmd = ["arm-none-eabi-gcc", *ARM, "-std=c99", "-Os", "-Wall", "-Wextra", "-Werror", "-ffunction-sections",
@@ -52,9 +52,9 @@ def arm_flash(gen_dir: Path, out: Path) -> dict:
 
 
 def bench_model(name: str, work: Path, models_dir: Path, qemu: bool) -> dict:
-    from tasks.aot import testmodels
-    from tasks.aot.check import check_generated
-    from tasks.aot.generate import generate
+    from doit_tinyml.aot import testmodels
+    from doit_tinyml.aot.check import check_generated
+    from doit_tinyml.aot.generate import generate
 
     tfl, npz = testmodels.build(name, models_dir)
     gen = work / name / "gen"
@@ -78,7 +78,7 @@ def bench_model(name: str, work: Path, models_dir: Path, qemu: bool) -> dict:
     row["ram_ratio_32_with_io"] = (row["aot_arena"] + row["io_bytes"]) / row["tflm_arena_32"]
     row["flash_vs_tflite"] = row["aot_flash"] / row["tflite_bytes"]
     if qemu:
-        from tasks.aot.target import target_check
+        from doit_tinyml.aot.target import target_check
 
         t = target_check(tfl, npz, None, work_dir=work / name / "target", core_dir=work / "pio_core", max_samples=20)
         row["instructions_per_inference"] = t["instructions_per_inference"]

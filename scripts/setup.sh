@@ -36,5 +36,5 @@ fi
 uv pip install -q -p .venv/bin/python --reinstall-package doit-tinyml -e ".[test]"
 
 # Local PlatformIO core for the demo (tests make their own inside their temporary projects).
-.venv/bin/python -c "from pathlib import Path; from tasks import firmware; firmware.ensure_core(Path('build/.platformio'))"
+.venv/bin/python -c "from pathlib import Path; from doit_tinyml.engine import platformio; platformio.ensure_core(Path('build/.platformio'))"
 echo "setup: ready (.venv, arm-none-eabi-gcc $(arm-none-eabi-gcc -dumpversion), local PlatformIO core in build/.platformio)"

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-apt", action="store_true", help="do not install the toolchain with apt-get")
     args = ap.parse_args(argv)
 
-    from tasks import firmware
-    from tasks.util import TinyMLError
+    from doit_tinyml import firmware
+    from doit_tinyml.engine.errors import TinyMLError
 
     if not shutil.which("arm-none-eabi-gcc") and not args.no_apt:
         install_toolchain()

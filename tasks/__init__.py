@@ -2,16 +2,19 @@
 
 A project's dodo.py is two lines:
 
-    from tasks import load_project
+    from doit_tinyml import load_project
     globals().update(load_project("tinyml.toml"))
 
 Importing this package is cheap: no TensorFlow, tfmot, PlatformIO or numpy until a stage runs.
+The repository keeps the package in `tasks/` (the stage table); it installs as `doit_tinyml`.
 """
-from .util import PLUGIN_VERSION as __version__, TinyMLError
+__version__ = "0.2.0"
+
+from .engine.errors import TinyMLError  # noqa: E402
 
 
 def load_project(path="tinyml.toml"):
-    """DOIT_CONFIG and the task creators for the project described by `path` (see tasks.dag)."""
+    """DOIT_CONFIG and the task creators for the project described by `path` (see the dag module)."""
     from .dag import load_project as _load
 
     return _load(path)

@@ -1,8 +1,8 @@
 """analyze stage: .tflite -> analysis.json (sizes, ops, params, MACs, TFLM compatibility, arena, layers).
 
 `run(tflite_path, out_json, arena_margin=0.10)` writes analysis.json as docs/ARTIFACTS.md says.
-Never imports TensorFlow: the flatbuffer is read with LiteRT's schema module and the arena is
-measured with the real TFLite Micro interpreter in a child process (tasks/arena.py).
+Never imports TensorFlow: the flatbuffer is read with LiteRT's schema module (engine.tflite) and
+the arena is measured with the real TFLite Micro interpreter in a child process (engine.tflm).
 An incompatible model still gets an analysis: `tflm_compatible` false, its problems, arena null.
 """
 from __future__ import annotations
@@ -11,19 +11,14 @@ import gzip
 from pathlib import Path
 from typing import Any
 
-from tasks.util import TinyMLError, write_json
-
-
-def arena_bytes(target32: int, margin: float) -> int:
-    """What the header and firmware use: the 32-bit figure plus the margin, rounded up to 16."""
-    from tasks.arena import ceil16
-
-    return ceil16(target32 * (1.0 + margin))
+from .engine import compat
+from .engine import tflite as tflite_info
+from .engine.errors import TinyMLError
+from .engine.io import write_json
+from .engine.tflm import arena_bytes
 
 
 def analyze_bytes(data: bytes, *, arena_margin: float = 0.10, path: str | Path | None = None) -> dict[str, Any]:
-    from tasks import compat, tflite_info
-
     if not isinstance(arena_margin, (int, float)) or arena_margin < 0 or arena_margin > 10:
         raise TinyMLError(f"arena_margin must be a fraction between 0 and 10 (0.10 = 10 %), got {arena_margin!r}")
     info = tflite_info.parse(data, path)

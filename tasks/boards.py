@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.util import TinyMLError
+from .engine.errors import TinyMLError
 
 # What the local PlatformIO platform needs per Cortex-M core: gcc -mcpu, -mfpu, -mfloat-abi.
 _ARM_FLAGS: dict[str, tuple[str, str | None, str]] = {

@@ -10,7 +10,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .util import TinyMLError, import_tensorflow, write_bytes, write_json
+from .engine import litert
+from .engine.errors import TinyMLError
+from .engine.io import read_npz, write_bytes, write_json
+from .engine.keras_io import import_tensorflow, load_model
 
 METHODS = ("keras", "saved_model", "concrete")
 
@@ -58,24 +61,6 @@ def _configure(tf, conv, quantization: str, io: str, rep_data, qat: bool) -> Non
     conv.inference_output_type = io_dtype
 
 
-def _run_tflite(model_bytes: bytes, xs):
-    """Outputs of a .tflite on float inputs (quantizing/dequantizing I/O), with LiteRT."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    from .evaluate import dequantize, quantize
-
-    it = Interpreter(model_content=model_bytes)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    outs = []
-    for x in xs:
-        it.set_tensor(inp["index"], quantize(x[None, ...].astype("float32"), inp["dtype"], *inp["quantization"]))
-        it.invoke()
-        outs.append(dequantize(it.get_tensor(out["index"]), *out["quantization"])[0])
-    return np.stack(outs)
-
-
 def _tolerance(quantization: str, ref) -> float:
     import numpy as np
 
@@ -85,17 +70,13 @@ def _tolerance(quantization: str, ref) -> float:
 
 
 def run(model_path: Path, dataset_npz: Path, out_tflite: Path, out_json: Path, *, quantization: str,
-        io: str, converter: str, representative_samples: int, qat: bool = False, load_model=None,
+        io: str, converter: str, representative_samples: int, qat: bool = False,
         seed: int = 0) -> dict:
     import numpy as np
 
-    from . import dataset as ds
-
     tf, _ = import_tensorflow()
-    if load_model is None:
-        from .train import load_model
     model = load_model(model_path)
-    data = ds.load(dataset_npz)
+    data = read_npz(dataset_npz)
     rng = np.random.default_rng(seed)
     x_train = data["x_train"]
     pick = rng.choice(len(x_train), size=min(representative_samples, len(x_train)), replace=False)
@@ -116,7 +97,7 @@ def run(model_path: Path, dataset_npz: Path, out_tflite: Path, out_json: Path, *
             except Exception as e:  # the converter's own error: name the method and the cause
                 errors[method] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
                 continue
-        outs = _run_tflite(blob, check_x)
+        outs = litert.run(blob, check_x, f"the {method} conversion of {model_path}")
         err = float(np.max(np.abs(outs.reshape(ref.shape) - ref)))
         results[method] = {"bytes": len(blob), "max_abs_error_vs_keras": err,
                            "matches": err <= _tolerance(quantization if not qat else "int8", ref), "_blob": blob}

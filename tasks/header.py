@@ -15,7 +15,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tasks.util import PLUGIN_VERSION, TinyMLError, write_text
+from . import __version__ as PLUGIN_VERSION
+from .engine.compat import resolver_method
+from .engine.errors import TinyMLError
+from .engine.io import read_json, write_text
+from .engine.tflm import arena_bytes
 
 BYTES_PER_LINE = 12
 
@@ -88,8 +92,6 @@ def _flat(v) -> list[float] | None:
 
 def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -> tuple[str, str]:
     """(model_data.h text, model_data.cc text)."""
-    from tasks.compat import resolver_method
-
     arena = analysis.get("arena")
     problems = analysis.get("problems") or []
     compatible = bool(arena)
@@ -99,8 +101,6 @@ def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -
         # (an estimate: no TFLM allocator could measure it). The report shows the variant as incompatible.
         margin = float(analysis.get("arena_margin", 0.10))
         peak = int(analysis.get("peak_alive_bytes") or 0)
-        from tasks.analyze import arena_bytes
-
         est = arena_bytes(peak, margin) or 16
         arena = {"bytes": est, "target32_bytes": est, "host_bytes": None, "margin": margin, "estimate": True}
     ops: list[str] = list(analysis.get("ops") or [])
@@ -219,8 +219,18 @@ def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -
     return "".join(h), "".join(c)
 
 
-def run(tflite_path: Path, analysis_json: Path, out_h: Path, out_cc: Path, *, provenance: dict) -> None:
+def run(tflite_path: Path, analysis_json: Path, dataset_json: Path, out_h: Path, out_cc: Path, *,
+        provenance: dict) -> None:
+    """Write model_data.h/.cc for the variant: the model, its arena, op resolver and provenance.
+
+    `provenance` holds the model and variant names and the settings hash; the class names and the
+    input normalisation come from the dataset's own record (dataset.json).
+    """
     tflite_path, analysis_json = Path(tflite_path), Path(analysis_json)
+    meta = read_json(dataset_json)
+    provenance = dict(provenance, class_names=meta.get("class_names"),
+                      norm_a=meta.get("norm_a") if meta.get("normalize") != "none" else None,
+                      norm_b=meta.get("norm_b") if meta.get("normalize") != "none" else None)
     for p, stage in ((tflite_path, "convert"), (analysis_json, "analyze")):
         if not p.is_file():
             raise TinyMLError(f"header: {p} does not exist; run the {stage} stage first (doit {stage})")

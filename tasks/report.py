@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from tasks.util import TinyMLError, dumps_json, write_text
+from .engine.errors import TinyMLError
+from .engine.io import dumps_json, write_text
 
 METRIC_LABELS = {"mae": "MAE", "rmse": "RMSE", "accuracy": "accuracy", "f1": "F1"}
 ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot")

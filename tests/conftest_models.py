@@ -117,7 +117,7 @@ def _build(name: str) -> bytes:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tasks.util import import_tensorflow, seed_everything
+    from doit_tinyml.engine.keras_io import import_tensorflow, seed_everything
 
     tf, keras = import_tensorflow()
     seed_everything(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-DODO = 'from tasks import load_project\nglobals().update(load_project("tinyml.toml"))\n'
+DODO = 'from doit_tinyml import load_project\nglobals().update(load_project("tinyml.toml"))\n'
 
 TINY_SINE = """
 [project]

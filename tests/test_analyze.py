@@ -13,8 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import conftest_models  # noqa: E402
 
-from tasks import analyze, compat, tflite_info  # noqa: E402
-from tasks.util import TinyMLError  # noqa: E402
+from doit_tinyml import analyze
+from doit_tinyml.engine import compat
+from doit_tinyml.engine import tflite as tflite_info  # noqa: E402
+from doit_tinyml.engine.errors import TinyMLError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,7 +195,7 @@ def test_user_mistakes_are_tinymlerrors(tmp_path, model):
 
 
 def test_importing_the_stage_modules_stays_light():
-    code = ("import sys; import tasks.analyze, tasks.header, tasks.arena, tasks.compat, tasks.tflite_info; "
+    code = ("import sys; import doit_tinyml.analyze, doit_tinyml.header, doit_tinyml.engine.tflm, doit_tinyml.engine.compat, doit_tinyml.engine.tflite; "
             "heavy = [m for m in ('tensorflow', 'numpy', 'tflite_micro', 'ai_edge_litert') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

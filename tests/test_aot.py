@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.aot import KERNELS_DIR
-from tasks.util import TinyMLError
+from doit_tinyml.aot import KERNELS_DIR
+from doit_tinyml.engine.errors import TinyMLError
 
 MODEL_CACHE = Path(tempfile.gettempdir()) / "doit-tinyml-aot-models"
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
@@ -28,7 +28,7 @@ CHECKED = ["sine_float", "sine_int8", "conv1d_int8", "cnn_int8", "zoo_int8", "zo
 
 @pytest.fixture(scope="session")
 def models():
-    from tasks.aot import testmodels
+    from doit_tinyml.aot import testmodels
 
     cache = {}
 
@@ -43,7 +43,7 @@ def models():
 # ------------------------------------------------------------------------------ host arithmetic
 
 def test_quantize_multiplier_matches_tflite_definition():
-    from tasks.aot.generate import quantize_multiplier
+    from doit_tinyml.aot.generate import quantize_multiplier
 
     assert quantize_multiplier(0.0) == (0, 0)
     assert quantize_multiplier(0.5) == (1 << 30, 0)
@@ -60,7 +60,7 @@ def test_quantize_multiplier_matches_tflite_definition():
 
 
 def test_plan_packs_without_overlap_and_beats_naive_sum():
-    from tasks.aot.plan import Buffer, check_plan, plan_memory
+    from doit_tinyml.aot.plan import Buffer, check_plan, plan_memory
 
     rng = random.Random(1)
     for _ in range(50):
@@ -83,7 +83,7 @@ def test_plan_packs_without_overlap_and_beats_naive_sum():
 
 @pytest.mark.parametrize("name", CHECKED)
 def test_generated_code_compiles_clean_for_host_and_cortex_m4(name, models, tmp_path):
-    from tasks.aot.generate import generate
+    from doit_tinyml.aot.generate import generate
 
     tfl, _ = models(name)
     info = generate(tfl, tmp_path, prefix="tinyml")
@@ -105,7 +105,7 @@ def test_generated_code_compiles_clean_for_host_and_cortex_m4(name, models, tmp_
 def test_host_outputs_identical_to_tflm_and_arena_smaller(name, models, tmp_path):
     import numpy as np
 
-    from tasks.aot.check import host_check
+    from doit_tinyml.aot.check import host_check
 
     tfl, npz = models(name)
     res = host_check(tfl, npz, tmp_path / "aot.json", work_dir=tmp_path / "work")
@@ -122,7 +122,7 @@ def test_host_outputs_identical_to_tflm_and_arena_smaller(name, models, tmp_path
     # every operator the compiler supports; EXPAND_DIMS comes with conv1d_int8; the converter turns
     # tf.squeeze into RESHAPE, and SQUEEZE takes the same alias path
     if name.startswith("zoo"):
-        from tasks.aot.generate import SUPPORTED_OPS
+        from doit_tinyml.aot.generate import SUPPORTED_OPS
 
         missing = set(SUPPORTED_OPS) - set(res["ops"]) - {"EXPAND_DIMS", "SQUEEZE"}
         if name == "zoo_float":
@@ -135,7 +135,7 @@ def test_host_outputs_identical_to_tflm_and_arena_smaller(name, models, tmp_path
 
 
 def test_unsupported_op_names_the_op_and_keeps_tflm(models, tmp_path):
-    from tasks.aot.generate import generate, unsupported_ops
+    from doit_tinyml.aot.generate import generate, unsupported_ops
 
     tfl, _ = models("tile_float")
     assert [p["op"] for p in unsupported_ops(tfl)] == ["TILE"]
@@ -145,7 +145,7 @@ def test_unsupported_op_names_the_op_and_keeps_tflm(models, tmp_path):
 
 
 def test_dynamic_shape_is_refused(models, tmp_path):
-    from tasks.aot.generate import generate
+    from doit_tinyml.aot.generate import generate
 
     tfl, _ = models("dynamic_float")
     with pytest.raises(TinyMLError, match=r"dynamic shape \[-1, -1, 4\].*keeps the TFLM runtime"):
@@ -153,7 +153,7 @@ def test_dynamic_shape_is_refused(models, tmp_path):
 
 
 def test_generation_is_deterministic(models, tmp_path):
-    from tasks.aot.generate import generate
+    from doit_tinyml.aot.generate import generate
 
     tfl, _ = models("cnn_int8")
     generate(tfl, tmp_path / "a")
@@ -165,8 +165,8 @@ def test_generation_is_deterministic(models, tmp_path):
 def test_corrupted_weight_fails_naming_first_differing_sample(models, tmp_path):
     import numpy as np
 
-    from tasks.aot.check import check_generated, compile_host, load_inputs, run_host, tflm_outputs
-    from tasks.aot.generate import generate
+    from doit_tinyml.aot.check import check_generated, compile_host, load_inputs, run_host, tflm_outputs
+    from doit_tinyml.aot.generate import generate
 
     tfl, npz = models("sine_int8")
     gen = tmp_path / "gen"
@@ -192,7 +192,7 @@ def test_corrupted_weight_fails_naming_first_differing_sample(models, tmp_path):
 
 
 def test_stage_writes_sources_and_aot_json(models, tmp_path):
-    from tasks.aot import stage
+    from doit_tinyml.aot import stage
 
     tfl, npz = models("sine_int8")
     res = stage.run(tfl, npz, tmp_path / "aot", tmp_path / "aot.json", core_dir=None)
@@ -208,7 +208,7 @@ def test_stage_writes_sources_and_aot_json(models, tmp_path):
                     reason="needs qemu-system-arm and arm-none-eabi-gcc")
 @pytest.mark.parametrize("name", ["cnn_int8", "zoo_float"])
 def test_cortex_m4_under_qemu_matches_host(name, models, tmp_path_factory):
-    from tasks.aot.check import target_check
+    from doit_tinyml.aot.check import target_check
 
     tfl, npz = models(name)
     work = tmp_path_factory.mktemp("aot_target")
@@ -225,11 +225,11 @@ def test_cortex_m4_under_qemu_matches_host(name, models, tmp_path_factory):
 
 def test_command_line(models, tmp_path):
     tfl, npz = models("sine_int8")
-    r = subprocess.run([sys.executable, "-m", "tasks.aot", str(tfl), str(tmp_path / "out"), "--check", str(npz)],
+    r = subprocess.run([sys.executable, "-m", "doit_tinyml.aot", str(tfl), str(tmp_path / "out"), "--check", str(npz)],
                        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "out" / "aot.json").read_text())["int8_identical_fraction"] == 1.0
     bad, _ = models("tile_float")
-    r = subprocess.run([sys.executable, "-m", "tasks.aot", str(bad), str(tmp_path / "bad")],
+    r = subprocess.run([sys.executable, "-m", "doit_tinyml.aot", str(bad), str(tmp_path / "bad")],
                        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 1 and "TILE is not supported" in r.stderr and "Traceback" not in r.stderr

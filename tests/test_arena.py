@@ -20,8 +20,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import conftest_models  # noqa: E402
 
-from tasks import arena  # noqa: E402
-from tasks.util import TinyMLError  # noqa: E402
+from doit_tinyml.engine import tflm as arena  # noqa: E402
+from doit_tinyml.engine.errors import TinyMLError  # noqa: E402
 
 BENCH_RESOURCE_VARIABLES_32 = 100 * 20 + 12
 TOLERANCE = 0.20  # our 32-bit figure may read up to 20 % high (kernel op data kept at 64-bit size), never low

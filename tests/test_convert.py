@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import convert, dataset, tflite_info, train
-from tasks.config import DatasetSettings, ModelSettings, TrainingSettings
+from doit_tinyml import convert, dataset, train
+from doit_tinyml.engine import tflite as tflite_info
+from doit_tinyml.config import DatasetSettings, ModelSettings, TrainingSettings
 
 
 @pytest.fixture(scope="module")

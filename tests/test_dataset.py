@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from tasks import dataset
-from tasks.config import DatasetSettings
-from tasks.util import TinyMLError
+from doit_tinyml import dataset
+from doit_tinyml.config import DatasetSettings
+from doit_tinyml.engine.errors import TinyMLError
 
 
 def settings(source, kind, **kw) -> DatasetSettings:

@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import evaluate
-from tasks.util import TinyMLError, import_tensorflow, read_json
+from doit_tinyml import evaluate
+from doit_tinyml.engine import metrics
+from doit_tinyml.engine.errors import TinyMLError
+from doit_tinyml.engine.io import read_json
+from doit_tinyml.engine.keras_io import import_tensorflow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -233,13 +236,13 @@ def test_binary_metrics_match_sklearn():
 
     rng = np.random.default_rng(3)
     y, pred = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
-    m = evaluate.classification_metrics(y, pred, 2, binary=True)
+    m = metrics.classification_metrics(y, pred, 2, binary=True)
     assert m["precision"] == pytest.approx(skm.precision_score(y, pred))
     assert m["recall"] == pytest.approx(skm.recall_score(y, pred))
     assert m["f1"] == pytest.approx(skm.f1_score(y, pred))
     assert m["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
     # no positive prediction at all: precision is 0, not a crash
-    assert evaluate.classification_metrics(y, np.zeros(200, int), 2, binary=True)["precision"] == 0.0
+    assert metrics.classification_metrics(y, np.zeros(200, int), 2, binary=True)["precision"] == 0.0
 
 
 def test_hybrid_model_records_tflm_error_and_uses_litert(blobs):
@@ -299,7 +302,7 @@ def test_anomaly_pointwise_threshold_and_detection(tmp_path):
     m = got["tflm"]
     assert m["threshold"] == pytest.approx(errs.mean() + 3 * errs.std(), rel=1e-5)
     flags = np.mean((tflm_outputs(path, x_test) - x_test).astype(np.float64) ** 2, axis=1) > m["threshold"]
-    assert m["f1"] == pytest.approx(evaluate.classification_metrics(labels, flags.astype(int), 2, binary=True)["f1"])
+    assert m["f1"] == pytest.approx(metrics.classification_metrics(labels, flags.astype(int), 2, binary=True)["f1"])
     assert m["f1"] > 0.8 and m["recall"] == 1.0
     assert got["primary"] == {"name": "f1", "value": m["f1"], "higher_is_better": True, "runtime": "tflm"}
     v = m["voted"]
@@ -353,7 +356,7 @@ def test_user_mistakes_raise_tinymlerror(sine, tmp_path):
 
 def test_no_tensorflow_without_reference(sine, tmp_path):
     code = (
-        "import sys; from pathlib import Path; import tasks.evaluate as e\n"
+        "import sys; from pathlib import Path; import doit_tinyml.evaluate as e\n"
         "assert 'numpy' not in sys.modules and 'tensorflow' not in sys.modules, 'heavy import at module level'\n"
         f"e.run(Path({str(sine['dir'] / 'int8.tflite')!r}), Path({str(sine['npz'])!r}), Path({str(sine['json'])!r}),"
         f" Path({str(tmp_path / 'm.json')!r}), reference_keras=None)\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load
+from doit_tinyml.config import load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ("sine_sweep", "cancer_mlp", "tapping_anomaly", "waveform_cnn", "digits_cnn")
@@ -106,7 +106,7 @@ def test_example_config_loads(name):
         assert (m.firmware.sketch / "platformio.ini").is_file()
         assert m.firmware.boards
     assert (EXAMPLES / name / "dodo.py").read_text() == (
-        'from tasks import load_project\nglobals().update(load_project("tinyml.toml"))\n')
+        'from doit_tinyml import load_project\nglobals().update(load_project("tinyml.toml"))\n')
     assert (EXAMPLES / name / "README.md").is_file()
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import boards, elfsize, firmware
-from tasks.util import TinyMLError
+from doit_tinyml import boards, firmware
+from doit_tinyml.engine import platformio, qemu
+from doit_tinyml.engine import elf as elfsize
+from doit_tinyml.engine.errors import TinyMLError
 
 ROOT = Path(__file__).resolve().parent.parent
 SINE = ROOT / "sketches" / "sine"
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reaso
 
 
 def make_model_dir(d: Path, model_bytes: int, arena: int, seed: int = 0) -> Path:
-    """A minimal header-stage output (model_data.h/.cc) with `model_bytes` of pseudo-random weights."""
+    """A minimal variant folder (model_data.h/.cc, analysis.json) with `model_bytes` of pseudo-random weights."""
     d.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(seed)
     data = bytes(rnd.randrange(256) for _ in range(model_bytes))
@@ -36,13 +38,14 @@ def make_model_dir(d: Path, model_bytes: int, arena: int, seed: int = 0) -> Path
         f"alignas(16) const unsigned char g_model[] = {{\n{rows}\n}};\n"
         f"const unsigned int g_model_len = {model_bytes};\n"
     )
+    (d / "analysis.json").write_text(json.dumps({"tflite_bytes": model_bytes, "arena": {"bytes": arena}}))
     return d
 
 
 @pytest.fixture(scope="module")
 def core_dir(tmp_path_factory) -> Path:
     core = tmp_path_factory.mktemp("pio") / ".platformio"
-    firmware.ensure_core(core)
+    platformio.ensure_core(core)
     return core
 
 
@@ -53,7 +56,7 @@ def build(tmp: Path, core: Path, board_id: str, model_bytes: int, arena: int, na
 
 def test_ensure_core_from_nothing_is_idempotent(tmp_path):
     core = tmp_path / ".platformio"
-    platform = firmware.ensure_core(core)
+    platform = platformio.ensure_core(core)
     assert (core / "packages" / "tool-scons" / "scons.py").is_file()
     assert json.loads((core / "packages" / "tool-scons" / "package.json").read_text())["version"] == "4.41101.0"
     assert json.loads((core / "packages" / "tool-scons" / ".piopm").read_text())["spec"]["owner"] == "platformio"
@@ -67,23 +70,23 @@ def test_ensure_core_from_nothing_is_idempotent(tmp_path):
     assert man["upload"] == {"maximum_size": 983040, "maximum_ram_size": 262144}
     # second call: nothing rewritten
     mtime = (platform / "platform.json").stat().st_mtime_ns
-    assert firmware.ensure_core(core) == platform
+    assert platformio.ensure_core(core) == platform
     assert (platform / "platform.json").stat().st_mtime_ns == mtime
     # a run killed half-way (fingerprint gone, stray temp folder) recovers
     (core / "tinyml" / "installed.json").unlink()
     (core / "tinyml" / ".tmp-platform-999999").mkdir()
-    assert firmware.ensure_core(core) == platform
+    assert platformio.ensure_core(core) == platform
     assert not list((core / "tinyml").glob(".tmp-*"))
 
 
 def test_missing_toolchain_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without arm-none-eabi-gcc
     with pytest.raises(TinyMLError) as e:
-        firmware.ensure_core(tmp_path / ".platformio")
+        platformio.ensure_core(tmp_path / ".platformio")
     msg = str(e.value)
     assert "arm-none-eabi-gcc was not found" in msg
     assert "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib" in msg
-    assert "setup_platformio.py" in msg
+    assert "scripts/setup.sh" in msg
 
 
 @pytest.mark.parametrize("board_id", ["nano33ble", "adafruit_pybadge_m4"])
@@ -136,8 +139,15 @@ def test_inference_objects_are_attributed(tmp_path, core_dir):
         "int main() { return tinyml_k_demo(g_model, (int)g_model_len); }\n"
     )
     model_dir = make_model_dir(tmp_path / "m" / "v", 1000, 256)
+    (model_dir / "aot").mkdir()
+    (model_dir / "aot" / "tinyml_model.c").write_text(kern.read_text().replace('extern "C" ', ""))  # C, as AOT is
+    (sketch / "src" / "main.cpp").write_text(
+        'extern "C" int tinyml_k_demo(const unsigned char *w, int n);\n'
+        "static const unsigned char w[64] = {1, 2, 3};\n"
+        "int main() { return tinyml_k_demo(w, 64); }\n"
+    )
     rec = firmware.run(sketch, model_dir, boards.CATALOGUE["nano33ble"], tmp_path / "o", core_dir,
-                       extra_sources=[kern], runtime="aot", quiet=True)
+                       runtime="aot", quiet=True)
     nm = subprocess.run(["arm-none-eabi-nm", "-S", str(tmp_path / "o" / "firmware.elf")],
                         capture_output=True, text=True, check=True).stdout
     size = next(int(line.split()[1], 16) for line in nm.splitlines() if line.endswith(" tinyml_k_demo"))
@@ -192,7 +202,7 @@ def test_parse_pio_sizes():
         "Flash: [==========]  125.0% (used 81920 bytes from 65536 bytes)\n"
         "ld: region `FLASH' overflowed by 1234 bytes\n"
     )
-    assert firmware.parse_pio_sizes(text) == {
+    assert platformio.parse_pio_sizes(text) == {
         "flash": (81920, 65536), "ram": (6548, 262144), "overflow": {"FLASH": 1234}}
 
 
@@ -210,11 +220,11 @@ def test_run_qemu_semihosting(tmp_path, core_dir):
         )
         model_dir = make_model_dir(tmp_path / "m", 100, 64)
         firmware.run(sketch, model_dir, boards.CATALOGUE["mps2_an386"], tmp_path / f"o{n}", core_dir, quiet=True)
-        r = firmware.run_qemu(tmp_path / f"o{n}" / "firmware.elf", timeout=30)
+        r = qemu.run_qemu(tmp_path / f"o{n}" / "firmware.elf", timeout=30)
         assert "hello from qemu: 100 model bytes" in r["stdout"]
         assert r["exit_code"] == 7 and not r["timed_out"]
         assert r["instructions"] and r["instructions"] > 0
-        assert firmware.run_qemu(tmp_path / f"o{n}" / "firmware.elf", timeout=30)["instructions"] == r["instructions"]
+        assert qemu.run_qemu(tmp_path / f"o{n}" / "firmware.elf", timeout=30)["instructions"] == r["instructions"]
         results[n] = r["instructions"]
     # the loop's extra 200 iterations cost a whole, fixed number of instructions per iteration
     extra = results[300] - results[100]

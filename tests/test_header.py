@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import conftest_models  # noqa: E402
 
-from tasks import analyze, header  # noqa: E402
-from tasks.util import TinyMLError  # noqa: E402
+from doit_tinyml import analyze, header  # noqa: E402
+from doit_tinyml.engine.errors import TinyMLError  # noqa: E402
 
 PROV = {"model": "demo", "variant": "int8", "settings_hash": "0123abcd", "class_names": ["cat", "dog \"big\"", "bird"],
         "norm_a": [0.5, -1.25, 3.0, 0.0, 1.0, 2.0, 3.0, 4.0], "norm_b": [2.0, 0.5, 1e-3, 1.0, 1.0, 1.0, 1.0, 1.0]}
@@ -54,6 +54,15 @@ int main(int argc, char** argv) {
 """
 
 
+def dataset_json(d: Path, prov: dict) -> Path:
+    """The dataset record the header reads class names and the input normalisation from."""
+    p = d / "dataset.json"
+    norm = prov.get("norm_a") is not None
+    p.write_text(json.dumps({"class_names": prov.get("class_names"), "normalize": "standard" if norm else "none",
+                             "norm_a": prov.get("norm_a"), "norm_b": prov.get("norm_b")}))
+    return p
+
+
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory):
     cache = {}
@@ -64,7 +73,8 @@ def generated(tmp_path_factory):
             d = tmp_path_factory.mktemp(f"hdr-{name}")
             tfl = conftest_models.model_path(name)
             a = analyze.run(tfl, d / "analysis.json")
-            header.run(tfl, d / "analysis.json", d / "model_data.h", d / "model_data.cc", provenance=prov)
+            header.run(tfl, d / "analysis.json", dataset_json(d, prov), d / "model_data.h", d / "model_data.cc",
+                       provenance=prov)
             cache[key] = (d, a)
         return cache[key]
 
@@ -130,9 +140,9 @@ def test_bytes_are_deterministic_and_without_labels_or_norm(generated, tmp_path)
     d, _ = generated("int8", {"model": "m", "variant": "v", "settings_hash": "s", "class_names": None,
                               "norm_a": None, "norm_b": None})
     tfl = conftest_models.model_path("int8")
-    header.run(tfl, d / "analysis.json", tmp_path / "model_data.h", tmp_path / "model_data.cc",
-               provenance={"model": "m", "variant": "v", "settings_hash": "s", "class_names": None,
-                           "norm_a": None, "norm_b": None})
+    plain = {"model": "m", "variant": "v", "settings_hash": "s", "class_names": None, "norm_a": None, "norm_b": None}
+    header.run(tfl, d / "analysis.json", dataset_json(tmp_path, plain), tmp_path / "model_data.h",
+               tmp_path / "model_data.cc", provenance={"model": "m", "variant": "v", "settings_hash": "s"})
     assert (tmp_path / "model_data.h").read_bytes() == (d / "model_data.h").read_bytes()
     assert (tmp_path / "model_data.cc").read_bytes() == (d / "model_data.cc").read_bytes()
     h = (d / "model_data.h").read_text()
@@ -151,8 +161,8 @@ def test_incompatible_model_still_gets_a_header_that_says_so(tmp_path):
     tfl = conftest_models.model_path("tile")
     analysis = analyze.run(tfl, tmp_path / "analysis.json")
     assert analysis["tflm_compatible"] is False and analysis["arena"] is None
-    header.run(tfl, tmp_path / "analysis.json", tmp_path / "model_data.h", tmp_path / "model_data.cc",
-               provenance=PROV)
+    header.run(tfl, tmp_path / "analysis.json", dataset_json(tmp_path, PROV), tmp_path / "model_data.h",
+               tmp_path / "model_data.cc", provenance=PROV)
     h = (tmp_path / "model_data.h").read_text()
     assert "#define TINYML_TFLM_COMPATIBLE 0" in h
     assert re.search(r"// problem: .*TILE.*-- fix: ", h), h
@@ -167,5 +177,5 @@ def test_incompatible_model_still_gets_a_header_that_says_so(tmp_path):
 def test_stale_analysis_is_refused(tmp_path):
     analyze.run(conftest_models.model_path("int8"), tmp_path / "analysis.json")
     with pytest.raises(TinyMLError, match="rerun the analyze stage"):
-        header.run(conftest_models.model_path("float32"), tmp_path / "analysis.json", tmp_path / "h.h",
-                   tmp_path / "c.cc", provenance=PROV)
+        header.run(conftest_models.model_path("float32"), tmp_path / "analysis.json", dataset_json(tmp_path, PROV),
+                   tmp_path / "h.h", tmp_path / "c.cc", provenance=PROV)

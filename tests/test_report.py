@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import report
-from tasks.util import TinyMLError, write_json
+from doit_tinyml import report
+from doit_tinyml.engine.errors import TinyMLError
+from doit_tinyml.engine.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = {"nano33ble": (983040, 262144), "uno": (32256, 2048)}
@@ -309,7 +310,7 @@ def test_report_imports_neither_numpy_nor_tensorflow(tmp_path):
             if isinstance(v, Path):
                 e[k] = str(v)
     code = (
-        "import sys, json\nimport tasks.report as r\n"
+        "import sys, json\nimport doit_tinyml.report as r\n"
         "bad = [m for m in ('numpy', 'tensorflow', 'tf_keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
         f"r.run(json.loads({json.dumps(json.dumps(entries))}), {str(tmp_path)!r}, gates={{}}, previous=None)\n"

@@ -1,2 +1,2 @@
-from tasks import load_project
+from doit_tinyml import load_project
 globals().update(load_project("tinyml.toml"))

@@ -8,11 +8,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from tasks.util import TinyMLError, dumps_json
+from ..util import TinyMLError, dumps_json
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tasks.aot", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__.splitlines()[0])
     ap.add_argument("tflite", type=Path)
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--prefix", default="tinyml", help="C symbol and file prefix (default tinyml)")
@@ -21,19 +21,19 @@ def main(argv=None) -> int:
     ap.add_argument("--target", action="store_true", help="with --check: also run on QEMU's Cortex-M4")
     args = ap.parse_args(argv)
     try:
-        from tasks.aot.generate import generate
+        from .generate import generate
 
         info = generate(args.tflite, args.out_dir, prefix=args.prefix)
         print(f"wrote {args.out_dir / (args.prefix + '_model.c')} and .h: {len(info['ops'])} operators, "
               f"arena {info['planned_bytes']} B, weights {info['weights_bytes']} B")
         if args.check:
-            from tasks.aot.check import check_generated
-            from tasks.util import write_json
+            from .check import check_generated
+            from ..util import write_json
 
             res = check_generated(args.tflite, args.check, args.out_dir, info, work_dir=args.out_dir / "check",
                                   prefix=args.prefix)
             if args.target:
-                from tasks.aot.target import target_check
+                from .target import target_check
 
                 res["target"] = target_check(args.tflite, args.check, None, work_dir=args.out_dir / "target",
                                              core_dir=args.out_dir / "platformio")

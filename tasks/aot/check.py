@@ -14,8 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks.aot import KERNELS_DIR
-from tasks.util import TinyMLError, write_bytes, write_json, write_text
+from . import KERNELS_DIR
+from ..util import TinyMLError, write_bytes, write_json, write_text
 
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 FLOAT_RTOL = 1e-5
@@ -79,7 +79,7 @@ def compile_host(gen_dir: Path, exe: Path, prefix: str = "tinyml") -> Path:
 
 def quantize_inputs(x, info: dict):
     """float32 test inputs -> the model input dtype, with the evaluate stage's own function."""
-    from tasks.evaluate import quantize
+    from ..engine.quant import quantize
 
     return quantize(x, info["dtype"], float(info.get("scale") or 0.0), int(info.get("zero_point") or 0))
 
@@ -118,7 +118,7 @@ def tflm_outputs(model_bytes: bytes, xq, arena_size: int | None = None):
 def tflm_arena(model_bytes: bytes) -> dict:
     """TFLM's minimum arena for this model, measured by `tasks.arena.measure` (real interpreter,
     bisection in a child process): {"host_bytes", "target32_bytes"}."""
-    from tasks.arena import measure
+    from ..engine.tflm import measure
 
     m = measure(model_bytes)
     return {"host_bytes": int(m["host_bytes"]), "target32_bytes": int(m["target32_bytes"])}
@@ -168,7 +168,7 @@ def run_host(exe: Path, xq, out_info: dict, work_dir: Path):
 def host_check(tflite_path: Path, dataset_npz: Path, out_json: Path, *, work_dir: Path,
                prefix: str = "tinyml", max_samples: int | None = None) -> dict:
     """Generate, compile with host gcc, run the test split and compare with TFLM; write aot.json."""
-    from tasks.aot.generate import generate
+    from .generate import generate
 
     tflite_path, work_dir = Path(tflite_path), Path(work_dir)
     gen_dir = work_dir / "gen"
@@ -208,7 +208,7 @@ def check_generated(tflite_path: Path, dataset_npz: Path, gen_dir: Path, info: d
 def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *, work_dir: Path, core_dir: Path,
                  max_samples: int = 100) -> dict:
     """See `tasks.aot.target.target_check` (QEMU Cortex-M4, outputs identical to the host build)."""
-    from tasks.aot.target import target_check as _target_check
+    from .target import target_check as _target_check
 
     return _target_check(tflite_path, dataset_npz, out_json, work_dir=work_dir, core_dir=core_dir,
                          max_samples=max_samples)

@@ -22,7 +22,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from tasks.util import TinyMLError, sha256_file, write_text
+from ..util import TinyMLError, sha256_file, write_text
 
 SUPPORTED_OPS = (
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
@@ -162,7 +162,7 @@ def load(tflite_path: Path):
         model = schema.ModelT.InitFromPackedBuf(raw, 0)
     except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
         raise TinyMLError(f"{tflite_path}: not a valid .tflite flatbuffer ({e})") from None
-    from tasks.tflite_info import builtin_op_names
+    from ..engine.tflite import builtin_op_names
 
     names = builtin_op_names()
     if not model.subgraphs:
@@ -315,7 +315,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
 
     Raises TinyMLError (naming the operator or reason) for a model the compiler cannot handle.
     """
-    from tasks.aot.plan import Buffer, check_plan, plan_memory
+    from .plan import Buffer, check_plan, plan_memory
 
     if not prefix.isidentifier():
         raise TinyMLError(f"AOT prefix '{prefix}' is not a C identifier; use letters, digits and _")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tasks.aot import KERNELS_DIR
-from tasks.util import TinyMLError, write_json
+from . import KERNELS_DIR
+from ..util import TinyMLError, write_json
 
 TARGET_SAMPLES = 50
 
@@ -31,8 +31,8 @@ def firmware_sources(aot_dir: Path) -> tuple[list[Path], list[Path]]:
 
 def run(tflite_path: Path, dataset_npz: Path, out_dir: Path, aot_json: Path, *, core_dir: Path | None = None,
         target: bool = True, target_samples: int = TARGET_SAMPLES) -> dict:
-    from tasks.aot.check import check_generated
-    from tasks.aot.generate import generate
+    from .check import check_generated
+    from .generate import generate
 
     out_dir = Path(out_dir)
     work = out_dir.parent / "aot_check"
@@ -44,7 +44,7 @@ def run(tflite_path: Path, dataset_npz: Path, out_dir: Path, aot_json: Path, *, 
         if missing:
             result["target"] = {"skipped": f"{', '.join(missing)} not installed"}
         else:
-            from tasks.aot.target import target_check
+            from .target import target_check
 
             t = target_check(tflite_path, dataset_npz, None, work_dir=work / "target", core_dir=Path(core_dir),
                              max_samples=target_samples)

@@ -14,8 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
-from tasks.aot import KERNELS_DIR
-from tasks.util import TinyMLError, write_json, write_text
+from . import KERNELS_DIR
+from ..util import TinyMLError, write_json, write_text
 
 SKETCH_DIR = Path(__file__).resolve().parent / "target_sketch"
 BOARD_ID = "mps2_an386"
@@ -25,7 +25,7 @@ _TICKS_RE = re.compile(r"^\[aot\] invoke_ticks total=(\d+) min=(\d+) max=(\d+) n
 
 
 def _c_values(arr, dtype: str) -> str:
-    from tasks.aot.generate import _cf
+    from .generate import _cf
 
     flat = arr.reshape(len(arr), -1)
     rows = []
@@ -83,10 +83,10 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
     """
     import numpy as np
 
-    from tasks import firmware
-    from tasks.aot.check import FLOAT_ATOL, FLOAT_RTOL, compile_host, load_inputs, run_host
-    from tasks.aot.generate import generate
-    from tasks.boards import CATALOGUE
+    from ..engine import platformio, qemu
+    from .check import FLOAT_ATOL, FLOAT_RTOL, compile_host, load_inputs, run_host
+    from ..boards import CATALOGUE
+    from .generate import generate
 
     if prefix != "tinyml":
         raise TinyMLError("the AOT target sketch is written for prefix 'tinyml'")
@@ -100,18 +100,14 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
 
     vec_dir = work_dir / "vectors"
     _, vec_c = write_vectors(xq, info["input"], vec_dir)
-    # the firmware stage compiles <model_dir>/model_data.cc (the TFLM model array for the tflm
-    # runtime); this sketch needs no flatbuffer, so the model dir holds a stub that says so.
-    model_dir = work_dir / "model"
-    write_text(model_dir / "model_data.cc", "// AOT target check: the model is compiled C (tinyml_model.c); no flatbuffer.\n")
-    write_text(model_dir / "model_data.h", "// AOT target check: see tinyml_model.h\n")
     board = CATALOGUE[BOARD_ID]
-    out_dir = work_dir / "firmware"
-    rec = firmware.run(SKETCH_DIR, model_dir, board, out_dir, Path(core_dir), runtime="aot",
-                       extra_sources=[gen / f"{prefix}_model.c", KERNELS_DIR / "tinyml_kernels.c", vec_c],
-                       extra_include_dirs=[gen, KERNELS_DIR, vec_dir], label=f"{Path(tflite_path).stem} (AOT target check)",
-                       quiet=True)
-    run = firmware.run_qemu(out_dir / "firmware.elf", timeout=timeout)
+    sources = {"main.c": SKETCH_DIR / "src" / "main.c", "tinyml_model.c": gen / f"{prefix}_model.c",
+               "tinyml_kernels.c": KERNELS_DIR / "tinyml_kernels.c", "aot_vectors.c": vec_c}
+    res = platformio.build(work_dir / "firmware" / "pio", board, Path(core_dir), sources,
+                           include_dirs=[gen, KERNELS_DIR, vec_dir], defines=["TINYML_RUNTIME_AOT"],
+                           what=f"{Path(tflite_path).stem} (AOT target check)")
+    rec = {"flash_used": res.flash_used, "ram_used": res.ram_used}
+    run = qemu.run_qemu(res.elf, timeout=timeout)
     if run["timed_out"] or run["exit_code"] != 0:
         tail = "\n".join((run["stdout"] or "").strip().splitlines()[-15:])
         raise TinyMLError(f"the AOT firmware did not finish under QEMU (exit {run['exit_code']}, "
@@ -134,18 +130,18 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
         identical = bool(np.array_equal(target.view(np.uint32), host.view(np.uint32)))
         rel = np.abs(target.astype(np.float64) - host) / np.maximum(np.abs(host.astype(np.float64)), 1e-30)
         max_rel = float(np.where(np.abs(host) > 1e-6, rel, 0).max()) if rel.size else 0.0
-    per_tick = 40 / (1 << firmware.QEMU_ICOUNT_SHIFT)  # instructions per 25 MHz timer tick
+    per_tick = 40 / (1 << qemu.QEMU_ICOUNT_SHIFT)  # instructions per 25 MHz timer tick
     result = {
         "board": BOARD_ID,
-        "build": "platformio (tasks.firmware.run, local tinyml-arm platform)",
+        "build": "platformio (engine.platformio.build, local tinyml-arm platform)",
         "samples": int(len(xq)),
         "identical": identical,
         "max_rel_diff_vs_host": max_rel,
         "instructions_per_inference": round(ticks["total"] * per_tick / max(ticks["n"], 1)),
         "instructions_min": round(ticks["min"] * per_tick),
         "instructions_max": round(ticks["max"] * per_tick),
-        "timing": f"qemu-system-arm -icount shift={firmware.QEMU_ICOUNT_SHIFT}: CMSDK timer ticks (25 MHz) "
-                  f"inside tinyml_model_invoke x 40 ns / {1 << firmware.QEMU_ICOUNT_SHIFT} ns per instruction",
+        "timing": f"qemu-system-arm -icount shift={qemu.QEMU_ICOUNT_SHIFT}: CMSDK timer ticks (25 MHz) "
+                  f"inside tinyml_model_invoke x 40 ns / {1 << qemu.QEMU_ICOUNT_SHIFT} ns per instruction",
         "flash_used": rec.get("flash_used"),
         "ram_used": rec.get("ram_used"),
         "planned_bytes": info["planned_bytes"],

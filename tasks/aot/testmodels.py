@@ -20,7 +20,7 @@ def _rep(x):
 
 
 def _convert(model, x_rep, *, int8: bool, int8_io: bool) -> bytes:
-    from tasks.util import import_tensorflow
+    from ..util import import_tensorflow
 
     tf, _ = import_tensorflow()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -41,7 +41,7 @@ def _fit(model, x, y, loss, epochs=1):
 
 def sine_mlp(int8: bool = True):
     import numpy as np
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(1)
@@ -59,7 +59,7 @@ def sine_mlp_float():
 
 def mlp_128():
     import numpy as np
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(2)
@@ -76,7 +76,7 @@ def mlp_128():
 def conv1d_classifier():
     """Conv1D -> GlobalAveragePooling1D -> Dense softmax, float I/O (QUANTIZE/DEQUANTIZE inside)."""
     import numpy as np
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(3)
@@ -94,7 +94,7 @@ def cnn_digits():
     """Small 2D CNN on sklearn's 8x8 digits, int8 I/O."""
     import numpy as np
     from sklearn.datasets import load_digits
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(4)
@@ -112,7 +112,7 @@ def cnn_digits():
 def autoencoder():
     """Dense 32-8-32 autoencoder, int8 I/O."""
     import numpy as np
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(5)
@@ -128,7 +128,7 @@ def autoencoder():
 def dynamic_shape():
     """A sequence model with a free time axis: shape_signature [-1, -1, 4]."""
     import numpy as np
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(8)
@@ -140,7 +140,7 @@ def dynamic_shape():
 def unsupported_tile():
     """A model with TILE, which the AOT compiler does not support."""
     import numpy as np
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     tf, keras = import_tensorflow()
     seed_everything(6)
@@ -156,7 +156,7 @@ def ops_zoo(int8: bool = True):
     """Every other supported op: PAD, ADD, MUL, CONCATENATION, standalone RELU/RELU6/LOGISTIC/TANH,
     MAX_POOL, MEAN (global average pool 2D), SQUEEZE-like reshapes."""
     import numpy as np
-    from tasks.util import import_tensorflow, seed_everything
+    from ..util import import_tensorflow, seed_everything
 
     tf, keras = import_tensorflow()
     seed_everything(7)
@@ -216,7 +216,7 @@ def build(name: str, directory: Path) -> tuple[Path, Path]:
     """Build (or reuse) model `name` in `directory`; return (tflite path, npz path with x_test)."""
     import numpy as np
 
-    from tasks.util import write_bytes
+    from ..util import write_bytes
 
     directory = Path(directory) / _key()
     directory.mkdir(parents=True, exist_ok=True)

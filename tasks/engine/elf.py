@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.boards import Board
 
 FLASH_SECTIONS = (".isr_vector", ".text", ".ARM.extab", ".ARM.exidx", ".data")
 RAM_SECTIONS = (".data", ".bss", ".heap", ".stack")
@@ -17,6 +16,14 @@ RAM_SECTIONS = (".data", ".bss", ".heap", ".stack")
 MODEL_SYMBOL = re.compile(r"^(g_model|g_tinyml_\w+|tinyml_w_\w+)$|^_ZL\d+(g_tinyml_\w+|tinyml_w_\w+)$")
 ARENA_SYMBOL = re.compile(r"tensor_arena|tinyml_arena")
 INFERENCE_OBJECT = re.compile(r"tflite|tflm|tinyml_aot|tinyml_k_|tinyml_kernels|tinyml_model\.c", re.I)
+
+
+def section_sizes(elf: Path) -> dict[str, int]:
+    """Every named section's size, as `arm-none-eabi-size -A` lists them."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as f:
+        return {s.name: s["sh_size"] for s in ELFFile(f).iter_sections() if s.name}
 
 
 def _map_input_sections(map_path: Path) -> list[tuple[int, int, str]]:
@@ -61,7 +68,7 @@ def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:
     return max(0, min(a1, b1) - max(a0, b0))
 
 
-def breakdown(elf: Path, board: Board | None = None, map_path: Path | None = None) -> dict:
+def breakdown(elf: Path, board=None, map_path: Path | None = None) -> dict:
     """{"flash": {"model", "inference", "application"}, "ram": {"arena", "stack_heap", "application"}}.
 
     flash.model: `g_model` and any `g_tinyml_*` / `tinyml_w_*` weight arrays. flash.inference:

@@ -2,11 +2,11 @@
 
 Two sources, combined:
 
-* static checks on the flatbuffer (tasks/tflite_info.py): every op against the builtin kernels of
+* static checks on the flatbuffer (engine/tflite.py): every op against the builtin kernels of
   the pinned tflite-micro (`TFLM_KERNELS`, read off the `Register_*` symbols of the pinned
   tflite-micro wheel's `_runtime.so`), hybrid (dynamic-range) ops, float16 weights, uint8
   input/output, several subgraphs, float ops left inside an int8 model, dynamic shapes;
-* the real interpreter (tasks/arena.py runs it): the Python interpreter registers every kernel, so
+* the real interpreter (engine/tflm.py runs it): the Python interpreter registers every kernel, so
   an op without a kernel fails allocation with TFLM's own "Didn't find op for builtin opcode 'X'",
   and a kernel that rejects its tensor types fails its Prepare ("Node FULLY_CONNECTED (number 0)
   failed to prepare"). Those messages are captured and reported verbatim.
@@ -80,8 +80,8 @@ def _p(kind: str, name: str, message: str, fix: str, severity: str = "error") ->
 
 
 def static_problems(info) -> list[dict[str, Any]]:
-    """Problems visible in the flatbuffer alone. `info` is a tasks.tflite_info.ModelInfo."""
-    from tasks import tflite_info
+    """Problems visible in the flatbuffer alone. `info` is an engine.tflite.ModelInfo."""
+    from . import tflite as tflite_info
 
     probs: list[dict[str, Any]] = []
     for op in info.ops():
@@ -227,7 +227,8 @@ def merge(static: list[dict[str, Any]], runtime: list[dict[str, Any]]) -> list[d
 
 def check(model_bytes: bytes, info=None) -> tuple[bool, list[dict[str, Any]], dict[str, Any] | None]:
     """(compatible, problems, arena measurement or None). Never raises for an incompatible model."""
-    from tasks import arena, tflite_info
+    from . import tflite as tflite_info
+    from . import tflm as arena
 
     info = info or tflite_info.parse(model_bytes)
     static = static_problems(info)

@@ -1,6 +1,12 @@
-"""Minimum TFLM tensor arena, measured with the real TFLite Micro interpreter, and its 32-bit figure.
+"""The real TFLite Micro interpreter (tflite-micro's Python build), always in a child process.
 
-How the measurement works (details and the derivation in docs/analysis.md):
+One runner for every stage that needs TFLM: `run` (outputs of a whole split, one sample at a time:
+evaluate and the AOT proof), `measure` (the minimum arena by bisection and its 32-bit figure:
+analyze), `probe` (does the model run in N bytes?). TFLM aborts the process on some failures (an
+arena too small for its own bookkeeping segfaults), so every call happens in a child process
+(`python -m <this package>.engine.tflm ...`): a crash becomes a recorded error, not a dead build.
+
+How the arena measurement works (details and the derivation in docs/analysis.md):
 
 * The tflite-micro Python interpreter (`runtime.Interpreter.from_bytes(model, arena_size=N)`) runs
   `AllocateTensors()` in its constructor. Too small an arena (or an op without a kernel) makes the
@@ -8,7 +14,7 @@ How the measurement works (details and the derivation in docs/analysis.md):
   TFLM's `MicroPrintf` on the C-level stderr (fd 2), e.g. "Failed to allocate tail memory" or
   "Didn't find op for builtin opcode 'TILE'". We capture fd 2 around every attempt.
 * Every probe also sets zero inputs and invokes once, so "allocates" means "runs".
-* The whole search runs in a child Python process (`python -m tasks.arena`): a malformed model
+* The whole search runs in a child Python process: a malformed model
   that crashes TFLM kills the child, not the build.
 * Bisection over multiples of 16 bytes (TFLM aligns to 16) finds the smallest arena that runs;
   `size - 16` fails.
@@ -42,7 +48,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tasks.util import TinyMLError
+from .errors import TinyMLError
+
+CHILD_MODULE = __name__  # run as `python -m` in the child: derived, never spelled
+RUN_TIMEOUT_S = 1800
 
 ALIGN = 16
 MAX_ARENA = 512 * 1024 * 1024
@@ -135,7 +144,7 @@ def _probe(model: bytes, size: int, report: bool = False) -> tuple[bool, str]:
 def _first_size(model: bytes) -> int:
     """A generous first arena: room for every non-constant tensor twice, plus 1 MiB."""
     try:
-        from tasks import tflite_info
+        from . import tflite as tflite_info
 
         info = tflite_info.parse(model)
         act = sum(t.nbytes for sg in info.subgraphs for t in sg.tensors if not t.is_constant)
@@ -241,12 +250,9 @@ def run_child(model_bytes: bytes, timeout: float = 600, extra_args: list[str] | 
     with tempfile.TemporaryDirectory(prefix="tinyml-arena-") as d:
         p = Path(d) / "model.tflite"
         p.write_bytes(model_bytes)
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
-            proc = subprocess.run([sys.executable, "-m", "tasks.arena", str(p), *(extra_args or [])], capture_output=True,
-                                  text=True, timeout=timeout, env=env, cwd=root)
+            proc = subprocess.run([sys.executable, "-m", CHILD_MODULE, "arena", str(p), *(extra_args or [])],
+                                  capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"ok": False, "message": f"TFLM arena measurement timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -294,8 +300,121 @@ def probe(model_bytes: bytes, arena_size: int) -> tuple[bool, str]:
     return bool(res.get("ok")), res.get("message", "")
 
 
-if __name__ == "__main__":  # child process
-    if len(sys.argv) > 2:
-        print(json.dumps(_child_probe(sys.argv[1], int(sys.argv[2]))))
+def arena_bytes(target32: int, margin: float) -> int:
+    """What the header and firmware reserve: the 32-bit figure plus the margin, rounded up to 16."""
+    return ceil16(target32 * (1.0 + margin))
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs of a whole split (child: `run`)
+# ---------------------------------------------------------------------------------------------
+
+def _captured(fn):
+    """Run fn with the C-level stderr captured (TFLM reports its reasons there): (out, exception, text)."""
+    fd = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        err = None
+        try:
+            out = fn()
+        except Exception as e:  # noqa: BLE001 - TFLM's RuntimeError/ValueError, reported with its text
+            out, err = None, e
+        finally:
+            sys.stderr.flush()
+            os.dup2(fd, 2)
+            os.close(fd)
+        tmp.seek(0)
+        text = tmp.read().decode("utf-8", "replace").strip()
+    return out, err, text
+
+
+def _child_run(model_path: str, in_npz: str, out_npz: str, quantize_inputs: bool) -> dict[str, Any]:
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    from .quant import qparams, quantize
+
+    model = Path(model_path).read_bytes()
+    arena = max(64 * 1024, 4 * len(model))
+    while True:
+        it, err, text = _captured(lambda: runtime.Interpreter.from_bytes(model, arena_size=arena))
+        if err is None:
+            break
+        if _MEMORY_SHORT_RE.search(text) and not _NOT_MEMORY_RE.search(text) and arena * 2 <= MAX_ARENA:
+            arena *= 2
+            continue
+        return {"error": (text + "\n" + str(err)).strip(), "arena_size": arena}
+    din, dout = it.get_input_details(0), it.get_output_details(0)
+    shape = tuple(int(s) for s in din["shape"][1:])
+    results = {}
+    with np.load(in_npz) as z:
+        for name in z.files:
+            x = z[name]
+            if tuple(x.shape[1:]) != shape:
+                x = x.reshape((len(x),) + shape)
+            if quantize_inputs:
+                x = quantize(x, din["dtype"], *qparams(din))
+            ys = []
+            for i in range(len(x)):
+                def one():
+                    it.set_input(x[i:i + 1].astype(din["dtype"]), 0)
+                    it.invoke()
+                    return np.array(it.get_output(0), copy=True)
+                y, err, text = _captured(one)
+                if err is not None:
+                    return {"error": (text + "\n" + str(err)).strip(), "arena_size": arena}
+                ys.append(y)
+            results[name] = np.concatenate(ys, axis=0) if ys else np.zeros((0,) + tuple(dout["shape"][1:]))
+    np.savez(out_npz, **results)
+    s_out, z_out = qparams(dout)
+    return {"arena_size": arena, "output_dtype": np.dtype(dout["dtype"]).name, "output_scale": s_out,
+            "output_zero_point": z_out}
+
+
+def run(model_bytes: bytes, inputs: dict, *, quantize_inputs: bool = True) -> tuple[dict | None, dict]:
+    """Every array of `inputs` through TFLM one sample at a time (batch 1), in a child process.
+
+    Float inputs are quantized with the model's input parameters unless `quantize_inputs` is False
+    (the arrays already hold the model's input type). Returns ({name: raw output array}, info) with
+    info {"arena_size", "output_dtype", "output_scale", "output_zero_point"}, or (None, {"error": why})
+    when TFLM cannot run the model. Never raises for a model TFLM refuses or crashes on.
+    """
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="tinyml-tflm-") as td:
+        td = Path(td)
+        (td / "model.tflite").write_bytes(model_bytes)
+        np.savez(td / "in.npz", **inputs)
+        cmd = [sys.executable, "-m", CHILD_MODULE, "run", str(td / "model.tflite"), str(td / "in.npz"),
+               str(td / "out.npz"), "1" if quantize_inputs else "0"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return None, {"error": f"TFLM did not finish within {RUN_TIMEOUT_S} s"}
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            return None, {"error": f"the TFLM interpreter crashed ({why}): {tail}".strip()}
+        info = json.loads(lines[-1])
+        if "error" in info:
+            return None, info
+        with np.load(td / "out.npz") as z:
+            return {k: z[k] for k in z.files}, info
+
+
+def main(argv: list[str]) -> int:
+    """Child process entry: `arena MODEL [SIZE]` or `run MODEL IN_NPZ OUT_NPZ QUANTIZE`; prints one JSON line."""
+    cmd, args = argv[0], argv[1:]
+    if cmd == "arena":
+        res = _child_probe(args[0], int(args[1])) if len(args) > 1 else _child(args[0])
+    elif cmd == "run":
+        res = _child_run(args[0], args[1], args[2], args[3] == "1")
     else:
-        print(json.dumps(_child(sys.argv[1])))
+        raise SystemExit(f"unknown command {cmd!r}")
+    print(json.dumps(res), flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # child process
+    sys.exit(main(sys.argv[1:]))

@@ -13,7 +13,7 @@ Conventions (also in docs/analysis.md):
 * per-layer `alive_bytes` is the sum of the sizes of the non-constant tensors alive at that step of
   the execution order (a tensor lives from the op that produces it, or step 0 for a graph input,
   to the last op that reads it, or the end for a graph output). It is a lower bound on the arena's
-  activation area; TFLM's planner reports the real figure (see tasks/arena.py).
+  activation area; TFLM's planner reports the real figure (see engine/tflm.py).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.util import TinyMLError
+from .errors import TinyMLError
 
 # bytes per element; INT4 is packed two to a byte (handled in tensor_bytes)
 DTYPE_BYTES = {
