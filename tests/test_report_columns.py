@@ -56,8 +56,8 @@ def shown(table, view):
 def groups(rows):
     """The row sets the tables show, as (table, title, rows): one main table per model, sizes, breakdown."""
     out = [(C.MAIN, render.model_title(rs), rs) for rs in render.by_model(rows).values()]
-    return out + [(C.SIZES, "Model sizes", render.table_rows(C.SIZES, rows)),
-                  (C.BREAKDOWN, "Where every byte goes (from the linked ELF)", render.table_rows(C.BREAKDOWN, rows))]
+    return out + [(C.SIZES, "Model sizes", C.table_rows(C.SIZES, rows)),
+                  (C.BREAKDOWN, "Where every byte goes (from the linked ELF)", C.table_rows(C.BREAKDOWN, rows))]
 
 
 def test_the_spec_is_consistent():

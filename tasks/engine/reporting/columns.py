@@ -235,6 +235,20 @@ DIFFED: tuple[Column, ...] = tuple(c for c in COLUMNS if c.diff)
 # using the specification
 
 
+def table_rows(table: str, rows: list[dict]) -> list[dict]:
+    """The rows a table shows: every row (main), one per model/variant (sizes), the linked-ELF breakdowns."""
+    if table == SIZES:
+        seen, out = set(), []
+        for r in rows:
+            if (r["model"], r["variant"]) not in seen:
+                seen.add((r["model"], r["variant"]))
+                out.append(r)
+        return out
+    if table == BREAKDOWN:
+        return [r for r in rows if r.get("breakdown") and not r.get("estimate")]
+    return list(rows)
+
+
 def select(table: str | None, view: str, context: list[dict] = ()) -> list[Column]:
     """The columns `view` shows, in order; `table` None: every table's (csv, json).
 

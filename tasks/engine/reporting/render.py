@@ -29,20 +29,6 @@ def by_model(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def table_rows(table: str, rows: list[dict]) -> list[dict]:
-    """The rows a table shows: every row (main), one per model/variant (sizes), the linked-ELF breakdowns."""
-    if table == SIZES:
-        seen, out = set(), []
-        for r in rows:
-            if (r["model"], r["variant"]) not in seen:
-                seen.add((r["model"], r["variant"]))
-                out.append(r)
-        return out
-    if table == BREAKDOWN:
-        return [r for r in rows if r.get("breakdown") and not r.get("estimate")]
-    return list(rows)
-
-
 def model_title(rows: list[dict]) -> str:
     r = next((x for x in rows if x["metric"]), rows[0])
     if not r["metric"]:
@@ -129,8 +115,8 @@ def terminal(doc: dict) -> str:
     """What `doit report` prints."""
     rows = doc["rows"]
     lines = ["", "doit-tinyml report", ""] + terminal_main(rows)
-    lines += ["", "model sizes (bytes)"] + terminal_table(SIZES, table_rows(SIZES, rows), rows)
-    b = table_rows(BREAKDOWN, rows)
+    lines += ["", "model sizes (bytes)"] + terminal_table(SIZES, C.table_rows(SIZES, rows), rows)
+    b = C.table_rows(BREAKDOWN, rows)
     if b:
         lines += ["", "where every byte goes (bytes, from the linked ELF; per-layer tables in report.md)"]
         lines += terminal_table(BREAKDOWN, b, rows)
@@ -170,8 +156,8 @@ def _sections(doc: dict, view: str) -> list[tuple[str, list[str], list[list[str]
     out = []
     for rs in by_model(rows).values():
         out.append((model_title(rs),) + cells(MAIN, view, rs, rows)[1:])
-    out.append(("Model sizes",) + cells(SIZES, view, table_rows(SIZES, rows), rows)[1:])
-    b = table_rows(BREAKDOWN, rows)
+    out.append(("Model sizes",) + cells(SIZES, view, C.table_rows(SIZES, rows), rows)[1:])
+    b = C.table_rows(BREAKDOWN, rows)
     if b:
         out.append(("Where every byte goes (from the linked ELF)",) + cells(BREAKDOWN, view, b, rows)[1:])
     for key, t in (doc.get("layers") or {}).items():
