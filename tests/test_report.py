@@ -17,9 +17,28 @@ import pytest
 from doit_tinyml import report
 from doit_tinyml.engine.errors import TinyMLError
 from doit_tinyml.engine.io import write_json
+from doit_tinyml.engine.reporting import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = {"nano33ble": (983040, 262144), "uno": (32256, 2048)}
+
+
+@pytest.fixture(autouse=True)
+def quick_plots(request, monkeypatch):
+    """matplotlib takes a few tenths of a second a plot: a test that does not look at them gets a stand-in."""
+    if "real_plots" in request.fixturenames:
+        return
+
+    def draw(s):
+        svg = f'<svg xmlns="http://www.w3.org/2000/svg"><title>{s.title}</title></svg>'
+        return plots.Plot(s.name, s.title, b"\x89PNG stand-in", svg.encode())
+
+    monkeypatch.setattr(plots, "draw", draw)
+
+
+@pytest.fixture
+def real_plots():
+    """The plots are drawn by matplotlib (see quick_plots)."""
 
 
 def variant(build: Path, model: str, name: str, *, task="regression", value=0.07, keras=0.068,
@@ -277,20 +296,30 @@ def test_headroom_validation(tmp_path):
 # ------------------------------------------------------------------ html and plots
 
 
-def test_html_holds_svg_tradeoff_plots(tmp_path, capsys):
+def test_html_holds_svg_tradeoff_plots(tmp_path, capsys, real_plots):
     entries = sine_project(tmp_path) + variant(tmp_path, "sine", "nosize", boards={"uno": None})
     report.run(entries, tmp_path, headroom=0.2, gates={}, previous=None)
     text = (tmp_path / "report.html").read_text()
     assert text.count("<svg") == 2 and "sine: MAE against flash" in text and "sine: MAE against RAM" in text
+    ns = "{http://www.w3.org/2000/svg}"
+
+    def marks(g):  # what a group draws: <use> of a marker, or a <path> of its own (not the marker definitions)
+        defined = {id(e) for d in g.iter(ns + "defs") for e in d.iter()}
+        return [e for e in g.iter() if e.tag in (ns + "use", ns + "path") and id(e) not in defined]
+
     for svg in text.split("<svg")[1:]:
         root = ET.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")  # well-formed XML
-        ns = "{http://www.w3.org/2000/svg}"
-        points = [c for c in root.iter(ns + "circle") if c.get("class") == "point"]
+        groups = {g.get("id") or "": g for g in root.iter(ns + "g")}   # matplotlib: one group per artist, id = its gid
+        points = [m for gid, g in groups.items() if ".points." in gid for m in marks(g)]
         assert len(points) == 6  # 3 variants x 2 boards; the one without size.json is not plotted
-        limits = [ln for ln in root.iter(ns + "line") if ln.get("class") == "limit"]
-        assert len(limits) == 2
+        assert len([gid for gid in groups if gid.endswith((".limit", ".headroom"))]) == 2
+        assert len(marks(groups[next(gid for gid in groups if gid.endswith(".ship"))])) == 1  # the variant to ship
         assert "20 % headroom" in "".join(root.itertext())
     assert "<table>" in text and "Ship: nano33ble -&gt; sine/float" in text
+    for name in ("sine-mae-vs-flash", "sine-mae-vs-ram"):   # the same plots as files
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        svg = (tmp_path / "plots" / f"{name}.svg").read_text()
+        assert svg[svg.index("<svg"):] in text
 
 
 def test_entries_with_paths_dict(tmp_path, capsys):
@@ -303,23 +332,32 @@ def test_entries_with_paths_dict(tmp_path, capsys):
 # ------------------------------------------------------------------ stays light
 
 
-def test_report_imports_neither_numpy_nor_tensorflow(tmp_path):
+def test_report_prints_before_importing_anything_heavy(tmp_path):
+    """The tables need neither numpy nor TensorFlow; matplotlib (and its numpy) comes after, for the plots."""
     entries = variant(tmp_path, "sine", "int8", boards={"nano33ble": (40000, 8000)})
     for e in entries:
         for k, v in list(e.items()):
             if isinstance(v, Path):
                 e[k] = str(v)
     code = (
-        "import sys, json\nimport doit_tinyml.report as r\n"
-        "bad = [m for m in ('numpy', 'tensorflow', 'tf_keras') if m in sys.modules]\n"
+        "import builtins, sys, json\nimport doit_tinyml.report as r\n"
+        "heavy = ('numpy', 'tensorflow', 'tf_keras', 'matplotlib')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
         "assert not bad, bad\n"
+        "seen = []\n"
+        "def spy(*a, **k):\n"
+        "    seen.append([m for m in heavy if m in sys.modules])\n"
+        "    builtins.print(*a, **k)\n"
+        "r.print = spy\n"
         f"r.run(json.loads({json.dumps(json.dumps(entries))}), {str(tmp_path)!r}, gates={{}}, previous=None)\n"
-        "bad = [m for m in ('numpy', 'tensorflow', 'tf_keras') if m in sys.modules]\n"
+        "assert seen[0] == [], seen\n"
+        "bad = [m for m in ('tensorflow', 'tf_keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Ship: nano33ble -> sine/int8" in proc.stdout
+    assert (tmp_path / "plots" / "sine-mae-vs-flash.svg").is_file()
 
 
 def test_a_metric_that_is_not_a_number_is_never_shipped(tmp_path, capsys):

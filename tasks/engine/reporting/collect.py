@@ -1,0 +1,216 @@
+"""Artifacts -> rows: the only part of the report that reads a file.
+
+One row per entry (model, variant, board, runtime), every figure read from an artifact a stage
+wrote (metrics.json, analysis.json, size.json, convert.json, compress.json, aot.json, the C array
+source, trained.keras). A missing or unreadable artifact gives None figures and a name in the row's
+`missing` list, never an exception. The verdicts (fits, ship, gates) are decide.py's; what they
+are decided from, beyond the row's figures, travels beside the row as `Facts`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a row's fits verdict is decided from, beyond its figures (not written to report.json)."""
+    size_status: str                 # "ok", "absent", "missing", "unreadable"
+    size_fits: bool | None = None    # size.json "fits", when a bool
+    size_problem: str | None = None  # size.json "error" or "incompatible"
+    tflm_compatible: bool | None = None  # analysis.json "tflm_compatible"
+    tflm_problem: str = ""           # analysis.json's first problem, "op: message"
+    metric_not_finite: bool = False  # metrics.json has a primary value that is NaN or infinite
+
+
+class Collected(NamedTuple):
+    row: dict
+    facts: Facts
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def path_of(entry: dict, key: str) -> Path | None:
+    """An entry's path for `key`, given at the top level or under a "paths" dict."""
+    paths = entry.get("paths")
+    p = paths.get(key) if isinstance(paths, dict) else entry.get(key)
+    return Path(p) if p else None
+
+
+def load(path: Path | None) -> tuple[dict | None, str]:
+    """(content, status) with status "ok", "absent" (not expected for this entry), "missing", "unreadable"."""
+    if path is None:
+        return None, "absent"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None, "missing"
+    except (OSError, ValueError):
+        return None, "unreadable"
+    return (data, "ok") if isinstance(data, dict) else (None, "unreadable")
+
+
+def file_size(path: Path | None) -> int | None:
+    try:
+        return path.stat().st_size if path is not None else None
+    except OSError:
+        return None
+
+
+def get(d: Any, *keys, default=None):
+    """d[k1][k2]... or `default` when any level is not a dict holding the key."""
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def first(*values):
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def num(v) -> float | None:
+    """A finite number, or None: NaN and infinities are not figures (never shown, never shipped)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def previous_rows(path: Path | None) -> tuple[list | None, str]:
+    """The rows of an earlier report.json: (rows, "ok"), or (None, "absent" / "unreadable")."""
+    if path is None or not Path(path).is_file():
+        return None, "absent"
+    prev, _ = load(Path(path))
+    if prev is not None and isinstance(prev.get("rows"), list):
+        return prev["rows"], "ok"
+    return None, "unreadable"
+
+
+def failure(entry: dict, failed_dir: Path | None) -> dict | None:
+    """The first task of the row's chain (stage order) whose last run failed: {task, stage, message}."""
+    if failed_dir is None:
+        return None
+    from urllib.parse import quote
+
+    for name in entry.get("chain") or ():
+        rec, _ = load(Path(failed_dir) / (quote(name, safe="") + ".json"))
+        if rec is not None:
+            return {"task": name, "stage": rec.get("stage") or name.split(":", 1)[0],
+                    "message": str(rec.get("message") or "")}
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# rows
+
+
+def read(entries: list[dict], failed_dir: Path | None = None) -> list[Collected]:
+    """One (row, facts) per entry, in entry order."""
+    return [_read_one(e, failed_dir) for e in entries]
+
+
+def _read_one(e: dict, failed_dir: Path | None) -> Collected:
+    art, status = {}, {}
+    for key in ARTIFACTS:
+        art[key], status[key] = load(path_of(e, key))
+    m, a, s, c, comp, aot = (art[k] for k in ARTIFACTS)
+    board = e.get("board")
+    runtime = e.get("runtime") or get(s, "runtime") or ("tflm" if board else None)
+    row: dict[str, Any] = {
+        "model": e.get("model"), "variant": e.get("variant"), "board": board, "runtime": runtime,
+        "task": first(get(m, "task"), e.get("task")), "required": bool(e.get("required", False)),
+        "missing": sorted(k for k, st in status.items() if st in ("missing", "unreadable")
+                          and not (k == "size" and board is None)),
+    }
+    # ---- accuracy
+    primary = get(m, "primary")
+    primary = primary if isinstance(primary, dict) else {}
+    name = primary.get("name") if isinstance(primary.get("name"), str) else None
+    row["metric"] = name
+    row["value"] = num(primary.get("value"))
+    row["higher_is_better"] = bool(primary.get("higher_is_better")) if name else None
+    row["metric_runtime"] = primary.get("runtime")
+    keras = num(get(m, "keras", name)) if name else None
+    row["keras_value"] = keras
+    row["delta_vs_keras"] = (row["value"] - keras) if keras is not None and row["value"] is not None else None
+    row["drop"] = None
+    if row["delta_vs_keras"] is not None:
+        row["drop"] = -row["delta_vs_keras"] if row["higher_is_better"] else row["delta_vs_keras"]
+    row["tflm_error"] = get(m, "tflm", "error")
+    row["estimate"] = bool(get(s, "estimate", default=False))
+    row["breakdown"] = get(s, "breakdown")
+    row["aot_planned_bytes"] = get(aot, "planned_bytes")
+    row["aot_instructions"] = get(aot, "instructions_per_inference")
+    row["aot_verified"] = get(aot, "passed")
+    # ---- sizes of the model itself
+    tflite = first(num(get(a, "tflite_bytes")), num(get(c, "tflite_bytes")), num(get(m, "tflite_bytes")))
+    row["tflite_bytes"] = int(tflite) if tflite is not None else None
+    keras_bytes = first(file_size(path_of(e, "trained")), num(get(comp, "trained", "keras_bytes")),
+                        num(get(c, "keras_bytes")))
+    row.update({
+        "data_bytes": get(a, "flatbuffer", "data_bytes"),
+        "non_data_bytes": get(a, "flatbuffer", "non_data_bytes"),
+        "c_source_bytes": first(file_size(path_of(e, "header")), get(a, "header_bytes")),
+        "tflite_gzip_bytes": first(get(a, "tflite_gzip_bytes"), get(a, "gzip_bytes"), get(c, "tflite_gzip_bytes")),
+        "keras_bytes": int(keras_bytes) if keras_bytes is not None else None,
+        "keras_gzip_bytes": first(get(comp, "final", "keras_gzip_bytes"), get(comp, "trained", "keras_gzip_bytes")),
+        "params": first(get(a, "params"), get(comp, "final", "params")),
+        "macs": first(get(a, "macs"), get(comp, "final", "macs")),
+        "arena_bytes": get(a, "arena", "bytes"),
+    })
+    row["ratio_vs_keras"] = (row["tflite_bytes"] / keras_bytes
+                             if row["tflite_bytes"] is not None and keras_bytes else None)
+    # ---- the board
+    for k in ("flash_used", "flash_limit", "ram_used", "ram_limit", "flash_over_by", "ram_over_by"):
+        v = num(get(s, k))
+        row[k] = int(v) if v is not None else None
+    for what in ("flash", "ram"):
+        used, limit = row[f"{what}_used"], row[f"{what}_limit"]
+        row[f"{what}_pct"] = 100.0 * used / limit if used is not None and limit else None
+    row["failed"] = failure(e, failed_dir)
+    return Collected(row, _facts(m, a, s, status["size"], row))
+
+
+def _facts(m: dict | None, a: dict | None, s: dict | None, size_status: str, row: dict) -> Facts:
+    problem = ""
+    if a is not None:
+        probs = a.get("problems") or []
+        p = probs[0] if isinstance(probs, list) and probs else {}
+        p = p if isinstance(p, dict) else {"message": p}
+        problem = ": ".join(str(x) for x in (p.get("op"), p.get("message")) if x)
+    size_problem = (s.get("error") or s.get("incompatible")) if s is not None else None
+    return Facts(
+        size_status=size_status,
+        size_fits=s["fits"] if s is not None and isinstance(s.get("fits"), bool) else None,
+        size_problem=str(size_problem) if size_problem else None,
+        tflm_compatible=a.get("tflm_compatible") if a is not None else None,
+        tflm_problem=problem,
+        metric_not_finite=bool(row["metric"]) and get(m, "primary", "value") is not None and row["value"] is None)
+
+
+# --------------------------------------------------------------------------------------------
+# per-layer tables
+
+
+def layers(entries: list[dict]) -> dict[str, dict]:
+    """Per model/variant with a per-layer analysis: {peak_layer, peak_alive_bytes, layers (as in analysis.json)}."""
+    out: dict[str, dict] = {}
+    for e in entries:
+        key = f"{e.get('model')}/{e.get('variant')}"
+        if key in out:
+            continue
+        a, _ = load(path_of(e, "analysis"))
+        if a and isinstance(a.get("layers"), list):
+            out[key] = {"peak_layer": a.get("peak_layer"), "peak_alive_bytes": a.get("peak_alive_bytes"),
+                        "layers": a["layers"]}
+    return out
