@@ -11,10 +11,9 @@ import gzip
 from pathlib import Path
 from typing import Any
 
-from .engine import compat
+from .engine import artifacts, compat
 from .engine import tflite as tflite_info
 from .engine.errors import TinyMLError
-from .engine.io import write_json
 from .engine.tflm import arena_bytes
 
 
@@ -67,5 +66,5 @@ def run(tflite_path: Path, out_json: Path, *, arena_margin: float = 0.10) -> dic
     if not tflite_path.is_file():
         raise TinyMLError(f"analyze: {tflite_path} does not exist; run the convert stage first (doit convert)")
     result = analyze_bytes(tflite_path.read_bytes(), arena_margin=arena_margin, path=tflite_path)
-    write_json(out_json, result)
+    artifacts.write(out_json, artifacts.Analysis(**result))
     return result

@@ -10,9 +10,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from .engine import litert
+from .engine import artifacts, litert
 from .engine.errors import TinyMLError
-from .engine.io import read_npz, write_bytes, write_json
+from .engine.io import read_npz, write_bytes
 from .engine.keras_io import import_tensorflow, load_model
 
 METHODS = ("keras", "saved_model", "concrete")
@@ -110,10 +110,10 @@ def run(model_path: Path, dataset_npz: Path, out_tflite: Path, out_json: Path, *
     else:
         chosen = converter
     write_bytes(out_tflite, results[chosen]["_blob"])
-    record = {"converter": converter, "chosen": chosen, "quantization": quantization, "io": io, "qat": qat,
-              "representative_samples": int(len(rep)), "tflite_bytes": results[chosen]["bytes"],
-              "keras_bytes": Path(model_path).stat().st_size,
-              "methods": {m: {k: v for k, v in r.items() if k != "_blob"} for m, r in results.items()},
-              "errors": errors}
-    write_json(out_json, record)
-    return record
+    record = artifacts.Convert(
+        converter=converter, chosen=chosen, quantization=quantization, io=io, qat=qat,
+        representative_samples=int(len(rep)), tflite_bytes=results[chosen]["bytes"],
+        keras_bytes=Path(model_path).stat().st_size,
+        methods={m: {k: v for k, v in r.items() if k != "_blob"} for m, r in results.items()}, errors=errors)
+    artifacts.write(out_json, record)
+    return record.to_dict()

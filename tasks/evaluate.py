@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .engine import litert, metrics, tflm
+from .engine import artifacts, litert, metrics, tflm
 from .engine.errors import TinyMLError
-from .engine.io import read_json, read_npz, write_json
+from .engine.io import read_json, read_npz
 from .engine.quant import dequantize
 
 TASKS = ("regression", "binary", "multiclass", "autoencoder")
@@ -112,7 +112,7 @@ def run(
         result["agreement"] = None
     if task == "autoencoder":
         result["anomaly"] = settings
-    write_json(out_json, result)
+    artifacts.write(out_json, artifacts.Metrics(**result))
     return result
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from .aot import KERNELS_DIR
 from .boards import Board
+from .engine import artifacts
 from .engine import elf as elfsize
 from .engine import platformio
 from .engine.errors import TinyMLError
-from .engine.io import atomic_path, read_json, write_json
+from .engine.io import atomic_path, read_json
 
 # Estimates for boards the local platform cannot build (Xtensa, AVR): what a minimal Arduino
 # sketch costs on that core (PlatformIO's own figures for an empty sketch on the official
@@ -111,7 +112,7 @@ def _model_figures(variant_dir: Path, runtime: str) -> tuple[int, int]:
     if runtime == "aot":
         aot = read_json(variant_dir / "aot.json")
         return int(aot["weights_bytes"]), int(aot["planned_bytes"])
-    a = read_json(variant_dir / "analysis.json")
+    a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
     arena = (a.get("arena") or {}).get("bytes")
     if arena is None:  # TFLM cannot run it: the header sized its arena from the activation peak
         from .engine.tflm import arena_bytes
@@ -150,7 +151,7 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
         bd = elfsize.breakdown(out_dir / "firmware.elf", board)
         extra = {"linker_overflow": dict(res.linker_overflow)} if res.linker_overflow else {}
         rec = _size_record(board, runtime, res.flash_used, res.ram_used, bd, False, **extra)
-    write_json(out_dir / "size.json", rec)
+    artifacts.write(out_dir / "size.json", artifacts.Size(**rec))
     line = _summary(label, rec)
     if not quiet:
         print(line, flush=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__ as PLUGIN_VERSION
+from .engine import artifacts
 from .engine.compat import resolver_method
 from .engine.errors import TinyMLError
 from .engine.io import read_json, write_text
@@ -227,7 +228,7 @@ def run(tflite_path: Path, analysis_json: Path, dataset_json: Path, out_h: Path,
     input normalisation come from the dataset's own record (dataset.json).
     """
     tflite_path, analysis_json = Path(tflite_path), Path(analysis_json)
-    meta = read_json(dataset_json)
+    meta = read_json(dataset_json)  # the dataset record (engine.artifacts.Dataset)
     provenance = dict(provenance, class_names=meta.get("class_names"),
                       norm_a=meta.get("norm_a") if meta.get("normalize") != "none" else None,
                       norm_b=meta.get("norm_b") if meta.get("normalize") != "none" else None)
@@ -235,10 +236,7 @@ def run(tflite_path: Path, analysis_json: Path, dataset_json: Path, out_h: Path,
         if not p.is_file():
             raise TinyMLError(f"header: {p} does not exist; run the {stage} stage first (doit {stage})")
     model = tflite_path.read_bytes()
-    try:
-        analysis = json.loads(analysis_json.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise TinyMLError(f"header: {analysis_json} is not valid JSON ({e}); rerun the analyze stage") from None
+    analysis = artifacts.read_dict(analysis_json, artifacts.Analysis)
     if analysis.get("tflite_bytes") not in (None, len(model)):
         raise TinyMLError(f"header: {analysis_json} describes a {analysis['tflite_bytes']}-byte model but {tflite_path} "
                           f"has {len(model)} bytes; rerun the analyze stage (doit analyze)")

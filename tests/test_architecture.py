@@ -115,3 +115,27 @@ def test_code_hash_covers_each_stage_and_its_engine():
     assert any(f.startswith("engine/pio_platform/") for f in codehash.module_files("firmware"))
     assert any(f.endswith("tinyml_kernels.c") for f in codehash.module_files("aot"))
     assert "__init__.py" not in codehash.module_files("analyze")  # the version string alone rebuilds nothing
+
+
+def test_artifacts_doc_is_generated_from_the_records():
+    from doit_tinyml.engine import artifacts
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ARTIFACTS.md").read_text()
+    assert doc == artifacts.markdown(), "docs/ARTIFACTS.md is stale: python -m doit_tinyml.engine.artifacts > docs/ARTIFACTS.md"
+
+
+def test_a_record_round_trips_and_a_damaged_one_names_the_fix(tmp_path):
+    import pytest
+
+    from doit_tinyml.engine import artifacts
+    from doit_tinyml.engine.errors import TinyMLError
+
+    rec = artifacts.Size(board="uno", runtime="aot", estimate=True, flash_used=1, flash_limit=2, ram_used=1,
+                         ram_limit=2, flash_over_by=0, ram_over_by=0, fits=True, breakdown={})
+    artifacts.write(tmp_path / "size.json", rec)
+    assert artifacts.read(tmp_path / "size.json", artifacts.Size) == rec
+    (tmp_path / "size.json").write_text((tmp_path / "size.json").read_text().replace('"fits": true', '"fits": "yes"'))
+    with pytest.raises(TinyMLError, match=r"fits = 'yes' is not of the recorded type: run `doit firmware`"):
+        artifacts.read(tmp_path / "size.json", artifacts.Size)
+    with pytest.raises(TypeError):
+        artifacts.write(tmp_path / "x.json", artifacts.Size(**{**rec.__dict__, "flash_used": "12"}))

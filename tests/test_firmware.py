@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from doit_tinyml import boards, firmware
-from doit_tinyml.engine import platformio, qemu
+from doit_tinyml.engine import artifacts, platformio, qemu
 from doit_tinyml.engine import elf as elfsize
 from doit_tinyml.engine.errors import TinyMLError
 
@@ -38,7 +38,11 @@ def make_model_dir(d: Path, model_bytes: int, arena: int, seed: int = 0) -> Path
         f"alignas(16) const unsigned char g_model[] = {{\n{rows}\n}};\n"
         f"const unsigned int g_model_len = {model_bytes};\n"
     )
-    (d / "analysis.json").write_text(json.dumps({"tflite_bytes": model_bytes, "arena": {"bytes": arena}}))
+    artifacts.write(d / "analysis.json", artifacts.Analysis(
+        tflite_bytes=model_bytes, tflite_gzip_bytes=model_bytes, flatbuffer={}, ops=[], op_count=0, n_subgraphs=1,
+        input={}, output={}, inputs=[], outputs=[], params=0, macs=0, hybrid=False, float16=False,
+        arena={"bytes": arena}, arena_margin=0.1, tflm_compatible=True, problems=[], layers=[], peak_layer=None,
+        peak_alive_bytes=0))
     return d
 
 

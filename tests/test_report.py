@@ -16,6 +16,7 @@ import pytest
 
 from doit_tinyml import report
 from doit_tinyml.engine.errors import TinyMLError
+from doit_tinyml.engine import artifacts
 from doit_tinyml.engine.io import write_json
 from doit_tinyml.engine.reporting import plots
 
@@ -41,6 +42,27 @@ def real_plots():
     """The plots are drawn by matplotlib (see quick_plots)."""
 
 
+DEFAULTS = {
+    "metrics": {"task": "regression", "counts": {"test": 100}, "tflite_bytes": 3184, "primary": {}, "litert": {},
+                "tflm": {}, "keras": None, "agreement": None},
+    "analysis": {"tflite_bytes": 3184, "tflite_gzip_bytes": 2000, "flatbuffer": {}, "ops": [], "op_count": 0,
+                 "n_subgraphs": 1, "input": {}, "output": {}, "inputs": [], "outputs": [], "params": 0, "macs": 0,
+                 "hybrid": False, "float16": False, "arena": None, "arena_margin": 0.1, "tflm_compatible": True,
+                 "problems": [], "layers": [], "peak_layer": None, "peak_alive_bytes": 0},
+    "convert": {"converter": "keras", "chosen": "keras", "quantization": "int8", "io": "int8", "qat": False,
+                "representative_samples": 100, "tflite_bytes": 3184, "keras_bytes": 20000, "methods": {},
+                "errors": {}},
+    "size": {"breakdown": {}},
+}
+RECORD = {"metrics": artifacts.Metrics, "analysis": artifacts.Analysis, "convert": artifacts.Convert,
+          "size": artifacts.Size}
+
+
+def put(path: Path, kind: str, fields: dict) -> None:
+    """Write an artifact record as its stage would: the given fields over plausible defaults."""
+    artifacts.write(path, RECORD[kind](**{**DEFAULTS[kind], **fields}))
+
+
 def variant(build: Path, model: str, name: str, *, task="regression", value=0.07, keras=0.068,
             tflite=3184, boards=None, runtime="tflm", analysis=True, metrics=True, tflm_error=None,
             tflm_compatible=True, required=False, trained_bytes=20000) -> list[dict]:
@@ -53,21 +75,21 @@ def variant(build: Path, model: str, name: str, *, task="regression", value=0.07
     trained.write_bytes(b"k" * trained_bytes)
     if metrics:
         rt = "litert" if tflm_error else "tflm"
-        write_json(vd / "metrics.json", {
+        put(vd / "metrics.json", "metrics", {
             "task": task, "primary": {"name": primary[0], "value": value, "higher_is_better": primary[1], "runtime": rt},
             "keras": {primary[0]: keras}, "litert": {primary[0]: value},
             "tflm": {"error": tflm_error} if tflm_error else {primary[0]: value},
             "agreement": {"max_abs_error_vs_keras": 0.01}})
     if analysis:
-        write_json(vd / "analysis.json", {
+        put(vd / "analysis.json", "analysis", {
             "tflite_bytes": tflite, "flatbuffer": {"data_bytes": tflite - 1000, "non_data_bytes": 1000},
             "ops": ["FULLY_CONNECTED"], "n_subgraphs": 1, "params": 321, "macs": 288, "hybrid": False,
             "arena": {"host_bytes": 1520, "target32_bytes": 1200, "margin": 0.1, "bytes": 1328},
             "tflm_compatible": tflm_compatible,
             "problems": [] if tflm_compatible else [{"op": "FULLY_CONNECTED", "message": "hybrid weights (float input, int8 filter)",
                                                       "fix": "quantization = \"int8\""}]})
-    write_json(vd / "convert.json", {"converter": "keras", "chosen": "keras", "quantization": name,
-                                     "tflite_bytes": tflite, "keras_bytes": trained_bytes})
+    put(vd / "convert.json", "convert", {"converter": "keras", "chosen": "keras", "quantization": name,
+                                         "tflite_bytes": tflite, "keras_bytes": trained_bytes})
     (vd / "model_data.cc").write_text("x" * (tflite * 6))
     base = {"model": model, "variant": name, "required": required, "task": task, "metrics": vd / "metrics.json",
             "analysis": vd / "analysis.json", "convert": vd / "convert.json", "compress": None, "aot": None,
@@ -81,7 +103,7 @@ def variant(build: Path, model: str, name: str, *, task="regression", value=0.07
             flash, ram = used[0], used[1]
             estimate = len(used) > 2 and used[2]
             fl, rl = BOARDS[board]
-            write_json(size, {"board": board, "runtime": runtime, "estimate": estimate, "flash_used": flash,
+            put(size, "size", {"board": board, "runtime": runtime, "estimate": estimate, "flash_used": flash,
                               "flash_limit": fl, "ram_used": ram, "ram_limit": rl, "fits": flash <= fl and ram <= rl,
                               "flash_over_by": max(0, flash - fl), "ram_over_by": max(0, ram - rl),
                               "breakdown": {}})
@@ -161,16 +183,16 @@ def test_missing_and_incompatible_artifacts_never_crash(tmp_path, capsys):
 
 def test_odd_artifact_contents_show_as_unknown(tmp_path, capsys):
     [e] = variant(tmp_path, "sine", "int8", boards={"nano33ble": (40000, 8000)})
-    write_json(e["metrics"], {"primary": ["not", "a", "dict"], "keras": None})
+    write_json(e["metrics"], {"primary": ["not", "a", "dict"], "keras": None})  # not the metrics record
     write_json(e["analysis"], {"tflite_bytes": "big", "tflm_compatible": False, "problems": ["custom op FOO"]})
     write_json(e["size"], {"flash_used": None, "fits": None})
     (tmp_path / "prev.json").write_text("[1, 2]")
     assert report.run([e], tmp_path, gates={}, previous=tmp_path / "prev.json") == 0
     out = capsys.readouterr().out
-    assert "incompatible (custom op FOO)" in table_line(out, "int8", "nano33ble")
     assert "The previous report" in out and "unreadable" in out
     row = json.loads((tmp_path / "report.json").read_text())["rows"][0]
     assert row["value"] is None and row["flash_used"] is None and row["tflite_bytes"] == 3184  # from convert.json
+    assert row["missing"] == ["analysis", "metrics", "size"] and row["fits"] == "missing"
 
 
 # ------------------------------------------------------------------ diff against the previous report

@@ -12,6 +12,7 @@ import re
 
 from doit_tinyml import report
 from doit_tinyml.engine.reporting import columns as C, render
+from doit_tinyml.engine import artifacts
 from doit_tinyml.engine.io import write_json
 from test_report import quick_plots, variant  # noqa: F401  (quick_plots: an autouse fixture)
 
@@ -31,11 +32,11 @@ def rich_project(build):
         if (x["model"], x["variant"]) == ("sine", "int8"):
             x["aot"] = aot
         if x["board"] == "nano33ble" and x["model"] == "sine":
-            s = json.loads(x["size"].read_text())
+            s = artifacts.read_dict(x["size"], artifacts.Size)
             s["breakdown"] = {"flash": {"model": 3184, "inference": 0 if x["runtime"] == "tflm" else 5000,
                                         "application": 30000},
                               "ram": {"arena": 1328, "stack_heap": 4096, "application": 2000}}
-            write_json(x["size"], s)
+            artifacts.write(x["size"], artifacts.Size(**s))
     return e, failed
 
 

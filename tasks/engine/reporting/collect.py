@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .. import artifacts
+from ..errors import TinyMLError
+
 ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot")
+RECORDS = {"metrics": artifacts.Metrics, "analysis": artifacts.Analysis, "size": artifacts.Size,
+           "convert": artifacts.Convert}
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,21 @@ def path_of(entry: dict, key: str) -> Path | None:
     return Path(p) if p else None
 
 
-def load(path: Path | None) -> tuple[dict | None, str]:
-    """(content, status) with status "ok", "absent" (not expected for this entry), "missing", "unreadable"."""
+def load(path: Path | None, kind: str | None = None) -> tuple[dict | None, str]:
+    """(content, status) with status "ok", "absent" (not expected for this entry), "missing", "unreadable".
+
+    An artifact with a record in engine.artifacts (`kind`) is read and checked through it.
+    """
     if path is None:
         return None, "absent"
+    record = RECORDS.get(kind)
+    if record is not None:
+        if not Path(path).is_file():
+            return None, "missing"
+        try:
+            return artifacts.read_dict(path, record), "ok"
+        except TinyMLError:
+            return None, "unreadable"
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -122,7 +138,7 @@ def read(entries: list[dict], failed_dir: Path | None = None) -> list[Collected]
 def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     art, status = {}, {}
     for key in ARTIFACTS:
-        art[key], status[key] = load(path_of(e, key))
+        art[key], status[key] = load(path_of(e, key), key)
     m, a, s, c, comp, aot = (art[k] for k in ARTIFACTS)
     board = e.get("board")
     runtime = e.get("runtime") or get(s, "runtime") or ("tflm" if board else None)
@@ -209,7 +225,7 @@ def layers(entries: list[dict]) -> dict[str, dict]:
         key = f"{e.get('model')}/{e.get('variant')}"
         if key in out:
             continue
-        a, _ = load(path_of(e, "analysis"))
+        a, _ = load(path_of(e, "analysis"), "analysis")
         if a and isinstance(a.get("layers"), list):
             out[key] = {"peak_layer": a.get("peak_layer"), "peak_alive_bytes": a.get("peak_alive_bytes"),
                         "layers": a["layers"]}

@@ -1,0 +1,273 @@
+"""The artifact contract, in code: one typed record per JSON artifact, written and read here only.
+
+Each record is a dataclass whose fields (type and one line of documentation) are the contract.
+`write(path, record)` adds `"schema": "<kind>/<version>"` and writes strict, deterministic JSON
+atomically; `read(path, Record)` checks the schema, the required fields and their types and returns
+the record; `read_dict` does the same and returns the plain dict (what the report's tables use).
+A file that is missing, damaged, or written by another schema version is a TinyMLError naming it
+and the command that rebuilds it. docs/ARTIFACTS.md is generated from these records
+(`python -m <package>.engine.artifacts > docs/ARTIFACTS.md`) and a test keeps the two equal.
+
+Nested structures (per-runtime metrics, per-layer rows, the ELF breakdown) are plain dicts and
+lists whose shape each field's documentation states.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import TinyMLError
+from .io import dumps_json, write_text
+
+SCHEMA_VERSION = 1
+
+
+def F(doc: str, default: Any = dataclasses.MISSING, **kw):
+    """A field with its documentation (optional fields get a default)."""
+    if default is dataclasses.MISSING and "default_factory" not in kw:
+        return field(metadata={"doc": doc}, **kw)
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc}, **kw)
+    return field(default=default, metadata={"doc": doc}, **kw)
+
+
+class Record:
+    """Base of every artifact record: KIND names it, FILE and WRITER say where it lives and who writes it."""
+    KIND: ClassVar[str] = ""
+    FILE: ClassVar[str] = ""
+    WRITER: ClassVar[str] = ""
+    ABOUT: ClassVar[str] = ""
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"schema": f"{self.KIND}/{SCHEMA_VERSION}", **d}
+
+
+# --------------------------------------------------------------------------------------------- records
+@dataclass
+class Dataset(Record):
+    KIND, FILE, WRITER = "dataset", "<model>/dataset.json", "dataset"
+    ABOUT = ("What the dataset stage made of the source (beside `dataset.npz`: float32 `x_train x_test`, "
+             "`y_train y_test` (int32 labels or float32 targets), `norm_a norm_b`, and for an autoencoder "
+             "`is_anomaly_test`).")
+    task: str = F("regression | binary | multiclass | autoencoder")
+    n_classes: int | None = F("number of classes (classifiers), else null")
+    class_names: list | None = F("class names in label order, or null")
+    input_shape: list = F("shape of one input sample")
+    output_shape: list = F("shape of one target (regression, autoencoder)")
+    normalize: str = F("none | standard | minmax: x_model = (x - norm_a) / norm_b, per feature")
+    norm_a: list = F("per-feature offset")
+    norm_b: list = F("per-feature scale")
+    counts: dict = F("samples per split: {train, test}")
+    source: str = F("where the data came from (file name, generator or callable)")
+
+
+@dataclass
+class Convert(Record):
+    KIND, FILE, WRITER = "convert", "<model>/<variant>/convert.json", "convert"
+    ABOUT = "How the .tflite was made (beside `model.tflite`)."
+    converter: str = F("keras | saved_model | concrete | auto (as configured)")
+    chosen: str = F("the method whose output was kept")
+    quantization: str = F("float32 | dynamic | float16 | int8 | int16x8")
+    io: str = F("input/output type of the .tflite")
+    qat: bool = F("converted from a quantization-aware trained model")
+    representative_samples: int = F("samples given to the converter's calibration")
+    tflite_bytes: int = F("size of model.tflite")
+    keras_bytes: int = F("size of the Keras model file converted")
+    methods: dict = F("per method tried: {bytes, max_abs_error_vs_keras, matches}")
+    errors: dict = F("per method that failed: the converter's message")
+    per_channel: bool | None = F("full-integer weights quantized per channel (true) or per tensor", None)
+
+
+@dataclass
+class Metrics(Record):
+    KIND, FILE, WRITER = "metrics", "<model>/<variant>/metrics.json", "evaluate"
+    ABOUT = ("The test split through LiteRT, TFLM and the float Keras model. Per runtime: regression `mae rmse`; "
+             "classification `accuracy precision recall f1 average confusion_matrix`; autoencoder the same "
+             "plus `threshold train_error_mean train_error_std k test_error_mean` and `voted` (the figures "
+             "after voting over groups).")
+    task: str = F("regression | binary | multiclass | autoencoder")
+    counts: dict = F("{test: samples evaluated}")
+    tflite_bytes: int = F("size of the .tflite evaluated")
+    primary: dict = F("what the report ranks by: {name, value, higher_is_better, runtime}")
+    litert: dict = F("figures from LiteRT (desktop TFLite)")
+    tflm: dict = F("figures from the TFLite Micro interpreter, or {error} when TFLM cannot run the model")
+    keras: dict | None = F("figures from the float Keras model (the reference)")
+    agreement: dict | None = F("{runtime, max_abs_error_vs_keras, top1_agreement_vs_keras | "
+                               "decision_agreement_vs_keras}")
+    anomaly: dict | None = F("the anomaly settings used (autoencoder)", None)
+
+
+@dataclass
+class Analysis(Record):
+    KIND, FILE, WRITER = "analysis", "<model>/<variant>/analysis.json", "analyze"
+    ABOUT = "What the .tflite holds and needs, read from the flatbuffer and measured with the real TFLM."
+    tflite_bytes: int = F("size of model.tflite")
+    tflite_gzip_bytes: int = F("size gzip -9 would make of it")
+    flatbuffer: dict = F("{data_bytes (weights and constants), non_data_bytes (graph, metadata)}")
+    ops: list = F("distinct operators, in order of first use")
+    op_count: int = F("len(ops)")
+    n_subgraphs: int = F("subgraphs in the model")
+    input: dict = F("{name, shape, dtype, scale, zero_point} of the (first) input")
+    output: dict = F("{name, shape, dtype, scale, zero_point} of the (first) output")
+    inputs: list = F("every input, as `input`")
+    outputs: list = F("every output, as `output`")
+    params: int = F("weights and biases")
+    macs: int = F("multiply-accumulates per inference")
+    hybrid: bool = F("dynamic-range ops (float activations, int8 weights)")
+    float16: bool = F("float16 weights dequantized at run time")
+    arena: dict | None = F("TFLM tensor arena: {host_bytes, target32_bytes, margin, bytes (what the header "
+                           "reserves), split, host_split, method}, or null when TFLM cannot run the model")
+    arena_margin: float = F("the margin added to the 32-bit figure")
+    tflm_compatible: bool = F("TFLite Micro can run it")
+    problems: list = F("[{op | tensor, message, fix, severity}]")
+    layers: list = F("per operator: {index, op, inputs, outputs, params, macs, alive_bytes, peak}")
+    peak_layer: int | None = F("index of the operator with the most live activation bytes")
+    peak_alive_bytes: int = F("live activation bytes at the peak")
+
+
+@dataclass
+class Size(Record):
+    KIND, FILE, WRITER = "size", "<model>/<variant>/<board>[.<runtime>]/size.json", "firmware"
+    ABOUT = ("The firmware against the board's limits: PlatformIO's own RAM/Flash figures for a build, or "
+             "a marked estimate for a board that cannot be built here (beside `firmware.elf`, `firmware.map`).")
+    board: str = F("board id")
+    runtime: str = F("tflm | aot")
+    estimate: bool = F("true: not measured from a build (see estimate_basis)")
+    flash_used: int = F("bytes of flash the firmware uses")
+    flash_limit: int = F("the board's flash for the application")
+    ram_used: int = F("bytes of RAM (data, bss, heap and stack reserves)")
+    ram_limit: int = F("the board's RAM")
+    flash_over_by: int = F("bytes over the flash limit (0 when it fits)")
+    ram_over_by: int = F("bytes over the RAM limit (0 when it fits)")
+    fits: bool = F("fits both limits (and the runtime can run the model)")
+    breakdown: dict = F("where the bytes go: {flash: {model, inference, application}, "
+                        "ram: {arena, stack_heap, application}}")
+    estimate_basis: str | None = F("how an estimate was made and how far off it can be", None)
+    linker_overflow: dict | None = F("{region: bytes} when the first link overflowed the linker's regions", None)
+
+
+RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, Analysis, Size)
+
+# the artifacts that are not JSON records: (path, writer, content)
+FILES = (
+    ("<model>/dataset.npz", "dataset", "the splits as arrays (see the dataset record)"),
+    ("<model>/trained.keras", "train", "the trained tf_keras model, byte-deterministic for identical inputs"),
+    ("<model>/history.json", "train", "the training curves per epoch, `epochs_run`, `params`"),
+    ("<model>/<variant>/compressed.keras", "compress", "the compressed model, wrappers stripped (HDF5 bytes "
+     "after QAT); `compress.json` beside it records each step"),
+    ("<model>/<variant>/model.tflite", "convert", "the flatbuffer"),
+    ("<model>/<variant>/model_data.h, model_data.cc", "header", "the model as a 16-aligned C array, the arena "
+     "size, the op list and resolver, provenance"),
+    ("<model>/<variant>/aot/", "aot", "the model as plain C (`tinyml_model.c/.h`); `aot.json` beside it"),
+    ("<model>/<variant>/<board>[.<runtime>]/firmware.elf, firmware.map", "firmware", "the linked firmware"),
+    ("report.md, report.json, report.csv, report.html, plots/", "report", "the report"),
+)
+
+
+# --------------------------------------------------------------------------------------------- I/O
+def _check_type(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_check_type(value, a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, hint)
+
+
+def _hints(cls: type[Record]) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def write(path: str | Path, record: Record) -> None:
+    """Write `record` to `path` (strict JSON, sorted keys, atomic), after checking its field types."""
+    hints = _hints(type(record))
+    for f in dataclasses.fields(record):
+        v = getattr(record, f.name)
+        if not _check_type(v, hints[f.name]):
+            raise TypeError(f"{type(record).__name__}.{f.name} = {v!r} is not {hints[f.name]}")
+    write_text(path, dumps_json(record.to_dict(), where=str(path)))
+
+
+def read_dict(path: str | Path, cls: type[Record], *, stage_hint: str | None = None) -> dict:
+    """The artifact at `path` as a dict (schema key removed), checked against `cls`."""
+    path = Path(path)
+    fix = f"run `doit {stage_hint or cls.WRITER}` (or `doit`) to rebuild it"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TinyMLError(f"{path} is missing: {fix}") from None
+    except (OSError, ValueError) as e:
+        raise TinyMLError(f"{path} is not readable JSON ({e}): {fix}") from None
+    if not isinstance(data, dict):
+        raise TinyMLError(f"{path} does not hold a {cls.KIND} record: {fix}")
+    schema = data.pop("schema", None)
+    if schema != f"{cls.KIND}/{SCHEMA_VERSION}":
+        raise TinyMLError(f"{path} holds schema {schema!r}, this doit-tinyml writes "
+                          f"'{cls.KIND}/{SCHEMA_VERSION}': {fix}")
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.name not in data:
+            if required:
+                raise TinyMLError(f"{path} has no {f.name!r} ({cls.KIND} record): {fix}")
+            continue
+        if not _check_type(data[f.name], hints[f.name]):
+            raise TinyMLError(f"{path}: {f.name} = {data[f.name]!r} is not of the recorded type: {fix}")
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TinyMLError(f"{path} has fields this doit-tinyml does not know ({', '.join(sorted(unknown))}): {fix}")
+    return data
+
+
+def read(path: str | Path, cls: type[Record], *, stage_hint: str | None = None):
+    """The artifact at `path` as a `cls` record (see read_dict)."""
+    return cls(**read_dict(path, cls, stage_hint=stage_hint))
+
+
+# --------------------------------------------------------------------------------------------- docs
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    return {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "object"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
+def markdown() -> str:
+    """docs/ARTIFACTS.md, generated from the records."""
+    out = ["# Artifact contracts (generated from `tasks/engine/artifacts.py`: do not edit)", "",
+           "Every JSON artifact a stage writes is one record below, with `\"schema\": \"<kind>/"
+           f"{SCHEMA_VERSION}\"`. Stages write and read them through `engine.artifacts` only; a record "
+           "that is missing, damaged or of another schema is an error naming the file and the command that "
+           "rebuilds it. Paths are relative to the build folder.", ""]
+    out += ["| other artifact | written by | content |", "|---|---|---|"]
+    out += [f"| `{path}` | {writer} | {what} |" for path, writer, what in FILES] + [""]
+    for cls in RECORDS:
+        out += [f"## {cls.KIND}: `{cls.FILE}`", "", f"Written by the `{cls.WRITER}` stage. {cls.ABOUT}", "",
+                "| field | type | meaning |", "|---|---|---|"]
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            optional = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            out.append(f"| `{f.name}`{' (optional)' if optional else ''} | {_type_name(hints[f.name])} | "
+                       f"{f.metadata.get('doc', '').replace('|', '/')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown())
