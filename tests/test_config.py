@@ -71,8 +71,12 @@ def test_config_values_reach_the_settings(tmp_path):
     assert m.training.epochs == 3 and m.training.loss == "mse" and m.dataset.test_split == 0.2
 
 
-@pytest.mark.parametrize("source, task", [("sklearn:breast_cancer", "binary"), ("sklearn:digits", "multiclass")])
-def test_task_is_inferred_from_a_builtin_dataset(tmp_path, source, task):
-    toml = BASE.replace('task = "regression"\n', "").replace('source = "sine"', f'source = "{source}"')
+@pytest.mark.parametrize("source, task, units", [("sklearn:breast_cancer", "binary", 1),
+                                                 ("sklearn:digits", "multiclass", 10)])
+def test_task_is_inferred_from_a_builtin_dataset(tmp_path, source, task, units):
+    # sklearn datasets take no params: the sine's `params` line goes too (it would be refused)
+    toml = (BASE.replace('task = "regression"\n', "").replace('source = "sine"', f'source = "{source}"')
+            .replace("params = { samples = 400, noise = 0.05 }\n", "")
+            .replace('{ type = "dense", units = 1 }', f'{{ type = "dense", units = {units}, activation = "softmax" }}'))
     root = make_project(tmp_path / "p", toml)
     assert config.load(root / "tinyml.toml").models[0].task == task

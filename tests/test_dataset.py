@@ -76,7 +76,8 @@ def test_callable_source_gets_its_params(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     meta, d = run(tmp_path, settings("mydata:load", "callable", params={"n": 24}), "regression")
     assert meta["counts"] == {"train": 18, "test": 6}
-    np.testing.assert_allclose(d["y_test"], 3 * d["x_test"][:, 0], atol=1e-6)
+    assert d["y_test"].shape == (6, 1)  # a 1-D regression target becomes one output column
+    np.testing.assert_allclose(d["y_test"][:, 0], 3 * d["x_test"][:, 0], atol=1e-6)
     sys.modules.pop("mydata", None)
 
 
