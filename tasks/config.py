@@ -629,8 +629,8 @@ def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | Non
             raise t.err("params", f"give {info['n']} samples; a dataset needs at least 10 (training, validation and "
                                   f"test each need some)")
         if info.get("values", 0) > _dataset.MAX_VALUES:
-            raise t.err("params", f"would make {info['values']:_} values, more than the stated bound of "
-                                  f"{_dataset.MAX_VALUES:_}; use fewer samples or shorter samples")
+            raise t.err("params", f"would make {info['values']} values, more than the stated bound of "
+                                  f"{_dataset.MAX_VALUES}; use fewer samples or shorter samples")
     elif kind in ("csv", "npz"):
         problem = _dataset.check_params(params, _dataset.FILE_PARAMS, f"a .{kind} source")
         if problem:
@@ -685,7 +685,7 @@ def _load_arch(t: _Table) -> ModelSettings:
     shape = t.get("input_shape", list, None)
     if shape is not None and (not shape or len(shape) > 4 or not all(
             isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DIM for d in shape)):
-        raise t.err("input_shape", f"must be a list of 1 to 4 integers in [1, {MAX_DIM:_}], got {shape!r}")
+        raise t.err("input_shape", f"must be a list of 1 to 4 integers in [1, {MAX_DIM}], got {shape!r}")
     return ModelSettings(layers=validate_layers(layers, t) if layers else (), builder=builder,
                          input_shape=tuple(shape) if shape else None)
 
@@ -740,7 +740,7 @@ def validate_layers(layers: list, t: _Table, where: str | None = None) -> tuple[
                 if not (isinstance(v, list) and 1 <= len(v) <= 4 and all(
                         isinstance(d, int) and not isinstance(d, bool) and (1 <= d <= MAX_DIM or d == -1) for d in v)
                         and v.count(-1) <= 1):
-                    raise lt.err(key, f"got {v!r}; must be a list of 1 to 4 integers in [1, {MAX_DIM:_}] (one of "
+                    raise lt.err(key, f"got {v!r}; must be a list of 1 to 4 integers in [1, {MAX_DIM}] (one of "
                                       f"them may be -1)")
         out.append(dict(layer))
     return tuple(out)

@@ -134,11 +134,11 @@ def check_params(params: dict, schema: dict, what: str) -> str | None:
             continue
         is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
         if kind == _INT and not (isinstance(value, int) and not isinstance(value, bool)):
-            return f"param {key!r} must be a whole number in [{lo}, {hi:_}], got {type(value).__name__} {value!r}"
+            return f"param {key!r} must be a whole number in [{lo}, {hi}], got {type(value).__name__} {value!r}"
         if not is_num or not math.isfinite(value):
             return f"param {key!r} must be a finite number in [{lo}, {hi:g}], got {type(value).__name__} {value!r}"
         if not lo <= value <= hi:
-            rng = f"[{lo}, {hi:_}]" if kind == _INT else f"[{lo:g}, {hi:g}]"
+            rng = f"[{lo}, {hi}]" if kind == _INT else f"[{lo:g}, {hi:g}]"
             return f"param {key!r} = {value!r} is out of range: allowed {rng}"
     return None
 
@@ -483,6 +483,21 @@ def _check_finite(a, name: str, display: str) -> None:
                           f"{a[idx]}); fill or drop those samples before training")
 
 
+def _check_float32_range(a, name: str, display: str) -> None:
+    """Values that are finite in the source but would become infinite as float32 (the models' type)."""
+    import numpy as np
+
+    if a.dtype.kind not in "iuf" or a.dtype.itemsize <= 4 and a.dtype.kind == "f":
+        return
+    big = np.abs(a.astype("float64")) > np.finfo(np.float32).max
+    if big.any():
+        idx = tuple(int(i) for i in np.argwhere(big)[0])
+        where = f"{name}[{idx[0]}]" + (f" at {list(idx[1:])}" if len(idx) > 1 else "")
+        raise TinyMLError(f"{display}: {int(big.sum())} value(s) in {name} are too large for float32, the type "
+                          f"the model runs in (first: {where} = {a[idx]:.3g}; float32 stops at 3.4e38); rescale "
+                          f"the data")
+
+
 def _read_csv(ds: DatasetSettings):
     import numpy as np
 
@@ -502,10 +517,10 @@ def run(ds: DatasetSettings, task: str, seed: int, out_npz: Path, out_json: Path
     rng = np.random.default_rng(seed)
     x, y, names = _load_source(ds, rng)
     display = ds.source if ds.kind != "callable" else f"dataset source {ds.source!r}"
+    _check_float32_range(x, "x", display)
     x = x.astype("float32")
     if x.ndim == 1:                       # one feature per sample
         x = x.reshape(len(x), 1)
-    _check_finite(x, "x (as float32)", display)
     if task in ("binary", "multiclass", "autoencoder"):
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.reshape(len(y))
@@ -523,10 +538,10 @@ def run(ds: DatasetSettings, task: str, seed: int, out_npz: Path, out_json: Path
         y = y.astype("int32")
     else:
         # regression: one row of targets per sample; a 1-D y is one target, shape (n, 1) like the model's output
+        _check_float32_range(y, "y", display)
         y = y.astype("float32")
         if y.ndim == 1:
             y = y.reshape(len(y), 1)
-        _check_finite(y, "y (as float32)", display)
     n = len(x)
     perm = rng.permutation(n)
     n_test = max(1, int(round(n * ds.test_split)))
