@@ -663,7 +663,7 @@ def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | Non
             raise t.err("class_names", f"lists {dup!r} twice; class names must be unique")
     test_split = t.get("test_split", float, 0.2, check=_frac(0.0, 0.9, lo_open=True))
     if info is not None and info["n"] - max(1, round(info["n"] * test_split)) < 1:
-        raise t.err("test_split", f"= {test_split} leaves no training samples out of {info['n']}; add samples or "
+        raise t.err("test_split", f"got {test_split}, which leaves no training samples out of {info['n']}; add samples or "
                                   f"lower test_split")
     return DatasetSettings(source=source, kind=kind, params=dict(params), label=label,
                            features=tuple(features) if features else None,
@@ -811,7 +811,7 @@ def _check_against_data(m: Model, info: dict | None, t: _Table) -> None:
         shape = list(info["sample_shape"])
         if m.model.input_shape is not None and list(m.model.input_shape) != shape:
             raise err(f"[models.{m.name}.model]", "input_shape",
-                      f"= {list(m.model.input_shape)} but each sample of {ds.source} has shape {shape}; set "
+                      f"got {list(m.model.input_shape)}, but each sample of {ds.source} has shape {shape}; set "
                       f"input_shape = {shape} or remove it (the default is the data's shape)")
     names = ds.class_names
     if names is not None:
