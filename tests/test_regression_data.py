@@ -53,7 +53,7 @@ boards = ["nano33ble"]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def regression_built(tmp_path_factory):
     root = make_project(tmp_path_factory.mktemp("reg") / "p", TOML)
     rng = np.random.default_rng(0)
     (root / "data").mkdir()
@@ -68,8 +68,8 @@ def built(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model, variant, n_features", [("csvreg", "float32", 2), ("npzreg", "int8", 3)])
-def test_regression_from_files_builds_to_firmware(built, model, variant, n_features):
-    root, proc = built
+def test_regression_from_files_builds_to_firmware(regression_built, model, variant, n_features):
+    root, proc = regression_built
     ran = executed(proc.stdout)
     assert {f"dataset:{model}", f"train:{model}", f"firmware:{model}/{variant}@nano33ble"} <= ran, proc.stdout
     b = root / "build" / model
