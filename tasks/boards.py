@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,11 +150,21 @@ CATALOGUE: dict[str, Board] = {
 }
 
 
+_BOARD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
 def resolve(board_id: str, overrides: dict | None = None, where: str = "tinyml.toml") -> Board:
     """The catalogue board `board_id`, with `[boards.<id>]` overrides applied (or a custom board).
 
     `where` names the config file/table for error messages.
     """
+    if not isinstance(board_id, str) or not _BOARD_ID.fullmatch(board_id) or board_id in ("aot", "logs"):
+        # ids become folder names (build/<model>/<variant>/<id>/, .pio/build/<id>/, boards/<id>.json):
+        # never a path, '.', '..', or an absolute name
+        raise TinyMLError(
+            f"{where}: board id {board_id!r} is not allowed: board ids become folder names, so they may use "
+            f"letters, digits, '_' and '-' only (at most 64, starting with a letter or digit), e.g. 'nano33ble'."
+        )
     overrides = dict(overrides or {})
     for key in overrides:
         if key not in OVERRIDE_KEYS:

@@ -41,6 +41,11 @@ STRUCTURES = ("unstructured", "2:4")
 CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 NORMS = ("l1", "l2")
 _SCHEDULE_ONLY = {"polynomial": ("initial_sparsity", "final_sparsity"), "constant": ("sparsity",)}
+# stated upper bounds (a typo such as epochs = 2**62 is refused at load, not run for ever)
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1_000_000
+MAX_CLUSTERS = 256           # int8 weights take at most 256 distinct values
+MAX_STEPS = 10**9            # begin_step, end_step, frequency (optimizer steps)
 
 
 
@@ -124,9 +129,9 @@ def _normalise_step(method: str, step: dict, loc: str, pruned: bool) -> dict:
             bad(key, want)
         s[key] = float(v)
 
-    def integer(key, lo, want=None):
-        if not _is_int(s[key]) or s[key] < lo:
-            bad(key, want or f"an integer >= {lo}")
+    def integer(key, lo, want=None, hi=MAX_STEPS):
+        if not _is_int(s[key]) or not lo <= s[key] <= hi:
+            bad(key, want or f"an integer >= {lo} (at most {hi})")
 
     def choice(key, choices):
         if s[key] not in choices:
@@ -134,9 +139,9 @@ def _normalise_step(method: str, step: dict, loc: str, pruned: bool) -> dict:
                               f"{_closest(s[key], choices)}")
 
     min_epochs = 0 if method in ("cluster", "remove") else 1
-    integer("epochs", min_epochs)
-    integer("batch_size", 1)
-    number("learning_rate", 0, lo_open=True, want="a number > 0")
+    integer("epochs", min_epochs, hi=MAX_EPOCHS)
+    integer("batch_size", 1, hi=MAX_BATCH)
+    number("learning_rate", 0, 10, lo_open=True, want="a number in (0, 10]")
 
     if method == "prune":
         choice("schedule", SCHEDULES)
@@ -173,7 +178,7 @@ def _normalise_step(method: str, step: dict, loc: str, pruned: bool) -> dict:
             integer("frequency", 1)
     elif method == "cluster":
         lo = 3 if pruned else 2
-        integer("clusters", lo, want=f"an integer >= {lo}" + (
+        integer("clusters", lo, hi=MAX_CLUSTERS, want=f"an integer >= {lo} (at most {MAX_CLUSTERS})" + (
             " (after prune, clustering preserves the zeros as one cluster of its own, so it needs at least 3)"
             if pruned else ""))
         choice("init", CLUSTER_INITS)
@@ -190,7 +195,7 @@ def _normalise_step(method: str, step: dict, loc: str, pruned: bool) -> dict:
                 isinstance(x, dict) and isinstance(x.get("type"), str) for x in s["layers"]):
             bad("layers", "a non-empty list of tables, each with a 'type' (e.g. {type = \"dense\", units = 8})")
         s["layers"] = [dict(x) for x in s["layers"]]
-        number("temperature", 0, lo_open=True, want="a number > 0")
+        number("temperature", 0, 1000, lo_open=True, want="a number in (0, 1000]")
         number("alpha", 0, 1, want="a number in [0, 1] (weight of the hard-label loss)")
     return {"method": method, **s}
 

@@ -6,6 +6,8 @@ allowed, and suggests the closest key for a typo. Pure Python: this runs on ever
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,8 +39,14 @@ LOSS_TASK = {
     "mse": "regression", "mean_squared_error": "regression", "mae": "regression",
     "mean_absolute_error": "regression", "huber": "regression",
     "binary_crossentropy": "binary",
-    "sparse_categorical_crossentropy": "multiclass", "categorical_crossentropy": "multiclass",
+    "sparse_categorical_crossentropy": "multiclass",
 }
+LOSSES = tuple(LOSS_TASK)
+# The losses each task can train with (the dataset stage writes class ids, never one-hot labels).
+TASK_LOSSES = {"regression": ("mse", "mean_squared_error", "mae", "mean_absolute_error", "huber"),
+               "autoencoder": ("mse", "mean_squared_error", "mae", "mean_absolute_error", "huber"),
+               "binary": ("binary_crossentropy", "sparse_categorical_crossentropy"),
+               "multiclass": ("sparse_categorical_crossentropy",)}
 DEFAULT_LOSS = {"regression": "mse", "binary": "binary_crossentropy",
                 "multiclass": "sparse_categorical_crossentropy", "autoencoder": "mse"}
 
@@ -69,6 +77,30 @@ LAYER_REQUIRED = {"dense": ("units",), "conv1d": ("filters", "kernel_size"),
                   "dropout": ("rate",), "activation": ("activation",), "reshape": ("target_shape",)}
 ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "elu", "selu", "swish",
                "hard_sigmoid", "gelu")
+
+# Stated upper bounds: far beyond any model a microcontroller runs, low enough that a typo
+# (`units = 10**9`, `epochs = 2**62`) is refused at load instead of exhausting memory or time.
+MAX_UNITS = 65536              # Dense units, Conv filters
+MAX_KERNEL = 1024              # kernel_size, strides, pool_size (each dimension)
+MAX_DIM = 65536                # each entry of input_shape / target_shape
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1_000_000
+MAX_SEED = 2**32 - 1
+MAX_NAME = 64                  # model, variant and board ids: they become folder names (NAME_MAX is 255)
+# model, variant and board ids become folder names under build/: letters, digits, '_' and '-', starting
+# with a letter or digit (a leading '-' reads as an option to doit and pio; '.' is refused because
+# firmware folders are named <board>.<runtime>, and '/', '\\' or '..' would leave build/).
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+RESERVED = {"variant": ("logs",),     # build/<model>/logs holds the stage logs
+            "board": ("aot", "logs")}  # build/<model>/<variant>/aot holds the AOT C model
+LAYER_INT = {"units": (1, MAX_UNITS), "filters": (1, MAX_UNITS), "depth_multiplier": (1, 1024)}
+LAYER_SIZE = ("kernel_size", "strides", "pool_size")          # an integer or one per spatial dimension
+LAYER_BOOL = ("use_bias",)
+LAYER_NUMBER = {"rate": (0.0, 1.0, "[0, 1)"), "momentum": (0.0, 1.0, "[0, 1]"),
+                "epsilon": (0.0, 1.0, "(0, 1)"), "max_value": (0.0, 1e9, "[0, 1e9]")}
+PADDING = ("valid", "same")
+# layers that keep the shape of their input: the output layer is the last layer not of these kinds
+_SHAPE_KEEPING = ("activation", "relu", "dropout", "batch_normalization")
 
 
 # --------------------------------------------------------------------------- settings objects
@@ -188,7 +220,12 @@ class _Table:
             value = float(value)
         if isinstance(value, bool) and bool not in types_t or not isinstance(value, types_t):
             allowed = " or ".join(_type_name(t) for t in types_t)
-            raise self.err(key, f"must be {allowed}, got {_kind(value)} {value!r}")
+            hint = ""
+            if int in types_t and isinstance(value, float) and float not in types_t:
+                hint = f" (a whole number like {int(value)} is meant)" if math.isfinite(value) else ""
+            raise self.err(key, f"must be {allowed}, got {_kind(value)} {value!r}{hint}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.err(key, f"must be a finite number, got {value!r}")
         if choices is not None and value not in choices:
             hint = _closest(value, choices) if isinstance(value, str) else ""
             raise self.err(key, f"got {value!r}; allowed: {', '.join(map(str, choices))}{hint}")
@@ -237,6 +274,38 @@ def _positive(v):
     return None if v > 0 else "must be greater than 0"
 
 
+def _between(lo, hi, unit: str = ""):
+    def check(v):
+        if lo <= v <= hi:
+            return None
+        return f"must be in [{lo}, {hi}]{unit}" if isinstance(lo, int) else f"must be in [{lo:g}, {hi:g}]{unit}"
+    return check
+
+
+def _check_name(name: Any, what: str, file: str, where: str) -> str:
+    """Model, variant and board ids: they become folder names below build/."""
+    kind = {"model": "model names", "variant": "variant names", "board": "board ids"}[what]
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        why = ""
+        if isinstance(name, str):
+            if name.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", name):
+                why = " (an absolute path)"
+            elif ".." in name or "/" in name or "\\" in name:
+                why = " (it would be a path leaving the build folder)"
+            elif not name:
+                why = " (empty)"
+        raise ConfigError(f"{file}: {where}: {what} {name!r}{why} is not allowed: {kind} become folder names under "
+                          f"the build folder, so they may use letters, digits, '_' and '-' only, starting with a "
+                          f"letter or digit")
+    if len(name) > MAX_NAME:
+        raise ConfigError(f"{file}: {where}: {what} {name[:20]!r}... is {len(name)} characters long; {kind} become "
+                          f"folder names and may be at most {MAX_NAME} characters: use a shorter name")
+    if name in RESERVED.get(what, ()):
+        raise ConfigError(f"{file}: {where}: {what} {name!r} is reserved: build/ uses a folder of that name for "
+                          f"its own files; choose another name")
+    return name
+
+
 def _non_negative(v):
     return None if v >= 0 else "must be 0 or more"
 
@@ -249,7 +318,15 @@ PROJECT_KEYS = ("project", "models", "boards", "report")
 
 
 def load(path: str | Path = "tinyml.toml") -> Project:
-    """Read and validate tinyml.toml. Raises ConfigError with an actionable message."""
+    """Read and validate tinyml.toml. Raises ConfigError with an actionable one-line message."""
+    try:
+        return _load(path)
+    except ConfigError as e:
+        # one line: the message is printed as `doit-tinyml: <message>` and read in a terminal or CI log
+        raise ConfigError(" ".join(str(e).split())) from None
+
+
+def _load(path: str | Path) -> Project:
     path = Path(path).absolute()
     file = path.name
     if not path.exists():
@@ -260,6 +337,11 @@ def load(path: str | Path = "tinyml.toml") -> Project:
             raw = _toml.load(f)
     except _toml.TOMLDecodeError as e:
         raise ConfigError(f"{file}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{file}: not valid TOML: byte {e.object[e.start]:#04x} at offset {e.start} is not UTF-8; "
+                          f"save the file as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror or e}") from None
     root = path.parent
     top = _Table(raw, "", file)
     for key in raw:
@@ -270,26 +352,53 @@ def load(path: str | Path = "tinyml.toml") -> Project:
     proj = top.sub("project")
     proj.where = "project"
     proj.check_keys(("name", "build_dir", "seed"))
-    name = proj.get("name", str, root.name)
-    build_dir = root / proj.get("build_dir", str, "build")
-    seed = proj.get("seed", int, 42)
+    name = proj.get("name", str, root.name, check=lambda v: None if 0 < len(v) <= 100 and v.isprintable() else
+                    "must be 1 to 100 printable characters")
+    build_rel = proj.get("build_dir", str, "build")
+    build_dir = _build_dir(build_rel, root, proj)
+    seed = proj.get("seed", int, 42, check=_between(0, MAX_SEED))
 
     rep = top.sub("report")
     rep.where = "report"
     rep.check_keys(("headroom", "max_accuracy_drop"))
     report = ReportSettings(
         headroom=rep.get("headroom", float, 0.10, check=_frac(0.0, 0.9)),
-        max_accuracy_drop=rep.get("max_accuracy_drop", float, None, check=_non_negative),
+        max_accuracy_drop=rep.get("max_accuracy_drop", float, None, check=_between(0.0, 1e9)),
     )
 
     board_tables = raw.get("boards", {})
     if not isinstance(board_tables, dict):
-        raise ConfigError(f"{file}: [boards] must be a table of [boards.<platformio id>] tables")
+        raise ConfigError(f"{file}: [boards] must be a table of [boards.<platformio id>] tables, "
+                          f"got {_kind(board_tables)} {board_tables!r}")
+    for bid, overrides in board_tables.items():
+        _check_name(bid, "board", file, f"[boards.{bid}]" if NAME_RE.fullmatch(bid) else f"[boards.{json.dumps(bid)}]")
+        _check_board_overrides(bid, overrides, file)
 
     models_raw = raw.get("models")
     if not isinstance(models_raw, dict) or not models_raw:
         raise ConfigError(f"{file}: needs at least one [models.<name>] table (see the README's example)")
-    models = tuple(_load_model(n, _Table(t, f"models.{n}", file), root) for n, t in models_raw.items())
+    ctx = _Context(file=file, root=root, build_dir=build_dir)
+    models = tuple(_load_model(n, _Table(t, f"models.{n}", file), ctx) for n, t in models_raw.items())
+
+    # Nothing the build writes may land in its inputs, and no input may live in the build folder
+    # (`doit clean` and the firmware stage delete files there).
+    for m in models:
+        where = f"[models.{m.name}"
+        inputs = []
+        if m.dataset.kind in ("csv", "npz"):
+            inputs.append((root / m.dataset.source, f"{where}.dataset] key 'source'"))
+        if m.firmware.sketch is not None:
+            inputs.append((m.firmware.sketch, f"{where}.firmware] key 'sketch'"))
+        for p, loc in inputs:
+            rp, rb = Path(os.path.realpath(p)), Path(os.path.realpath(build_dir))
+            if _inside(rp, rb):
+                raise ConfigError(f"{file}: {loc}: {os.path.relpath(p, root)!r} is inside the build folder "
+                                  f"{build_rel!r}, which doit-tinyml writes and `doit clean` empties; keep sources "
+                                  f"outside it, or set [project] build_dir elsewhere")
+            if p.is_dir() and _inside(rb, rp):
+                raise ConfigError(f"{file}: [project] key 'build_dir': {build_rel!r} is inside the sketch folder "
+                                  f"{os.path.relpath(p, root)!r}; the build would change the sketch it builds; "
+                                  f"use a folder beside it, e.g. build_dir = \"build\"")
 
     # Boards: every board a model uses, resolved once against the catalogue with overrides.
     from . import boards as _boards
@@ -298,67 +407,180 @@ def load(path: str | Path = "tinyml.toml") -> Project:
     resolved = {}
     for bid in used:
         overrides = board_tables.get(bid)
-        if overrides is not None and not isinstance(overrides, dict):
-            raise ConfigError(f"{file}: [boards.{bid}] must be a table")
         try:
             resolved[bid] = _boards.resolve(bid, overrides, file)
         except TinyMLError as e:
             users = [m.name for m in models if bid in m.firmware.boards]
             where = f" (used in [models.{users[0]}.firmware] boards)" if users else ""
             raise ConfigError(f"{e}{where}") from None
+    ctx.save_cache()   # only for a config that loads: a refused one leaves no build folder behind
     return Project(path=path, root=root, name=name, build_dir=build_dir, seed=seed, models=models,
                    boards=resolved, report=report)
+
+
+def _inside(p: Path, folder: Path) -> bool:
+    return p == folder or folder in p.parents
+
+
+def _build_dir(value: str, root: Path, t: _Table) -> Path:
+    """[project] build_dir: a folder strictly inside the project folder (everything doit-tinyml writes
+    and everything `doit clean` removes is below it)."""
+    rel = Path(value)
+    if not value.strip() or rel.is_absolute() or ".." in rel.parts or "\0" in value:
+        raise t.err("build_dir", f"got {value!r}; must be a relative folder inside the project folder (where "
+                                 f"tinyml.toml is), without '..', e.g. \"build\": doit-tinyml writes and deletes only "
+                                 f"there")
+    build = Path(os.path.normpath(root / rel))
+    if build == root:
+        raise t.err("build_dir", f"got {value!r}, the project folder itself; use a subfolder such as \"build\": "
+                                 f"`doit clean` deletes in it")
+    real_root, real_build = Path(os.path.realpath(root)), Path(os.path.realpath(build))
+    if _inside(real_root, real_build):
+        raise t.err("build_dir", f"got {value!r}, which resolves to {real_build}, the project folder or one above "
+                                 f"it; use a plain subfolder such as \"build\"")
+    if len(value) > 200:
+        raise t.err("build_dir", f"is {len(value)} characters long; keep it under 200")
+    return build
+
+
+def _check_board_overrides(bid: str, overrides: Any, file: str) -> None:
+    where = f"[boards.{bid}]"
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{file}: {where} must be a table (flash = <bytes>, ram = <bytes>, ...), "
+                          f"got {_kind(overrides)} {overrides!r}")
+    for key, hi in (("flash", 2**32), ("ram", 2**32), ("cpu_mhz", 100_000)):
+        v = overrides.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and v > hi:
+            raise ConfigError(f"{file}: {where} key '{key}': got {v}; must be at most {hi}")
+    for key, pattern, want in (("name", r"[^\x00-\x1f\x7f]{1,100}", "1 to 100 printable characters"),
+                               ("mcu", r"[A-Za-z0-9_.+-]{1,64}", "1 to 64 letters, digits, '_', '.', '+' or '-'")):
+        if key in overrides:
+            v = overrides[key]
+            if not isinstance(v, str) or not re.fullmatch(pattern, v):
+                raise ConfigError(f"{file}: {where} key '{key}': got {_kind(v)} {v!r}; must be a string of {want}")
+
+
+class _Context:
+    """What validating one model needs from the project: file names, folders, the source cache."""
+
+    CACHE_MIN_BYTES = 16 << 10    # smaller files are scanned on every load (a few ms; 700 KB of CSV takes ~130 ms)
+
+    def __init__(self, file: str, root: Path, build_dir: Path):
+        self.file, self.root, self.build_dir = file, root, build_dir
+        self._cache_path = build_dir / ".tinyml-sources.json"
+        self._cache: dict | None = None
+        self._dirty = False
+
+    def inspect(self, kind: str, path: Path, display: str, label, features) -> dict:
+        """dataset.inspect_csv / inspect_npz, cached by (path, size, mtime) for big files."""
+        from . import dataset
+
+        st = path.stat()
+        key = json.dumps([kind, str(path), st.st_size, st.st_mtime_ns, label, list(features or ())])
+        big = st.st_size >= self.CACHE_MIN_BYTES
+        if big:
+            if self._cache is None:
+                try:
+                    self._cache = json.loads(self._cache_path.read_text())
+                    assert isinstance(self._cache, dict)
+                except (OSError, ValueError, AssertionError):
+                    self._cache = {}
+            if key in self._cache:
+                return self._cache[key]
+        if kind == "csv":
+            info = dataset.inspect_csv(path, label, features, display)
+        else:
+            info = dataset.inspect_npz(path, display)
+        if big:
+            self._cache[key] = info
+            self._dirty = True
+        return info
+
+    def save_cache(self) -> None:
+        if not self._dirty:
+            return
+        live = {k: v for k, v in self._cache.items() if os.path.exists(json.loads(k)[1])}
+        try:
+            from .util import write_json
+
+            write_json(self._cache_path, dict(sorted(live.items())[-64:]))
+        except OSError:
+            pass  # a read-only build folder only costs the rescan next time
 
 
 MODEL_KEYS = ("task", "dataset", "model", "training", "variants", "firmware", "anomaly")
 
 
-def _load_model(name: str, t: _Table, root: Path) -> Model:
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        raise t.err(None, "model names may use letters, digits, '_' and '-' only (they become folder names)")
+def _load_model(name: str, t: _Table, ctx: _Context) -> Model:
+    _check_name(name, "model", t.file, f"[models.{name}]")
     t.check_keys(MODEL_KEYS)
-    dataset = _load_dataset(t.sub("dataset", required=True), root)
+    dataset, info = _load_dataset(t.sub("dataset", required=True), ctx)
     model = _load_arch(t.sub("model", required=True))
     tr = t.sub("training")
     tr.check_keys(("epochs", "batch_size", "optimizer", "learning_rate", "loss", "validation_split",
                    "early_stopping"))
-    loss = tr.get("loss", str, None)
+    if tr.raw.get("loss") == "categorical_crossentropy":
+        raise tr.err("loss", "got 'categorical_crossentropy', which needs one-hot labels, but the dataset stage "
+                             "writes class ids 0..N-1; use loss = \"sparse_categorical_crossentropy\" (same loss, "
+                             "integer labels)")
+    loss = tr.get("loss", str, None, choices=LOSSES)
     task = t.get("task", str, None, choices=TASKS)
     if task is None:
         task = LOSS_TASK.get(loss) if loss else _generator_task(dataset)
         if task is None:
             raise t.err("task", f"is needed: cannot tell from the dataset or loss what kind of model this is. "
                                 f"Set task = one of: {', '.join(TASKS)}")
+    if loss is not None and loss not in TASK_LOSSES[task]:
+        raise tr.err("loss", f"got {loss!r}, which does not train a {task} model; allowed for {task}: "
+                             f"{', '.join(TASK_LOSSES[task])} (or remove loss for the default, "
+                             f"{DEFAULT_LOSS[task]!r})")
+    validation_split = tr.get("validation_split", float, 0.1, check=_frac(0.0, 0.9))
     es = tr.raw.get("early_stopping")
     early = None
-    if es is not None and es is not False:
-        est = tr.sub("early_stopping") if isinstance(es, dict) else _Table({}, tr.where + ".early_stopping", t.file)
+    if es is not None:
+        if not isinstance(es, dict):
+            raise tr.err("early_stopping", f"must be a table like {{ patience = 10, monitor = \"val_loss\" }}, got "
+                                           f"{_kind(es)} {es!r}; remove the key to train all epochs")
+        est = tr.sub("early_stopping")
         est.check_keys(("patience", "monitor", "min_delta", "restore_best_weights"))
-        early = {"patience": est.get("patience", int, 10, check=_positive),
-                 "monitor": est.get("monitor", str, "val_loss"),
-                 "min_delta": est.get("min_delta", float, 0.0, check=_non_negative),
+        metric = "accuracy" if task in ("binary", "multiclass") else "mae"
+        monitors = ("val_loss", "loss", f"val_{metric}", metric)
+        monitor = est.get("monitor", str, "val_loss", choices=monitors)
+        if monitor.startswith("val_") and validation_split == 0:
+            raise est.err("monitor", f"is {monitor!r} but [models.{name}.training] validation_split = 0 leaves no "
+                                     f"validation data; set validation_split (e.g. 0.1) or monitor = \"loss\"")
+        early = {"patience": est.get("patience", int, 10, check=_between(1, MAX_EPOCHS)),
+                 "monitor": monitor,
+                 "min_delta": est.get("min_delta", float, 0.0, check=_between(0.0, 1e9)),
                  "restore_best_weights": est.get("restore_best_weights", bool, True)}
     training = TrainingSettings(
-        epochs=tr.get("epochs", int, 200, check=_positive),
-        batch_size=tr.get("batch_size", int, 32, check=_positive),
+        epochs=tr.get("epochs", int, 200, check=_between(1, MAX_EPOCHS)),
+        batch_size=tr.get("batch_size", int, 32, check=_between(1, MAX_BATCH)),
         optimizer=tr.get("optimizer", str, "adam", choices=OPTIMIZERS),
-        learning_rate=tr.get("learning_rate", float, 0.001, check=_positive),
+        learning_rate=tr.get("learning_rate", float, 0.001, check=lambda v: None if 0 < v <= 10 else
+                             "must be in (0, 10]"),
         loss=loss or DEFAULT_LOSS[task],
-        validation_split=tr.get("validation_split", float, 0.1, check=_frac(0.0, 0.9)),
+        validation_split=validation_split,
         early_stopping=early,
     )
-    fw = _load_firmware(t.sub("firmware"), root)
+    fw = _load_firmware(t.sub("firmware"), ctx.root)
     variants_raw = t.raw.get("variants")
     if not isinstance(variants_raw, dict) or not variants_raw:
         raise t.err("variants", "needs at least one [models.%s.variants.<name>] table, e.g. float32 and int8" % name)
     variants = tuple(_load_variant(v, t.sub("variants").sub(v)) for v in variants_raw)
     an = t.sub("anomaly")
+    if "anomaly" in t.raw and task != "autoencoder":
+        raise an.err(None, f"applies to autoencoders only, but this model's task is {task!r}; remove the table")
     an.check_keys(("k", "mode", "vote_window"))
-    anomaly = AnomalySettings(k=an.get("k", float, 3.0, check=_positive),
+    anomaly = AnomalySettings(k=an.get("k", float, 3.0, check=lambda v: None if 0 < v <= 1000 else
+                                       "must be in (0, 1000]"),
                               mode=an.get("mode", str, "pointwise", choices=("pointwise", "window")),
-                              vote_window=an.get("vote_window", int, 10, check=_positive))
-    return Model(name=name, task=task, dataset=dataset, model=model, training=training,
-                 variants=variants, firmware=fw, anomaly=anomaly)
+                              vote_window=an.get("vote_window", int, 10, check=_between(1, 100_000)))
+    m = Model(name=name, task=task, dataset=dataset, model=model, training=training,
+              variants=variants, firmware=fw, anomaly=anomaly)
+    _check_against_data(m, info, t)
+    _check_sketch(m, t, ctx.root)
+    return m
 
 
 def _generator_task(ds: DatasetSettings) -> str | None:
@@ -367,15 +589,23 @@ def _generator_task(ds: DatasetSettings) -> str | None:
             "sklearn:iris": "multiclass", "sklearn:wine": "multiclass"}.get(ds.source)
 
 
-def _load_dataset(t: _Table, root: Path) -> DatasetSettings:
+def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | None]:
+    """The [dataset] table, and what the loader could learn about the data without numpy (or None)."""
+    from . import dataset as _dataset
+
     t.check_keys(("source", "params", "label", "features", "test_split", "normalize", "class_names"))
     source = t.get("source", str, required=True)
+    label = t.get("label", str, None, check=lambda v: None if v.strip() else "must name a column")
+    params = t.get("params", dict, {})
+    info = None
     if source.endswith((".csv", ".npz")):
         kind = source.rsplit(".", 1)[1]
-        p = (root / source).resolve()
+        p = (ctx.root / source).resolve()
         if not p.exists():
             raise t.err("source", f"file {source!r} not found (looked in {p.parent})")
-        source = os.path.relpath(p, root)   # relative: settings hashes survive moving the project
+        if not p.is_file():
+            raise t.err("source", f"{source!r} is a folder, not a .{kind} file")
+        source = os.path.relpath(p, ctx.root)   # relative: settings hashes survive moving the project
     elif source in GENERATORS:
         kind = "generator"
     elif _CALLABLE.match(source):
@@ -384,17 +614,62 @@ def _load_dataset(t: _Table, root: Path) -> DatasetSettings:
         raise t.err("source", f"got {source!r}; allowed: a built-in generator ({', '.join(GENERATORS)})"
                               f"{_closest(source, GENERATORS)}, a path to a .csv or .npz file, "
                               f"or a callable 'package.module:function'")
-    label = t.get("label", str, None)
     if kind == "csv" and label is None:
         raise t.err("label", "is required for a CSV source: the name of the column holding the target")
-    params = t.get("params", dict, {})
+    if kind != "csv":
+        for key in ("label", "features"):
+            if key in t.raw:
+                raise t.err(key, f"applies to CSV sources only (source is {source!r}); remove it")
+    if kind == "generator":
+        problem = _dataset.check_params(params, _dataset.GENERATOR_PARAMS[source], f"generator {source!r}")
+        if problem:
+            raise t.err("params", problem)
+        info = _dataset.generator_info(source, params)
+        if info["n"] < 10:
+            raise t.err("params", f"give {info['n']} samples; a dataset needs at least 10 (training, validation and "
+                                  f"test each need some)")
+        if info.get("values", 0) > _dataset.MAX_VALUES:
+            raise t.err("params", f"would make {info['values']} values, more than the stated bound of "
+                                  f"{_dataset.MAX_VALUES}; use fewer samples or shorter samples")
+    elif kind in ("csv", "npz"):
+        problem = _dataset.check_params(params, _dataset.FILE_PARAMS, f"a .{kind} source")
+        if problem:
+            raise t.err("params", problem)
     features = t.get("features", list, None)
+    if features is not None:
+        if not features or not all(isinstance(f, str) and f.strip() for f in features):
+            raise t.err("features", f"must be a non-empty list of column names, got {features!r}")
+        dup = next((f for i, f in enumerate(features) if f in features[:i]), None)
+        if dup is not None:
+            raise t.err("features", f"lists column {dup!r} twice")
+    if kind in ("csv", "npz"):
+        try:
+            info = ctx.inspect(kind, ctx.root / source, source, label, features)
+        except TinyMLError as e:
+            raise t.err("source", str(e)) from None
+        except OSError as e:
+            raise t.err("source", f"{source}: cannot be read: {e.strerror or e}") from None
     names = t.get("class_names", list, None)
+    if names is not None:
+        if not names:
+            raise t.err("class_names", "is an empty list; list one name per class, or remove the key")
+        for n in names:
+            if isinstance(n, bool) or not isinstance(n, (str, int)) or not str(n).strip() or len(str(n)) > 64 \
+                    or not str(n).isprintable():
+                raise t.err("class_names", f"entry {n!r} is not allowed: each class name must be a printable string "
+                                           f"of 1 to 64 characters")
+        dup = next((n for i, n in enumerate(names) if str(n) in map(str, names[:i])), None)
+        if dup is not None:
+            raise t.err("class_names", f"lists {dup!r} twice; class names must be unique")
+    test_split = t.get("test_split", float, 0.2, check=_frac(0.0, 0.9, lo_open=True))
+    if info is not None and info["n"] - max(1, round(info["n"] * test_split)) < 1:
+        raise t.err("test_split", f"got {test_split}, which leaves no training samples out of {info['n']}; add samples or "
+                                  f"lower test_split")
     return DatasetSettings(source=source, kind=kind, params=dict(params), label=label,
                            features=tuple(features) if features else None,
-                           test_split=t.get("test_split", float, 0.2, check=_frac(0.0, 0.9, lo_open=True)),
+                           test_split=test_split,
                            normalize=t.get("normalize", str, "none", choices=NORMALIZE),
-                           class_names=tuple(map(str, names)) if names else None)
+                           class_names=tuple(map(str, names)) if names else None), info
 
 
 def _load_arch(t: _Table) -> ModelSettings:
@@ -404,18 +679,26 @@ def _load_arch(t: _Table) -> ModelSettings:
     layers = t.get("layers", list, None)
     if (layers is None) == (builder is None):
         raise t.err(None, "give exactly one of 'layers' (a list of layer tables) or 'builder' ('pkg.mod:function')")
+    if layers is not None and not layers:
+        raise t.err("layers", "is an empty list; a model needs at least one layer, e.g. "
+                              "[{ type = \"dense\", units = 1 }]")
     shape = t.get("input_shape", list, None)
-    if shape is not None and not all(isinstance(d, int) and d > 0 for d in shape):
-        raise t.err("input_shape", f"must be a list of positive integers, got {shape!r}")
+    if shape is not None and (not shape or len(shape) > 4 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DIM for d in shape)):
+        raise t.err("input_shape", f"must be a list of 1 to 4 integers in [1, {MAX_DIM}], got {shape!r}")
     return ModelSettings(layers=validate_layers(layers, t) if layers else (), builder=builder,
                          input_shape=tuple(shape) if shape else None)
 
 
-def validate_layers(layers: list, t: _Table) -> tuple[dict, ...]:
-    """Check a layer list (also used for distillation students). Returns plain dict copies."""
+def validate_layers(layers: list, t: _Table, where: str | None = None) -> tuple[dict, ...]:
+    """Check a layer list (also used for distillation students). Returns plain dict copies.
+
+    Every key is typed and bounded: an integer where Keras wants one (`units = 2.7` and `units = 0`
+    are refused here, never reaching Keras or the converter)."""
     out = []
+    names = set()
     for i, layer in enumerate(layers):
-        lt = _Table(layer, f"{t.where}] layers[{i}", t.file)
+        lt = _Table(layer, f"{where or t.where}] layers[{i}", t.file)
         ltype = lt.get("type", str, required=True, choices=tuple(LAYER_KEYS))
         allowed = ("type",) + LAYER_KEYS[ltype]
         for key in layer:
@@ -423,11 +706,185 @@ def validate_layers(layers: list, t: _Table) -> tuple[dict, ...]:
                 raise lt.err(key, f"is not a setting of a {ltype} layer{_closest(key, allowed)}. "
                                   f"Allowed: {', '.join(allowed)}")
         for key in LAYER_REQUIRED.get(ltype, ()):
-            lt.get(key, (int, float, str, list), required=True)
-        if "activation" in layer:
-            lt.get("activation", str, choices=ACTIVATIONS)
+            if key not in layer:
+                raise lt.err(key, f"is required for a {ltype} layer")
+        dims = 1 if ltype.endswith("1d") else 2
+        for key in layer:
+            if key in LAYER_INT:
+                lt.get(key, int, check=_between(*LAYER_INT[key]))
+            elif key in LAYER_SIZE:
+                v = layer[key]
+                ok_int = lambda d: isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_KERNEL  # noqa: E731
+                if not (ok_int(v) or isinstance(v, list) and len(v) == dims and all(map(ok_int, v))):
+                    raise lt.err(key, f"got {_kind(v)} {v!r}; must be an integer in [1, {MAX_KERNEL}]"
+                                      + (f" or a list of {dims} such integers" if dims == 2 else ""))
+            elif key in LAYER_BOOL:
+                lt.get(key, bool)
+            elif key in LAYER_NUMBER:
+                lo, hi, text = LAYER_NUMBER[key]
+                v = lt.get(key, float)
+                if not lo <= v <= hi or (key == "rate" and v >= 1) or (key == "epsilon" and v <= 0):
+                    raise lt.err(key, f"got {v!r}; must be in {text}")
+            elif key == "padding":
+                lt.get(key, str, choices=PADDING + (("causal",) if ltype == "conv1d" else ()))
+            elif key == "activation":
+                lt.get(key, str, choices=ACTIVATIONS)
+            elif key == "name":
+                lname = lt.get(key, str, check=lambda v: None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", v)
+                               else "must be 1 to 64 letters, digits or '_', not starting with a digit")
+                if lname in names:
+                    raise lt.err(key, f"{lname!r} is already the name of another layer; layer names must be unique")
+                names.add(lname)
+            elif key == "target_shape":
+                v = layer[key]
+                if not (isinstance(v, list) and 1 <= len(v) <= 4 and all(
+                        isinstance(d, int) and not isinstance(d, bool) and (1 <= d <= MAX_DIM or d == -1) for d in v)
+                        and v.count(-1) <= 1):
+                    raise lt.err(key, f"got {v!r}; must be a list of 1 to 4 integers in [1, {MAX_DIM}] (one of "
+                                      f"them may be -1)")
         out.append(dict(layer))
     return tuple(out)
+
+
+def output_units(layers) -> tuple[int, str | None] | None:
+    """(units, activation) of the layer that makes the model's output, when that is a dense layer."""
+    activation = None
+    for layer in reversed(layers):
+        kind = layer["type"]
+        if kind in _SHAPE_KEEPING:
+            if kind == "activation" and activation is None:
+                activation = layer["activation"]
+            continue
+        if kind == "dense":
+            return layer["units"], activation or layer.get("activation", "linear")
+        return None
+    return None
+
+
+def _check_against_data(m: Model, info: dict | None, t: _Table) -> None:
+    """What can be known before any data is loaded: the task against the labels, the input shape
+    against the samples, class names against classes and the output layer."""
+    ds, task = m.dataset, m.task
+    loc_ds = f"[models.{m.name}.dataset]"
+    file = t.file
+
+    def err(where: str, key: str | None, msg: str) -> ConfigError:
+        return ConfigError(f"{file}: {where}" + (f" key '{key}'" if key else "") + f": {msg}")
+
+    n_classes = None
+    if info is not None:
+        gen_task = info.get("task")
+        if gen_task is not None and gen_task != task:
+            raise err(f"[models.{m.name}]", "task", f"is {task!r} but the built-in dataset {ds.source!r} makes "
+                                                     f"{gen_task} data; set task = \"{gen_task}\" or choose another "
+                                                     f"source")
+        kind, what = info.get("labels"), (f"label column {ds.label!r}" if ds.kind == "csv" else "y")
+        if task == "regression" and kind == "text":
+            raise err(loc_ds, "label", f"{ds.source}: {what} holds text ({info.get('example_text')!r}) but the task "
+                                       f"is regression, which needs numbers; use task = \"binary\" or \"multiclass\" "
+                                       f"for class labels")
+        if task in ("binary", "multiclass", "autoencoder") and kind == "number":
+            raise err(loc_ds, "label", f"{ds.source}: {what} holds fractional numbers but a {task} model needs "
+                                       f"class ids 0..N-1 (or text labels in a CSV); use task = \"regression\" to "
+                                       f"predict the numbers")
+        if kind == "integer" and task in ("binary", "multiclass", "autoencoder"):
+            lo, hi = int(info["min"]), int(info["max"])
+            if lo < 0:
+                raise err(loc_ds, "label", f"{ds.source}: {what} holds {lo}; class ids must be 0..N-1")
+            if task in ("binary", "autoencoder") and hi > 1:
+                raise err(loc_ds, "label", f"{ds.source}: {what} goes up to {hi} but {task} labels are 0 and 1"
+                                           + ("; use task = \"multiclass\"" if task == "binary" else ""))
+            n_classes = hi + 1
+        if kind == "text" and task in ("binary", "multiclass"):
+            n_classes = info["n_distinct"]
+            if task == "binary" and n_classes != 2:
+                raise err(loc_ds, "label", f"{ds.source}: {what} holds {n_classes} distinct labels but a binary "
+                                           f"model needs exactly 2; use task = \"multiclass\"")
+        if kind == "text" and task == "autoencoder":
+            raise err(loc_ds, "label", f"{ds.source}: {what} holds text; autoencoder labels are 0 (normal) and 1 "
+                                       f"(anomaly)")
+        if task in ("binary", "multiclass") and info.get("n_distinct") == 1:
+            raise err(loc_ds, "label", f"{ds.source}: every sample has the same label; a classifier needs at "
+                                       f"least two classes in the data")
+        if task in ("binary", "multiclass") and info.get("n_classes"):
+            n_classes = info["n_classes"]
+        shape = list(info["sample_shape"])
+        if m.model.input_shape is not None and list(m.model.input_shape) != shape:
+            raise err(f"[models.{m.name}.model]", "input_shape",
+                      f"got {list(m.model.input_shape)}, but each sample of {ds.source} has shape {shape}; set "
+                      f"input_shape = {shape} or remove it (the default is the data's shape)")
+    names = ds.class_names
+    if names is not None:
+        if task == "regression":
+            raise err(loc_ds, "class_names", "applies to classifiers (binary, multiclass) and autoencoders; a "
+                                             "regression model has no classes: remove it")
+        if task in ("binary", "autoencoder") and len(names) != 2:
+            raise err(loc_ds, "class_names", f"lists {len(names)} names but a {task} model has exactly 2 classes"
+                                             + (" (normal, anomaly)" if task == "autoencoder" else ""))
+        if n_classes is not None and len(names) < n_classes:
+            raise err(loc_ds, "class_names", f"lists {len(names)} names but the labels of {ds.source} hold "
+                                             f"{n_classes} classes; give one name per class")
+    out = output_units(m.model.layers) if m.model.layers else None
+    if out is None:
+        return
+    units, _ = out
+    last = len(m.model.layers) - 1
+    loc = f"[models.{m.name}.model] layers"
+    if task == "binary":
+        if units not in (1, 2):
+            raise err(loc, None, f"the output layer has {units} units but a binary model has 1 (sigmoid, loss "
+                                 f"binary_crossentropy) or 2 (softmax, loss sparse_categorical_crossentropy)")
+        want = "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+        if m.training.loss != want:
+            raise err(f"[models.{m.name}.training]", "loss",
+                      f"is {m.training.loss!r} but the binary model's output layer has {units} unit(s), which "
+                      f"trains with {want!r}; set loss = \"{want}\" or change the last layer")
+    elif task == "multiclass":
+        expected = len(names) if names else n_classes
+        if units < 2:
+            raise err(loc, None, f"the output layer has {units} unit(s) but a multiclass model needs one per class "
+                                 f"(at least 2) with softmax")
+        if names and len(names) < units:
+            raise err(loc_ds, "class_names", f"lists {len(names)} names but the model's output layer has {units} "
+                                             f"units (one per class); give one name per output")
+        if expected is not None and units != expected:
+            raise err(loc, None, f"the output layer has {units} units but the model has {expected} classes"
+                                 f" ({'class_names' if names else 'labels in ' + ds.source}); set units = {expected} "
+                                 f"in layers[{last}]")
+    elif info is not None and task in ("regression", "autoencoder"):
+        target = info["sample_shape"] if task == "autoencoder" else info.get("target_shape")
+        if target and len(target) == 1 and len(info["sample_shape"]) == 1 and units != target[0]:
+            what = "each sample's" if task == "autoencoder" else "each target's"
+            raise err(loc, None, f"the output layer has {units} units but {what} size in {ds.source} is "
+                                 f"{target[0]}; set units = {target[0]} in the last dense layer")
+
+
+_INCLUDE = re.compile(rb'^\s*#\s*include\s*[<"]([^">]+)[">]', re.M)
+SKETCH_HEADERS = {"tflm": "model_data.h", "aot": "tinyml_model.h"}
+_SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".ino")
+
+
+def _check_sketch(m: Model, t: _Table, root: Path) -> None:
+    """The sketch's sources must include the header each of its runtimes generates."""
+    fw = m.firmware
+    if fw.sketch is None or not fw.boards:
+        return
+    runtimes = {rt for v in m.variants for rt in (v.runtime or fw.runtime)}
+    included = set()
+    src = fw.sketch / "src"
+    try:
+        for p in sorted(src.rglob("*")):
+            if p.suffix.lower() in _SOURCE_SUFFIXES and p.is_file():
+                included |= {Path(h.decode("utf-8", "replace")).name for h in _INCLUDE.findall(p.read_bytes())}
+    except OSError as e:
+        raise t.err(None, f"[firmware] sketch sources cannot be read: {e}") from None
+    for rt in sorted(runtimes):
+        header = SKETCH_HEADERS[rt]
+        if header not in included:
+            raise ConfigError(f"{t.file}: [models.{m.name}.firmware] key 'sketch': no file in "
+                              f"{os.path.relpath(src, root)}/ has #include \"{header}\", which runtime "
+                              f"{rt!r} generates; add the include to the sketch (see sketches/sine/src/main.cpp) "
+                              f"or remove {rt!r} from runtime")
 
 
 VARIANT_KEYS = ("quantization", "io", "converter", "representative_samples", "steps", "required",
@@ -435,15 +892,20 @@ VARIANT_KEYS = ("quantization", "io", "converter", "representative_samples", "st
 
 
 def _load_variant(name: str, t: _Table) -> VariantSettings:
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        raise t.err(None, "variant names may use letters, digits, '_' and '-' only")
+    _check_name(name, "variant", t.file, f"[{t.where}]")
     t.check_keys(VARIANT_KEYS)
     q = t.get("quantization", str, "float32", choices=QUANTIZATIONS)
     raw_steps = t.get("steps", list, [])
     if raw_steps:
         from . import compress
 
-        steps = compress.validate_steps(raw_steps, f"{t.file} [{t.where}] steps")
+        try:
+            steps = compress.validate_steps(raw_steps, f"{t.file} [{t.where}] steps")
+        except TinyMLError as e:
+            raise ConfigError(str(e)) from None
+        for i, s in enumerate(steps):
+            if s["method"] == "distill":
+                validate_layers(s["layers"], t, where=f"{t.where}] steps[{i}] (method 'distill')")
         if any(s["method"] == "qat" for s in steps) and q not in ("int8",):
             raise t.err("quantization", f"is {q!r} but the steps include 'qat': quantization-aware training "
                                         f"is followed by full-integer conversion; set quantization = \"int8\"")
@@ -458,15 +920,19 @@ def _load_variant(name: str, t: _Table) -> VariantSettings:
     return VariantSettings(
         name=name, quantization=q, io=io,
         converter=t.get("converter", str, "keras", choices=CONVERTERS),
-        representative_samples=t.get("representative_samples", int, 100, check=_positive),
+        representative_samples=t.get("representative_samples", int, 100, check=_between(1, 1_000_000)),
         steps=tuple(steps), required=t.get("required", bool, False),
         runtime=_runtimes(runtime, t) if runtime is not None else None,
-        description=t.get("description", str, ""),
+        description=t.get("description", str, "", check=lambda v: None if len(v) <= 1000 else
+                          "must be at most 1000 characters"),
     )
 
 
 def _runtimes(value, t: _Table) -> tuple[str, ...]:
     values = [value] if isinstance(value, str) else value
+    if not values:
+        raise t.err("runtime", f"is an empty list; give one or more of: {', '.join(RUNTIMES)} (e.g. runtime = "
+                               f"\"tflm\"), or remove the key for the default")
     for v in values:
         if v not in RUNTIMES:
             raise t.err("runtime", f"got {v!r}; allowed: {', '.join(RUNTIMES)}{_closest(str(v), RUNTIMES)}")
@@ -482,8 +948,11 @@ def _load_firmware(t: _Table, root: Path) -> FirmwareSettings:
         if not (sketch_path / "src").is_dir():
             raise t.err("sketch", f"{sketch!r} is not a PlatformIO sketch folder: expected {sketch_path / 'src'}")
     boards = t.get("boards", list, [])
-    if not all(isinstance(b, str) for b in boards):
-        raise t.err("boards", f"must be a list of PlatformIO board ids, got {boards!r}")
+    for b in boards:
+        if not isinstance(b, str):
+            raise t.err("boards", f"must be a list of PlatformIO board ids (strings), got {_kind(b)} {b!r} in "
+                                  f"{boards!r}")
+        _check_name(b, "board", t.file, f"[{t.where}] key 'boards'")
     if boards and sketch_path is None:
         raise t.err("sketch", "is required when boards are listed: the PlatformIO sketch to build for them")
     return FirmwareSettings(

@@ -94,71 +94,420 @@ GENERATORS = {"sine": sine, "tapping": tapping, "waveforms": waveforms,
               "sklearn:iris": _sklearn("iris"), "sklearn:wine": _sklearn("wine")}
 
 
+# --------------------------------------------------------------------------- generator parameters
+# Each generator's params: name -> (kind, low, high, default). Checked when tinyml.toml is loaded
+# (config.py calls check_generator_params), so a typo or a negative sample count never reaches numpy.
+_INT, _NUM, _BOOL = "int", "number", "bool"
+MAX_SAMPLES = 10_000_000
+MAX_VALUES = 100_000_000          # samples x values per sample, so one dataset stays a few hundred MB at most
+GENERATOR_PARAMS: dict[str, dict[str, tuple]] = {
+    "sine": {"samples": (_INT, 10, MAX_SAMPLES, 1000), "noise": (_NUM, 0.0, 1e6, 0.1)},
+    "tapping": {"seconds": (_NUM, 1.0, 1e7, 240.0), "rate_hz": (_NUM, 0.1, 100_000.0, 25.0),
+                "window": (_INT, 1, 100_000, 1), "anomaly_fraction": (_NUM, 0.0, 1.0, 0.3),
+                "tap_hz": (_NUM, 0.01, 1000.0, 2.0), "shuffle": (_BOOL, None, None, False)},
+    "waveforms": {"samples": (_INT, 10, MAX_SAMPLES, 600), "length": (_INT, 2, 100_000, 64),
+                  "noise": (_NUM, 0.0, 1e6, 0.2)},
+    "sklearn:breast_cancer": {}, "sklearn:digits": {}, "sklearn:iris": {}, "sklearn:wine": {},
+}
+# What each built-in source gives: per-sample input shape, task, number of classes.
+_SKLEARN_INFO = {"sklearn:breast_cancer": ((30,), "binary", 2, 569), "sklearn:digits": ((8, 8, 1), "multiclass", 10, 1797),
+                 "sklearn:iris": ((4,), "multiclass", 3, 150), "sklearn:wine": ((13,), "multiclass", 3, 178)}
+# params allowed for file sources (they are not passed anywhere else)
+FILE_PARAMS = {"shuffle": (_BOOL, None, None, False)}
+
+
+def check_params(params: dict, schema: dict, what: str) -> str | None:
+    """The first problem with `params` against `schema`, as a sentence, or None."""
+    import difflib
+    import math
+
+    for key, value in params.items():
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            allowed = ", ".join(schema) if schema else "none (it takes no params)"
+            return f"unknown param {key!r} for {what}{hint}; allowed params: {allowed}"
+        kind, lo, hi, _ = schema[key]
+        if kind == _BOOL:
+            if not isinstance(value, bool):
+                return f"param {key!r} must be true or false, got {value!r}"
+            continue
+        is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == _INT and not (isinstance(value, int) and not isinstance(value, bool)):
+            return f"param {key!r} must be a whole number in [{lo}, {hi}], got {type(value).__name__} {value!r}"
+        if not is_num or not math.isfinite(value):
+            return f"param {key!r} must be a finite number in [{lo}, {hi:g}], got {type(value).__name__} {value!r}"
+        if not lo <= value <= hi:
+            rng = f"[{lo}, {hi}]" if kind == _INT else f"[{lo:g}, {hi:g}]"
+            return f"param {key!r} = {value!r} is out of range: allowed {rng}"
+    return None
+
+
+def generator_info(source: str, params: dict) -> dict:
+    """What a built-in generator will produce with `params` (already checked): shape, task, classes, n."""
+    if source in _SKLEARN_INFO:
+        shape, task, n_classes, n = _SKLEARN_INFO[source]
+        return {"sample_shape": shape, "task": task, "n_classes": n_classes, "n": n, "target_shape": None}
+    p = {k: v[3] for k, v in GENERATOR_PARAMS[source].items()}
+    p.update(params)
+    if source == "sine":
+        return {"sample_shape": (1,), "task": "regression", "n_classes": None, "n": p["samples"],
+                "target_shape": (1,)}
+    if source == "waveforms":
+        return {"sample_shape": (p["length"], 1), "task": "multiclass", "n_classes": 3, "n": p["samples"],
+                "target_shape": None, "values": p["samples"] * p["length"]}
+    n = int(p["seconds"] * p["rate_hz"])   # tapping
+    return {"sample_shape": (3 * p["window"],), "task": "autoencoder", "n_classes": None,
+            "n": n // p["window"], "target_shape": None, "values": n * 3}
+
+
+# --------------------------------------------------------------------------- reading and inspecting files
+# One parser for CSV files: tinyml.toml's loader inspects a file with it (pure Python, no numpy), and
+# the dataset stage reads it with the same rules, so a file the loader accepted reads the same way.
+def _csv_lines(path: Path, display: str):
+    """Decoded lines of a CSV file; a byte that is not UTF-8 names its line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise TinyMLError(f"{display} line {lineno}: byte {raw[e.start]:#04x} at column {e.start + 1} is not "
+                                  f"UTF-8; save the file as UTF-8 (plain ASCII numbers are fine)") from None
+            yield line
+
+
+def _cell_number(cell: str, display: str, line: int, column: str) -> float:
+    import math
+
+    text = cell.strip()
+    if not text:
+        raise TinyMLError(f"{display} line {line}: column {column!r} is empty; every feature cell needs a number "
+                          f"(fill or drop the row)")
+    try:
+        value = float(text)
+    except ValueError:
+        raise TinyMLError(f"{display} line {line}: column {column!r} holds {text[:40]!r}, not a number; feature "
+                          f"columns must be numeric (list the numeric ones in [dataset] features)") from None
+    if not math.isfinite(value):
+        raise TinyMLError(f"{display} line {line}: column {column!r} is {text!r}, not a finite number; NaN and "
+                          f"infinity cannot be trained on (fill or drop the row)")
+    return value
+
+
+def read_csv_columns(path: Path, label: str | None, features, display: str, *, keep: bool):
+    """Parse and check a CSV: returns (feature names, rows of floats or None, labels (str), label numbers or None).
+
+    With keep=False the rows are checked but not kept (the loader's inspection).
+    """
+    import csv
+    import math
+
+    reader = csv.reader(_csv_lines(path, display))
+    header = None
+    for row in reader:
+        if any(c.strip() for c in row):
+            header = [c.strip() for c in row]
+            break
+    if header is None:
+        raise TinyMLError(f"{display}: the file is empty; a CSV dataset needs a header line of column names and "
+                          f"one row per sample")
+    for i, name in enumerate(header):
+        if not name:
+            raise TinyMLError(f"{display} line {reader.line_num}: column {i + 1} of the header has no name; "
+                              f"name every column")
+        if header.index(name) != i:
+            raise TinyMLError(f"{display} line {reader.line_num}: the header names column {name!r} twice; "
+                              f"column names must be unique")
+    if label is not None and label not in header:
+        import difflib
+
+        close = difflib.get_close_matches(label, header, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise TinyMLError(f"{display}: no column {label!r} for [dataset] label{hint}; columns: {', '.join(header)}")
+    names = list(features) if features else [c for c in header if c != label]
+    missing = [c for c in names if c not in header]
+    if missing:
+        raise TinyMLError(f"{display}: feature columns not found: {', '.join(map(repr, missing))}; "
+                          f"columns: {', '.join(header)}")
+    if label is not None and label in names:
+        raise TinyMLError(f"{display}: column {label!r} is both the label and a feature; remove it from features")
+    if not names:
+        raise TinyMLError(f"{display}: no feature columns: the file has only the label column {label!r}")
+    fi = [header.index(c) for c in names]
+    li = header.index(label) if label is not None else None
+    rows, labels, numbers = [], [], []
+    numeric = True
+    for row in reader:
+        if not any(c.strip() for c in row):
+            continue  # blank lines
+        line = reader.line_num
+        if len(row) != len(header):
+            raise TinyMLError(f"{display} line {line}: {len(row)} cells but the header has {len(header)} columns; "
+                              f"every row needs one cell per column")
+        values = [_cell_number(row[i], display, line, header[i]) for i in fi]
+        if keep:
+            rows.append(values)
+        if li is not None:
+            cell = row[li].strip()
+            if not cell:
+                raise TinyMLError(f"{display} line {line}: the label column {label!r} is empty; every row needs a "
+                                  f"label")
+            labels.append(cell)
+            if numeric:
+                try:
+                    v = float(cell)
+                except ValueError:
+                    numeric = False
+                else:
+                    if not math.isfinite(v):
+                        raise TinyMLError(f"{display} line {line}: label column {label!r} is {cell!r}, not a finite "
+                                          f"number; fill or drop the row")
+                    numbers.append(v)
+    n = len(labels) if li is not None else len(rows)
+    if n == 0:
+        raise TinyMLError(f"{display}: a header but no data rows; add one row per sample")
+    return names, rows if keep else None, labels, numbers if numeric and li is not None else None
+
+
+def inspect_csv(path: Path, label: str | None, features, display: str) -> dict:
+    """The loader's view of a CSV: sample count, feature count, label kind and classes (pure Python)."""
+    names, _, labels, numbers = read_csv_columns(path, label, features, display, keep=False)
+    info = {"n": len(labels), "sample_shape": [len(names)], "features": names, "target_shape": [1]}
+    info.update(_label_info(labels, numbers))
+    return info
+
+
+def _label_info(labels: list, numbers: list | None) -> dict:
+    if numbers is None:
+        distinct = sorted(set(labels))
+        return {"labels": "text", "classes": distinct[:4096], "n_distinct": len(distinct),
+                "example_text": next((v for v in labels if _not_number(v)), None)}
+    whole = all(float(v).is_integer() for v in numbers)
+    distinct = sorted(set(numbers))
+    return {"labels": "integer" if whole else "number", "n_distinct": len(distinct),
+            "min": distinct[0], "max": distinct[-1], "classes": None}
+
+
+def _not_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return True
+    return False
+
+
+_NPY_KINDS = {"b": "bool", "i": "integer", "u": "integer", "f": "float"}
+_ARRAY_CODES = {"i1": "b", "u1": "B", "b1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "i8": "q", "u8": "Q",
+                "f4": "f", "f8": "d"}
+
+
+def _npy_header(zf, member: str, display: str) -> tuple[dict, int]:
+    import ast
+    import struct
+
+    with zf.open(member) as f:
+        head = f.read(10)
+        if head[:6] != b"\x93NUMPY" or len(head) < 10:
+            raise TinyMLError(f"{display}: {member} is not a NumPy .npy array; save the file with numpy.savez")
+        major = head[6]
+        if major == 1:
+            (hlen,), offset = struct.unpack("<H", head[8:10]), 10
+        else:
+            (hlen,), offset = struct.unpack("<I", head[8:10] + f.read(2)), 12
+        text = f.read(hlen).decode("latin1" if major < 3 else "utf-8", "replace")
+    try:
+        d = ast.literal_eval(text)
+        descr, shape = d["descr"], tuple(d["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        raise TinyMLError(f"{display}: {member} has an unreadable .npy header; save the file with numpy.savez") from None
+    return {"descr": descr, "shape": shape, "fortran": bool(d.get("fortran_order"))}, offset + hlen
+
+
+def inspect_npz(path: Path, display: str, *, read_labels_up_to: int = 16 << 20) -> dict:
+    """The loader's view of an .npz: arrays x and y, their dtypes and shapes, and the labels when y is small.
+
+    Reads the zip directory and each array's .npy header only (plus y's values when y is at most
+    `read_labels_up_to` bytes); object and string arrays are refused: they are not numbers and
+    object arrays are pickles.
+    """
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise TinyMLError(f"{display}: not a readable .npz (zip) file ({e}); save the arrays with "
+                          f"numpy.savez(path, x=..., y=...)") from None
+    with zf:
+        members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+        if not {"x", "y"} <= set(members):
+            raise TinyMLError(f"{display}: an .npz dataset needs arrays 'x' and 'y'; it has "
+                              f"{', '.join(sorted(members)) or 'none'} (save with numpy.savez(path, x=..., y=...))")
+        arrays = {}
+        for key in ("x", "y"):
+            h, offset = _npy_header(zf, members[key], display)
+            descr = h["descr"]
+            if not isinstance(descr, str):
+                raise TinyMLError(f"{display}: array {key!r} is a structured (record) array; {key} must be a plain "
+                                  f"numeric array")
+            kind, size = descr[1:2], descr[2:]
+            if kind not in _NPY_KINDS:
+                what = {"O": "Python objects (a pickle)", "U": "text", "S": "bytes", "c": "complex numbers",
+                        "M": "dates", "m": "time deltas", "V": "raw bytes"}.get(kind, f"dtype {descr!r}")
+                raise TinyMLError(f"{display}: array {key!r} holds {what} ({descr!r}); {key} must be numeric "
+                                  f"(int, float or bool)" + ("; encode text labels as integers 0..N-1 and list "
+                                                             "the names in [dataset] class_names" if key == "y" else ""))
+            shape = h["shape"]
+            if not shape:
+                raise TinyMLError(f"{display}: array {key!r} is a single number (shape ()); it needs one entry per "
+                                  f"sample")
+            if any(d == 0 for d in shape):
+                raise TinyMLError(f"{display}: array {key!r} has shape {list(shape)}: it is empty")
+            arrays[key] = dict(h, offset=offset, kind=kind, size=size)
+        nx, ny = arrays["x"]["shape"][0], arrays["y"]["shape"][0]
+        if nx != ny:
+            raise TinyMLError(f"{display}: x has {nx} samples but y has {ny}; x and y need the same first dimension")
+        yshape = arrays["y"]["shape"]
+        if len(yshape) > 2:
+            raise TinyMLError(f"{display}: y has shape {list(yshape)}; y must be 1-D (one label or value per sample) "
+                              f"or 2-D (n, outputs)")
+        xshape = arrays["x"]["shape"]
+        info = {"n": nx, "sample_shape": list(xshape[1:]) or [1], "target_shape": list(yshape[1:]) or [1],
+                "x_dtype": arrays["x"]["descr"], "y_dtype": arrays["y"]["descr"]}
+        y = arrays["y"]
+        nbytes = ny * (int(y["size"]) if y["size"].isdigit() else 8)
+        for d in yshape[1:]:
+            nbytes *= d
+        info.update({"labels": "unknown", "classes": None})
+        code = _ARRAY_CODES.get(y["kind"] + y["size"])
+        if len(yshape) == 1 and code and nbytes <= read_labels_up_to:
+            import array
+            import math
+            import sys
+
+            with zf.open(members["y"]) as f:
+                raw = f.read()[y["offset"]:y["offset"] + nbytes]
+            vals = array.array(code)
+            vals.frombytes(raw)
+            if y["descr"][0] == (">" if sys.byteorder == "little" else "<") and vals.itemsize > 1:
+                vals.byteswap()
+            for i, v in enumerate(vals):
+                if not math.isfinite(v):
+                    raise TinyMLError(f"{display}: y[{i}] is {v}, not a finite number; NaN and infinity cannot be "
+                                      f"trained on")
+            info.update(_label_info([], list(vals)))
+    return info
+
+
 # --------------------------------------------------------------------------- loading sources
 def _load_source(ds: DatasetSettings, rng):
-    """Return (x, y, class_names or None, extra arrays dict)."""
+    """Return (x, y, class_names or None)."""
     import numpy as np
 
+    display = ds.source
     if ds.kind == "generator":
-        try:
-            out = GENERATORS[ds.source](rng, **ds.params)
-        except TypeError as e:
-            raise TinyMLError(f"dataset generator {ds.source!r}: bad params {ds.params!r}: {e}") from None
+        # `shuffle` is read by run() (autoencoder test split), not by the generator
+        params = {k: v for k, v in ds.params.items() if k != "shuffle"}
+        schema = {k: v for k, v in GENERATOR_PARAMS.get(ds.source, {}).items() if k != "shuffle"}
+        problem = check_params(params, schema, f"generator {ds.source!r}")
+        if problem:
+            raise TinyMLError(f"dataset generator {ds.source!r}: {problem}")
+        out = GENERATORS[ds.source](rng, **params)
     elif ds.kind == "callable":
         mod, fn = ds.source.split(":")
         try:
             func = getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as e:
-            raise TinyMLError(f"dataset source {ds.source!r} cannot be imported: {e}") from None
-        out = func(**ds.params)
+            raise TinyMLError(f"dataset source {ds.source!r} cannot be imported: {_one_line(e)}") from None
+        try:
+            out = func(**ds.params)
+        except TinyMLError:
+            raise
+        except TypeError as e:
+            raise TinyMLError(f"dataset source {ds.source!r} rejected params {ds.params!r}: {_one_line(e)}") from None
+        display = f"dataset source {ds.source!r}"
     elif ds.kind == "npz":
-        with np.load(ds.source) as z:
-            keys = set(z.files)
-            if not {"x", "y"} <= keys:
-                raise TinyMLError(f"{ds.source}: an .npz dataset needs arrays 'x' and 'y'; it has {sorted(keys)}")
-            out = (z["x"], z["y"])
+        inspect_npz(Path(ds.source), ds.source, read_labels_up_to=0)   # dtypes, shapes, lengths
+        try:
+            with np.load(ds.source, allow_pickle=False) as z:
+                out = (z["x"], z["y"])
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            raise TinyMLError(f"{ds.source}: cannot read the arrays: {_one_line(e)}") from None
     else:  # csv
         out = _read_csv(ds)
     if isinstance(out, dict):
+        if "x" not in out or "y" not in out:
+            raise TinyMLError(f"{display}: returned a dict without 'x' and 'y' (keys: {', '.join(map(str, out))})")
         out = (out["x"], out["y"], out.get("class_names"))
-    x, y = np.asarray(out[0]), np.asarray(out[1])
+    if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+        raise TinyMLError(f"{display}: must return (x, y), (x, y, class_names) or a dict with x and y; "
+                          f"got {type(out).__name__}")
+    x, y = _numeric(out[0], "x", display), _numeric(out[1], "y", display)
     names = list(out[2]) if len(out) > 2 and out[2] is not None else None
+    if x.ndim == 0 or y.ndim == 0:
+        raise TinyMLError(f"{display}: x and y need one entry per sample; got shapes {list(x.shape)} and {list(y.shape)}")
     if len(x) != len(y):
-        raise TinyMLError(f"dataset {ds.source!r}: x has {len(x)} samples but y has {len(y)}")
+        raise TinyMLError(f"{display}: x has {len(x)} samples but y has {len(y)}")
+    if len(x) < 2:
+        raise TinyMLError(f"{display}: {len(x)} sample(s); a dataset needs at least 2 (one to train, one to test)")
+    _check_finite(x, "x", display)
+    _check_finite(y, "y", display)
     return x, y, names
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _numeric(a, name: str, display: str):
+    import numpy as np
+
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise TinyMLError(f"{display}: {name} is not a rectangular array ({_one_line(e)})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TinyMLError(f"{display}: {name} has dtype {arr.dtype} ({'Python objects or ragged rows' if arr.dtype.kind == 'O' else 'not numbers'}); "
+                          f"{name} must be a numeric array (int, float or bool)")
+    return arr
+
+
+def _check_finite(a, name: str, display: str) -> None:
+    import numpy as np
+
+    if a.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f"{name}[{idx[0]}]" + (f" at {list(idx[1:])}" if len(idx) > 1 else "")
+        raise TinyMLError(f"{display}: {int(bad.sum())} value(s) in {name} are NaN or infinite (first: {where} = "
+                          f"{a[idx]}); fill or drop those samples before training")
+
+
+def _check_float32_range(a, name: str, display: str) -> None:
+    """Values that are finite in the source but would become infinite as float32 (the models' type)."""
+    import numpy as np
+
+    if a.dtype.kind not in "iuf" or a.dtype.itemsize <= 4 and a.dtype.kind == "f":
+        return
+    big = np.abs(a.astype("float64")) > np.finfo(np.float32).max
+    if big.any():
+        idx = tuple(int(i) for i in np.argwhere(big)[0])
+        where = f"{name}[{idx[0]}]" + (f" at {list(idx[1:])}" if len(idx) > 1 else "")
+        raise TinyMLError(f"{display}: {int(big.sum())} value(s) in {name} are too large for float32, the type "
+                          f"the model runs in (first: {where} = {a[idx]:.3g}; float32 stops at 3.4e38); rescale "
+                          f"the data")
 
 
 def _read_csv(ds: DatasetSettings):
-    import csv
-
     import numpy as np
 
-    with open(ds.source, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    header, rows = rows[0], rows[1:]
-    if ds.label not in header:
-        from .config import _closest
-
-        raise TinyMLError(f"{ds.source}: no column {ds.label!r} for [dataset] label{_closest(ds.label, header)}; "
-                          f"columns: {', '.join(header)}")
-    features = list(ds.features) if ds.features else [c for c in header if c != ds.label]
-    missing = [c for c in features if c not in header]
-    if missing:
-        raise TinyMLError(f"{ds.source}: feature columns not found: {missing}; columns: {', '.join(header)}")
-    fi = [header.index(c) for c in features]
-    li = header.index(ds.label)
-    try:
-        x = np.array([[float(r[i]) for i in fi] for r in rows], dtype="float32")
-    except ValueError as e:
-        raise TinyMLError(f"{ds.source}: a feature value is not a number: {e}") from None
-    labels = [r[li] for r in rows]
-    try:
-        y = np.array([float(v) for v in labels], dtype="float32")
-        names = None
-    except ValueError:  # text labels: classes in sorted order
-        names = sorted(set(labels))
-        y = np.array([names.index(v) for v in labels], dtype="int32")
-    return x, y, names
+    names, rows, labels, numbers = read_csv_columns(Path(ds.source), ds.label, ds.features, ds.source, keep=True)
+    x = np.array(rows, dtype="float32")
+    if numbers is not None:
+        return x, np.array(numbers, dtype="float32"), None
+    classes = sorted(set(labels))   # text labels: classes in sorted order
+    index = {c: i for i, c in enumerate(classes)}
+    return x, np.array([index[v] for v in labels], dtype="int32"), classes
 
 
 # --------------------------------------------------------------------------- the stage
@@ -167,16 +516,38 @@ def run(ds: DatasetSettings, task: str, seed: int, out_npz: Path, out_json: Path
 
     rng = np.random.default_rng(seed)
     x, y, names = _load_source(ds, rng)
+    display = ds.source if ds.kind != "callable" else f"dataset source {ds.source!r}"
+    _check_float32_range(x, "x", display)
     x = x.astype("float32")
-    if task in ("binary", "multiclass"):
-        if not np.allclose(y, np.round(y)):
-            raise TinyMLError(f"dataset {ds.source!r}: task is {task} but the labels are not whole numbers")
-        y = y.astype("int32").reshape(len(y))
+    if x.ndim == 1:                       # one feature per sample
+        x = x.reshape(len(x), 1)
+    if task in ("binary", "multiclass", "autoencoder"):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.reshape(len(y))
+        if y.ndim != 1:
+            what = "anomaly labels (0 normal, 1 anomalous)" if task == "autoencoder" else "class ids 0..N-1"
+            raise TinyMLError(f"{display}: y has shape {list(y.shape)} but a {task} dataset needs one label per "
+                              f"sample: {what}, shape (n,)")
+        if not np.array_equal(y, np.round(y)) or y.min() < 0:
+            bad = y[(y != np.round(y)) | (y < 0)][0]
+            raise TinyMLError(f"{display}: task is {task} but label {bad!r} is not a whole number >= 0; labels "
+                              f"must be class ids 0..N-1" + (" (0 normal, 1 anomalous)" if task == "autoencoder" else ""))
+        if task in ("binary", "autoencoder") and y.max() > 1:
+            raise TinyMLError(f"{display}: task is {task} but the labels go up to {int(y.max())}; {task} labels are "
+                              f"0 and 1" + ("; use task = \"multiclass\" for more classes" if task == "binary" else ""))
+        y = y.astype("int32")
     else:
-        y = y.astype("float32" if task != "autoencoder" else y.dtype)
+        # regression: one row of targets per sample; a 1-D y is one target, shape (n, 1) like the model's output
+        _check_float32_range(y, "y", display)
+        y = y.astype("float32")
+        if y.ndim == 1:
+            y = y.reshape(len(y), 1)
     n = len(x)
     perm = rng.permutation(n)
     n_test = max(1, int(round(n * ds.test_split)))
+    if n - n_test < 1:
+        raise TinyMLError(f"{display}: {n} samples leave none for training after test_split = {ds.test_split}; "
+                          f"add samples or lower [dataset] test_split")
     extra = {}
     if task == "autoencoder":
         # y holds the anomaly labels; train on normal samples only, test on everything held out
@@ -208,10 +579,20 @@ def run(ds: DatasetSettings, task: str, seed: int, out_npz: Path, out_json: Path
     if task == "autoencoder":
         y_train, y_test = x_train, x_test
 
+    if task == "autoencoder" and len(x_train) == 0:
+        raise TinyMLError(f"{display}: no normal (label 0) samples left for training the autoencoder; the training "
+                          f"part holds only anomalies")
     n_classes = None
     if task in ("binary", "multiclass"):
-        n_classes = int(max(y.max() + 1, 2))
-        names = list(ds.class_names) if ds.class_names else names or [str(i) for i in range(n_classes)]
+        given = list(ds.class_names) if ds.class_names else None
+        top = int(y.max()) + 1
+        if given is not None and len(given) < top:
+            raise TinyMLError(f"{display}: the labels go up to {top - 1} ({top} classes) but [dataset] class_names "
+                              f"lists only {len(given)}; give one name per class")
+        n_classes = max(top, 2, len(given) if given else 0)
+        if names is not None and len(names) < n_classes:
+            raise TinyMLError(f"{display}: returned {len(names)} class names for {n_classes} classes")
+        names = given or names or [str(i) for i in range(n_classes)]
     else:
         names = list(ds.class_names) if ds.class_names else None
 

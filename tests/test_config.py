@@ -71,8 +71,62 @@ def test_config_values_reach_the_settings(tmp_path):
     assert m.training.epochs == 3 and m.training.loss == "mse" and m.dataset.test_split == 0.2
 
 
-@pytest.mark.parametrize("source, task", [("sklearn:breast_cancer", "binary"), ("sklearn:digits", "multiclass")])
-def test_task_is_inferred_from_a_builtin_dataset(tmp_path, source, task):
-    toml = BASE.replace('task = "regression"\n', "").replace('source = "sine"', f'source = "{source}"')
+@pytest.mark.parametrize("source, task, units", [("sklearn:breast_cancer", "binary", 1),
+                                                 ("sklearn:digits", "multiclass", 10)])
+def test_task_is_inferred_from_a_builtin_dataset(tmp_path, source, task, units):
+    # sklearn datasets take no params: the sine's `params` line goes too (it would be refused)
+    toml = (BASE.replace('task = "regression"\n', "").replace('source = "sine"', f'source = "{source}"')
+            .replace("params = { samples = 400, noise = 0.05 }\n", "")
+            .replace('{ type = "dense", units = 1 }', f'{{ type = "dense", units = {units}, activation = "softmax" }}'))
     root = make_project(tmp_path / "p", toml)
     assert config.load(root / "tinyml.toml").models[0].task == task
+
+
+# --------------------------------------------------------------------------- issue 8: load-time inspection
+def test_every_example_still_loads():
+    for toml in sorted((config.Path(__file__).parents[1] / "examples").glob("*/tinyml.toml")):
+        assert config.load(toml).models, toml
+
+
+def _csv_project(tmp_path, rows: int):
+    text = BASE.replace('source = "sine"\nparams = { samples = 400, noise = 0.05 }',
+                        'source = "data/big.csv"\nlabel = "y"').replace("[models.sine.model]",
+                                                                        "[models.sine.model]\ninput_shape = [2]")
+    root = make_project(tmp_path / "p", text)
+    (root / "data").mkdir()
+    (root / "data" / "big.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 7},{i * 0.5}\n" for i in range(rows)))
+    return root
+
+
+def test_data_is_inspected_at_load_without_numpy(tmp_path):
+    import subprocess
+    import sys
+
+    root = _csv_project(tmp_path, 50)
+    code = ("import sys; from tasks import config; p = config.load('tinyml.toml'); "
+            "assert p.models[0].model.input_shape == (2,); "
+            "heavy = [m for m in ('numpy', 'tensorflow', 'tf_keras') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+    (root / "tinyml.toml").write_text((root / "tinyml.toml").read_text().replace("input_shape = [2]",
+                                                                                  "input_shape = [3]"))
+    with pytest.raises(config.ConfigError, match=r"input_shape': got \[3\], but each sample of data/big.csv has shape \[2\]"):
+        config.load(root / "tinyml.toml")
+
+
+def test_big_sources_are_scanned_once_and_rescanned_when_they_change(tmp_path, monkeypatch):
+    from tasks import dataset
+
+    root = _csv_project(tmp_path, 300)
+    monkeypatch.setattr(config._Context, "CACHE_MIN_BYTES", 100)
+    calls = []
+    real = dataset.inspect_csv
+    monkeypatch.setattr(dataset, "inspect_csv", lambda *a: calls.append(a) or real(*a))
+    config.load(root / "tinyml.toml")
+    config.load(root / "tinyml.toml")
+    assert len(calls) == 1 and (root / "build" / ".tinyml-sources.json").is_file()
+    with open(root / "data" / "big.csv", "a") as f:
+        f.write("1,2,x\n")   # now ragged? no: a text label in a regression; found because the file changed
+    with pytest.raises(config.ConfigError, match="holds text"):
+        config.load(root / "tinyml.toml")
+    assert len(calls) == 2

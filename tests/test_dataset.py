@@ -76,7 +76,8 @@ def test_callable_source_gets_its_params(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     meta, d = run(tmp_path, settings("mydata:load", "callable", params={"n": 24}), "regression")
     assert meta["counts"] == {"train": 18, "test": 6}
-    np.testing.assert_allclose(d["y_test"], 3 * d["x_test"][:, 0], atol=1e-6)
+    assert d["y_test"].shape == (6, 1)  # a 1-D regression target becomes one output column
+    np.testing.assert_allclose(d["y_test"][:, 0], 3 * d["x_test"][:, 0], atol=1e-6)
     sys.modules.pop("mydata", None)
 
 
@@ -98,3 +99,52 @@ def test_digits_are_images(tmp_path):
     meta, d = run(tmp_path, settings("sklearn:digits", "generator"), "multiclass")
     assert d["x_train"].shape[1:] == (8, 8, 1) and meta["n_classes"] == 10
     assert meta["class_names"] == [str(i) for i in range(10)]
+
+
+# --------------------------------------------------------------------------- issue 8: regression targets, bad data
+def test_csv_regression_target_is_one_output_column(tmp_path, monkeypatch):
+    rows = ["a,b,y"] + [f"{i},{i % 5},{2 * i - 1}" for i in range(20)]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    meta, d = run(tmp_path, settings("r.csv", "csv", label="y"), "regression")
+    assert d["y_train"].shape == (15, 1) and meta["output_shape"] == [1]   # like a Dense(1) output
+
+
+def test_npz_with_1d_x_and_y(tmp_path, monkeypatch):
+    np.savez(tmp_path / "s.npz", x=np.linspace(0, 1, 20), y=np.linspace(0, 2, 20))
+    monkeypatch.chdir(tmp_path)
+    meta, d = run(tmp_path, settings("s.npz", "npz"), "regression")
+    assert meta["input_shape"] == [1] and d["y_test"].shape == (5, 1)
+
+
+@pytest.mark.parametrize("x, match", [
+    (np.array([[1.0], [np.nan]] * 5), r"s.npz: 5 value\(s\) in x are NaN or infinite \(first: x\[1\] at \[0\]"),
+    (np.array([[1.0], [1e300]] * 5), r"too large for float32, the type the model runs in \(first: x\[1\] at \[0\] = 1e\+300"),
+])
+def test_non_finite_data_stops_the_dataset_stage(tmp_path, monkeypatch, x, match):
+    np.savez(tmp_path / "s.npz", x=x, y=np.zeros(10))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TinyMLError, match=match):
+        run(tmp_path, settings("s.npz", "npz"), "regression")
+    assert not (tmp_path / "d.npz").exists()
+
+
+def test_class_names_must_cover_the_labels(tmp_path, monkeypatch):
+    np.savez(tmp_path / "s.npz", x=np.zeros((12, 2)), y=np.arange(12) % 3)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TinyMLError, match="labels go up to 2 .* class_names lists only 2"):
+        run(tmp_path, settings("s.npz", "npz", class_names=("a", "b")), "multiclass")
+    meta, _ = run(tmp_path, settings("s.npz", "npz", class_names=("a", "b", "c", "d")), "multiclass")
+    assert meta["n_classes"] == 4   # a class absent from the data keeps its output
+
+
+def test_inspection_without_numpy_matches_the_stage(tmp_path):
+    (tmp_path / "r.csv").write_bytes(b"\xef\xbb\xbfa,b,state\n1,2,ok\n\n3,4,hot\n")   # BOM, blank line
+    info = dataset.inspect_csv(tmp_path / "r.csv", "state", None, "r.csv")
+    assert info["n"] == 2 and info["sample_shape"] == [2] and info["labels"] == "text" and info["n_distinct"] == 2
+    np.savez(tmp_path / "s.npz", x=np.zeros((6, 4, 2), "float32"), y=np.array([0, 1, 2, 0, 1, 2], ">i4"))
+    info = dataset.inspect_npz(tmp_path / "s.npz", "s.npz")
+    assert info["sample_shape"] == [4, 2] and info["labels"] == "integer" and (info["min"], info["max"]) == (0, 2)
+    np.savez_compressed(tmp_path / "c.npz", x=np.zeros((3, 1)), y=np.array([0.5, np.inf, 1]))
+    with pytest.raises(TinyMLError, match=r"y\[1\] is inf"):
+        dataset.inspect_npz(tmp_path / "c.npz", "c.npz")
