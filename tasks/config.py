@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .util import TinyMLError
+from .engine.errors import TinyMLError
 
 try:  # Python 3.11 ships tomllib; tomli is the same parser for older interpreters
     import tomllib as _toml
@@ -472,8 +472,8 @@ class _Context:
         self._dirty = False
 
     def inspect(self, kind: str, path: Path, display: str, label, features) -> dict:
-        """dataset.inspect_csv / inspect_npz, cached by (path, size, mtime) for big files."""
-        from . import dataset
+        """engine.data.inspect_csv / inspect_npz, cached by (path, size, mtime) for big files."""
+        from .engine import data as dataset
 
         st = path.stat()
         key = json.dumps([kind, str(path), st.st_size, st.st_mtime_ns, label, list(features or ())])
@@ -501,7 +501,7 @@ class _Context:
             return
         live = {k: v for k, v in self._cache.items() if os.path.exists(json.loads(k)[1])}
         try:
-            from .util import write_json
+            from .engine.io import write_json
 
             write_json(self._cache_path, dict(sorted(live.items())[-64:]))
         except OSError:
@@ -591,7 +591,7 @@ def _generator_task(ds: DatasetSettings) -> str | None:
 
 def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | None]:
     """The [dataset] table, and what the loader could learn about the data without numpy (or None)."""
-    from . import dataset as _dataset
+    from .engine import data as _dataset
 
     t.check_keys(("source", "params", "label", "features", "test_split", "normalize", "class_names"))
     source = t.get("source", str, required=True)
@@ -897,10 +897,10 @@ def _load_variant(name: str, t: _Table) -> VariantSettings:
     q = t.get("quantization", str, "float32", choices=QUANTIZATIONS)
     raw_steps = t.get("steps", list, [])
     if raw_steps:
-        from . import compress
+        from .engine.compression import validate_steps
 
         try:
-            steps = compress.validate_steps(raw_steps, f"{t.file} [{t.where}] steps")
+            steps = validate_steps(raw_steps, f"{t.file} [{t.where}] steps")
         except TinyMLError as e:
             raise ConfigError(str(e)) from None
         for i, s in enumerate(steps):

@@ -169,8 +169,3 @@ def _estimate(board: Board, variant_dir: Path, runtime: str) -> dict:
           "ram": {"arena": arena, "stack_heap": 0, "application": int(base["ram"])}}
     return _size_record(board, runtime, model + int(base["flash"]), arena + int(base["ram"]), bd, True,
                         estimate_basis=f"model bytes + arena + baseline for {board.arch}/{runtime}: {base['note']}")
-
-
-# Transition: the AOT target check still reaches QEMU through this module.
-from .engine.qemu import QEMU_ICOUNT_SHIFT, run_qemu  # noqa: E402,F401
-from .engine.platformio import ensure_core  # noqa: E402,F401

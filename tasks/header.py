@@ -8,7 +8,6 @@ The bytes are deterministic: identical inputs give identical files (no timestamp
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from importlib import metadata

@@ -2,41 +2,11 @@
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
-from .config import ModelSettings, TrainingSettings
-from .util import TinyMLError, atomic_path, import_tensorflow, normalise_keras_zip, seed_everything, write_json
-
-_KERAS_LAYER = {
-    "dense": "Dense", "conv1d": "Conv1D", "conv2d": "Conv2D", "depthwise_conv2d": "DepthwiseConv2D",
-    "max_pooling1d": "MaxPooling1D", "max_pooling2d": "MaxPooling2D",
-    "average_pooling1d": "AveragePooling1D", "average_pooling2d": "AveragePooling2D",
-    "global_average_pooling1d": "GlobalAveragePooling1D", "global_average_pooling2d": "GlobalAveragePooling2D",
-    "global_max_pooling1d": "GlobalMaxPooling1D", "global_max_pooling2d": "GlobalMaxPooling2D",
-    "flatten": "Flatten", "reshape": "Reshape", "dropout": "Dropout",
-    "batch_normalization": "BatchNormalization", "activation": "Activation", "relu": "ReLU",
-}
-
-
-def build_model(input_shape, layers):
-    """Build a tf_keras Sequential model from the tinyml.toml layer list (also used for students)."""
-    _, keras = import_tensorflow()
-    model = keras.Sequential(name="model")
-    model.add(keras.layers.Input(shape=tuple(input_shape)))
-    for i, spec in enumerate(layers):
-        spec = dict(spec)
-        cls = getattr(keras.layers, _KERAS_LAYER[spec.pop("type")])
-        for k in ("kernel_size", "strides", "pool_size", "target_shape"):
-            if isinstance(spec.get(k), list):
-                spec[k] = tuple(spec[k])
-        try:
-            model.add(cls(**spec))
-        except (ValueError, TypeError) as e:
-            raise TinyMLError(f"layer {i} ({cls.__name__}) cannot be built on input "
-                              f"{tuple(model.output_shape[1:])}: {e}") from None
-    return model
-
+from .engine.errors import TinyMLError
+from .engine.io import read_json, read_npz, write_json
+from .engine.keras_io import build_model, import_tensorflow, make_optimizer, save_model, seed_everything
 
 def _from_builder(ref: str, input_shape, meta: dict):
     mod, fn = ref.split(":")
@@ -51,19 +21,10 @@ def _metrics_for(task: str):
     return {"binary": ["accuracy"], "multiclass": ["accuracy"]}.get(task, ["mae"])
 
 
-def make_optimizer(name: str, learning_rate: float):
-    _, keras = import_tensorflow()
-    classes = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamw": "AdamW", "nadam": "Nadam",
-               "adagrad": "Adagrad"}
-    return getattr(keras.optimizers, classes[name])(learning_rate=learning_rate)
-
-
-def run(arch: ModelSettings, training: TrainingSettings, seed: int, dataset_npz: Path, dataset_json: Path,
+def run(arch, training, seed: int, dataset_npz: Path, dataset_json: Path,
         out_model: Path, out_history: Path) -> dict:
-    from . import dataset as ds
-
-    meta = json.loads(Path(dataset_json).read_text())
-    data = ds.load(dataset_npz)
+    meta = read_json(dataset_json)
+    data = read_npz(dataset_npz)
     _, keras = import_tensorflow()
     # Layer names are numbered per process ("dense_3"): start from zero so a model trained after others
     # in the same doit run gets the same bytes as when it is trained alone.
@@ -159,16 +120,3 @@ def _check_output(model, meta: dict) -> None:
     if want:
         raise TinyMLError(f"the model's output has shape {out}, but a {task} model on this dataset needs {want}: "
                           f"check the last layer in [model] layers")
-
-
-def save_model(model, path: Path) -> None:
-    """Save a tf_keras model as .keras with deterministic bytes (no save date, fixed zip timestamps)."""
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-        tmp.write_bytes(normalise_keras_zip(tmp.read_bytes()))
-
-
-def load_model(path: Path):
-    """Load a trained model (no custom objects)."""
-    _, keras = import_tensorflow()
-    return keras.models.load_model(path, compile=False)

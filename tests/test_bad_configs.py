@@ -78,7 +78,7 @@ def test_the_corpus_is_big_enough_and_every_case_says_what_it_expects():
 
 @pytest.mark.parametrize("case", LOAD, ids=[c.stem for c in LOAD])
 def test_load_time_mistake_is_one_line_and_exit_2(case, tmp_path, capsys):
-    from tasks import dag
+    from doit_tinyml import dag
 
     _, expect = parse(case)
     root = project_for(case, tmp_path / "p")
@@ -163,7 +163,7 @@ def _inside(p: Path, folder: Path) -> bool:
 
 def assert_writes_stay_in_build(root: Path) -> None:
     """Every target and every path an action is handed is below build/, except the read-only inputs."""
-    from tasks import dag
+    from doit_tinyml import dag
 
     ns = dag.load_project(root / "tinyml.toml")
     project = ns["TINYML_PROJECT"]
@@ -197,7 +197,7 @@ def _fuzz_ids(n: int):
 
 def test_no_config_reaches_outside_the_build_folder(tmp_path):
     """Ids become folder names: any id is either refused at load, or every path it makes stays in build/."""
-    from tasks import config
+    from doit_tinyml import config
 
     base = (REPO / "tests" / "bad_configs" / "units_zero.toml").read_text().replace("units = 0", "units = 1")
     accepted = refused = 0
@@ -227,7 +227,7 @@ def test_no_config_reaches_outside_the_build_folder(tmp_path):
 
 
 def test_build_dir_and_sketch_paths_cannot_leave_the_project(tmp_path):
-    from tasks import config
+    from doit_tinyml import config
 
     base = (HERE / "units_zero.toml").read_text().replace("units = 0", "units = 1")
     for build_dir in ("..", "../build", "/tmp/build", ".", "./", "a/../..", "sketches", "sketches/sine/b", "data", ""):

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from doit_tinyml import compress
+from doit_tinyml.engine.compression import validate_steps
+from doit_tinyml.engine.keras_io import load_model, save_model
 from doit_tinyml.engine.errors import TinyMLError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +25,7 @@ WHERE = "tinyml.toml [models.cancer.variants.v1] steps"
 
 
 def test_modules_import_without_tensorflow_or_numpy():
-    code = ("import sys; import doit_tinyml.compress, doit_tinyml.structured, doit_tinyml.distill; "
+    code = ("import sys; import doit_tinyml.compress, doit_tinyml.engine.compression.remove, doit_tinyml.engine.compression.distill; "
             "bad = [m for m in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization', 'numpy') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -31,7 +33,7 @@ def test_modules_import_without_tensorflow_or_numpy():
 
 
 def test_validate_fills_defaults():
-    steps = compress.validate_steps([{"method": "prune", "final_sparsity": 0.75},
+    steps = validate_steps([{"method": "prune", "final_sparsity": 0.75},
                                      {"method": "cluster", "clusters": 8},
                                      {"method": "qat"}], WHERE)
     assert [s["method"] for s in steps] == ["prune", "cluster", "qat"]
@@ -39,13 +41,13 @@ def test_validate_fills_defaults():
     assert steps[0]["final_sparsity"] == 0.75 and "sparsity" not in steps[0]
     assert steps[1]["init"] == "kmeans++" and steps[1]["epochs"] == 2
     assert steps[2]["epochs"] == 2 and steps[2]["learning_rate"] == 1e-4
-    const = compress.validate_steps([{"method": "prune", "schedule": "constant", "sparsity": 0.5}], WHERE)[0]
+    const = validate_steps([{"method": "prune", "schedule": "constant", "sparsity": 0.5}], WHERE)[0]
     assert const["sparsity"] == 0.5 and "final_sparsity" not in const
 
 
 def test_unknown_method_suggests_closest():
     with pytest.raises(TinyMLError) as e:
-        compress.validate_steps([{"method": "prun"}], WHERE)
+        validate_steps([{"method": "prun"}], WHERE)
     msg = str(e.value)
     assert "steps[0]" in msg and "'prun'" in msg and "did you mean 'prune'" in msg
     assert "distill, remove, prune, cluster, qat" in msg
@@ -54,7 +56,7 @@ def test_unknown_method_suggests_closest():
 
 def test_unknown_key_names_step_key_and_closest():
     with pytest.raises(TinyMLError) as e:
-        compress.validate_steps([{"method": "prune"}, {"method": "cluster", "cluster": 8}], WHERE)
+        validate_steps([{"method": "prune"}, {"method": "cluster", "cluster": 8}], WHERE)
     msg = str(e.value)
     assert "steps[1]" in msg and "'cluster'" in msg and "did you mean 'clusters'" in msg
     assert "clusters, epochs, init" in msg  # the allowed keys
@@ -62,12 +64,12 @@ def test_unknown_key_names_step_key_and_closest():
 
 def test_wrong_order_says_allowed_order():
     with pytest.raises(TinyMLError) as e:
-        compress.validate_steps([{"method": "qat"}, {"method": "prune"}], WHERE)
+        validate_steps([{"method": "qat"}, {"method": "prune"}], WHERE)
     msg = str(e.value)
     assert "steps[1]" in msg and "'prune' cannot come after 'qat'" in msg
     assert "distill -> remove -> prune -> cluster -> qat" in msg
     with pytest.raises(TinyMLError, match="at most once"):
-        compress.validate_steps([{"method": "prune"}, {"method": "prune"}], WHERE)
+        validate_steps([{"method": "prune"}, {"method": "prune"}], WHERE)
 
 
 @pytest.mark.parametrize("step, words", [
@@ -82,18 +84,18 @@ def test_wrong_order_says_allowed_order():
 ])
 def test_bad_values_are_named(step, words):
     with pytest.raises(TinyMLError) as e:
-        compress.validate_steps([step], WHERE)
+        validate_steps([step], WHERE)
     for w in words:
         assert w in str(e.value), (w, str(e.value))
 
 
 def test_cluster_after_prune_needs_three_clusters():
     with pytest.raises(TinyMLError, match="at least 3"):
-        compress.validate_steps([{"method": "prune"}, {"method": "cluster", "clusters": 2}], WHERE)
+        validate_steps([{"method": "prune"}, {"method": "cluster", "clusters": 2}], WHERE)
     with pytest.raises(TinyMLError, match="list of tables"):
-        compress.validate_steps({"method": "prune"}, WHERE)
+        validate_steps({"method": "prune"}, WHERE)
     with pytest.raises(TinyMLError, match="steps\\[0\\]"):
-        compress.validate_steps(["prune"], WHERE)
+        validate_steps(["prune"], WHERE)
 
 
 # ------------------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def test_cluster_after_prune_needs_three_clusters():
 
 
 def build_layers(input_shape, layers):
-    """The tests' own tiny layer-list builder (same format as tasks.train.build_model)."""
+    """The tests' own tiny layer-list builder (like engine.keras_io.build_model, plus PReLU)."""
     from doit_tinyml.engine.keras_io import import_tensorflow
 
     _, keras = import_tensorflow()
@@ -139,7 +141,7 @@ def _project(tmp: Path, layers, x_shape, seed=0, task="multiclass"):
     model = build_layers(x_shape, layers)
     model.compile("adam", loss)
     model.fit(x[:128], y[:128], epochs=1, batch_size=32, verbose=0)
-    compress.save_model(model, tmp / "trained.keras")
+    save_model(model, tmp / "trained.keras")
     return tmp / "trained.keras", npz, loss
 
 
@@ -150,10 +152,9 @@ def dense_project(tmp_path_factory):
 
 def _run(project, steps, tmp: Path, name="v"):
     trained, npz, loss = project
-    steps = compress.validate_steps(steps, WHERE)
+    steps = validate_steps(steps, WHERE)
     out = tmp / name / "compressed.keras"
-    rec = compress.run(trained, npz, steps, out, tmp / name / "compress.json", seed=1, loss=loss,
-                       build_layers=build_layers)
+    rec = compress.run(trained, npz, steps, out, tmp / name / "compress.json", seed=1, loss=loss)
     return out, rec
 
 
@@ -167,7 +168,7 @@ def test_prune_polynomial_reaches_target_sparsity_and_is_deterministic(dense_pro
 
     steps = [{"method": "prune", "final_sparsity": 0.75, "epochs": 2}]
     out, rec = _run(dense_project, steps, tmp_path, "a")
-    model = compress.load_model(out)
+    model = load_model(out)
     assert not any("prune" in type(l).__name__.lower() for l in model.layers)  # wrappers stripped
     kernels = _kernels(model)
     assert len(kernels) == 3
@@ -186,10 +187,10 @@ def test_prune_constant_and_2_by_4(dense_project, tmp_path):
 
     out, _ = _run(dense_project, [{"method": "prune", "schedule": "constant", "sparsity": 0.6, "epochs": 1}],
                   tmp_path, "const")
-    for name, k in _kernels(compress.load_model(out)).items():
+    for name, k in _kernels(load_model(out)).items():
         assert abs(float(np.mean(k == 0)) - 0.6) <= 0.01, name
     out, _ = _run(dense_project, [{"method": "prune", "structure": "2:4", "epochs": 1}], tmp_path, "m_by_n")
-    for name, k in _kernels(compress.load_model(out)).items():
+    for name, k in _kernels(load_model(out)).items():
         groups = k.T.reshape(k.shape[1], -1, 4)  # TFLite layout [out, in]: groups of 4 along the input
         assert int((groups != 0).sum(axis=-1).max()) <= 2, name
         assert float(np.mean(k == 0)) >= 0.5 - 1e-9
@@ -210,7 +211,7 @@ def test_prune_cluster_qat_chain_keeps_zeros_and_converts_to_int8(dense_project,
         assert k["distinct"] <= 6 and k["sparsity"] >= 0.5 - 0.01, name
     assert rec["requires_full_integer"] is True
     assert rec["steps"][2]["scheme"] == "Default8BitClusterPreserveQuantizeScheme"
-    model = compress.load_model(out)
+    model = load_model(out)
     assert any(type(l).__name__ == "QuantizeWrapperV2" for l in model.layers)
     kernels = _kernels(model)  # the float kernels inside the QAT wrappers: still clustered and sparse
     assert len(kernels) == 3
@@ -249,7 +250,7 @@ def test_qat_alone_uses_default_scheme(dense_project, tmp_path):
     assert rec["final"]["format"] == "h5"
     # parameters are the model's own, not the quantizers' ranges and step counters
     assert rec["final"]["params"] == rec["trained"]["params"] == 8 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
-    model = compress.load_model(out)
+    model = load_model(out)
     assert model.predict(__import__("numpy").zeros((2, 8), "float32"), verbose=0).shape == (2, 3)
 
 
@@ -267,7 +268,7 @@ def test_remove_keeps_function_when_dropping_dead_filters(tmp_path):
               {"type": "dense", "units": 8, "activation": "relu"},
               {"type": "dense", "units": 3, "activation": "softmax"}]
     trained, npz, loss = _project(tmp_path, layers, (12, 1))
-    model = compress.load_model(trained)
+    model = load_model(trained)
     # make half of every hidden layer's outputs dead (zero weights, zero bias) so L1 ranks them last;
     # BatchNormalization's beta is zeroed on the dead channels so they stay exactly 0 downstream
     for li, dead in ((0, [1, 3, 5, 7]), (2, [0, 2, 4, 6]), (4, [1, 2, 5, 6])):
@@ -279,20 +280,20 @@ def test_remove_keeps_function_when_dropping_dead_filters(tmp_path):
     bn[1][[1, 3, 5, 7]] = 0.0  # beta
     bn[2][[1, 3, 5, 7]] = 0.0  # moving mean
     model.layers[1].set_weights(bn)
-    compress.save_model(model, trained)
+    save_model(model, trained)
     x = np.load(npz)["x_test"]
     ref = model.predict(x, verbose=0)
 
-    rec = compress.run(trained, npz, compress.validate_steps([{"method": "remove", "epochs": 0}], WHERE),
+    rec = compress.run(trained, npz, validate_steps([{"method": "remove", "epochs": 0}], WHERE),
                        tmp_path / "v" / "compressed.keras", tmp_path / "v" / "compress.json", seed=0,
-                       loss=loss, build_layers=build_layers)
-    small = compress.load_model(tmp_path / "v" / "compressed.keras")
+                       loss=loss)
+    small = load_model(tmp_path / "v" / "compressed.keras")
     assert np.allclose(small.predict(x, verbose=0), ref, atol=1e-5)
     step = rec["steps"][0]
     assert [l["layer"] for l in step["layers"]] == [model.layers[i].name for i in (0, 2, 4)]
     assert step["params_after"] == small.count_params() < step["params_before"] == model.count_params()
     assert step["macs_after"] < step["macs_before"]
-    from doit_tinyml.structured import count_macs
+    from doit_tinyml.engine.compression.remove import count_macs
 
     assert step["macs_before"] == count_macs(model) == 10 * 3 * 8 + 8 * 3 * 8 * 8 + 64 * 8 + 8 * 3
 
@@ -305,7 +306,7 @@ def test_remove_then_finetune_still_predicts(dense_project, tmp_path):
     step = rec["steps"][0]
     assert [l["units_after"] for l in step["layers"]] == [8, 8]
     assert step["params_after"] < step["params_before"] and step["macs_after"] < step["macs_before"]
-    small = compress.load_model(out)
+    small = load_model(out)
     p = small.predict(np.load(dense_project[1])["x_test"], verbose=0)
     assert p.shape == (64, 3) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
 
@@ -316,7 +317,7 @@ def test_distill_student_has_students_size(dense_project, tmp_path):
     student = [{"type": "dense", "units": 4, "activation": "relu"}, {"type": "dense", "units": 3,
                                                                      "activation": "softmax"}]
     out, rec = _run(dense_project, [{"method": "distill", "layers": student, "epochs": 2}], tmp_path, "d")
-    model = compress.load_model(out)
+    model = load_model(out)
     expected = 8 * 4 + 4 + 4 * 3 + 3
     assert model.count_params() == expected == rec["steps"][0]["student_params"] == rec["final"]["params"]
     assert rec["steps"][0]["teacher_params"] == rec["trained"]["params"] > expected
@@ -337,7 +338,7 @@ def test_distill_regression_then_tiny_kernel_clusters_with_linear_fallback(tmp_p
     assert rec["steps"][0]["kind"] == "regression" and rec["final"]["params"] == 7
     # 3 non-zero weights cannot seed 7 kmeans++ centroids: that layer falls back to linear init
     assert len(rec["steps"][2]["linear_init_for"]) == 1
-    (k,) = _kernels(compress.load_model(out)).values()
+    (k,) = _kernels(load_model(out)).values()
     assert np.unique(k).size <= 8 and int((k == 0).sum()) == 3
 
 
@@ -364,7 +365,7 @@ def test_conv1d_qat_converts_to_int8_and_preserving_qat_names_the_layer(tmp_path
               {"type": "global_average_pooling1d"}, {"type": "dense", "units": 3, "activation": "softmax"}]
     project = _project(tmp_path, layers, (8, 1))
     out, rec = _run(project, [{"method": "qat", "epochs": 1}], tmp_path, "q")
-    model = compress.load_model(out)
+    model = load_model(out)
     tf, _ = import_tensorflow()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]

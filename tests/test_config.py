@@ -103,7 +103,7 @@ def test_data_is_inspected_at_load_without_numpy(tmp_path):
     import sys
 
     root = _csv_project(tmp_path, 50)
-    code = ("import sys; from tasks import config; p = config.load('tinyml.toml'); "
+    code = ("import sys; from doit_tinyml import config; p = config.load('tinyml.toml'); "
             "assert p.models[0].model.input_shape == (2,); "
             "heavy = [m for m in ('numpy', 'tensorflow', 'tf_keras') if m in sys.modules]; "
             "assert not heavy, heavy")
@@ -115,7 +115,7 @@ def test_data_is_inspected_at_load_without_numpy(tmp_path):
 
 
 def test_big_sources_are_scanned_once_and_rescanned_when_they_change(tmp_path, monkeypatch):
-    from tasks import dataset
+    from doit_tinyml.engine import data as dataset
 
     root = _csv_project(tmp_path, 300)
     monkeypatch.setattr(config._Context, "CACHE_MIN_BYTES", 100)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from doit_tinyml import dataset
+from doit_tinyml.engine import data
 from doit_tinyml.config import DatasetSettings
 from doit_tinyml.engine.errors import TinyMLError
 
@@ -140,11 +141,11 @@ def test_class_names_must_cover_the_labels(tmp_path, monkeypatch):
 
 def test_inspection_without_numpy_matches_the_stage(tmp_path):
     (tmp_path / "r.csv").write_bytes(b"\xef\xbb\xbfa,b,state\n1,2,ok\n\n3,4,hot\n")   # BOM, blank line
-    info = dataset.inspect_csv(tmp_path / "r.csv", "state", None, "r.csv")
+    info = data.inspect_csv(tmp_path / "r.csv", "state", None, "r.csv")
     assert info["n"] == 2 and info["sample_shape"] == [2] and info["labels"] == "text" and info["n_distinct"] == 2
     np.savez(tmp_path / "s.npz", x=np.zeros((6, 4, 2), "float32"), y=np.array([0, 1, 2, 0, 1, 2], ">i4"))
-    info = dataset.inspect_npz(tmp_path / "s.npz", "s.npz")
+    info = data.inspect_npz(tmp_path / "s.npz", "s.npz")
     assert info["sample_shape"] == [4, 2] and info["labels"] == "integer" and (info["min"], info["max"]) == (0, 2)
     np.savez_compressed(tmp_path / "c.npz", x=np.zeros((3, 1)), y=np.array([0.5, np.inf, 1]))
     with pytest.raises(TinyMLError, match=r"y\[1\] is inf"):
-        dataset.inspect_npz(tmp_path / "c.npz", "c.npz")
+        data.inspect_npz(tmp_path / "c.npz", "c.npz")

@@ -245,7 +245,6 @@ class Tasks:
                        "actions": [self.action(_lazy("compress", "run"), L.trained(m.name), L.dataset(m.name), v.steps,
                                                out, rec, seed=self.p.seed, loss=m.training.loss,
                                                optimizer=m.training.optimizer,
-                                               build_layers=_lazy("engine.keras_io", "build_model"),
                                                log=L.log(m.name, f"compress-{v.name}"))],
                        "file_dep": [L.trained(m.name), L.dataset(m.name)], "targets": [out, rec],
                        "uptodate": self.uptodate("compress", v.steps, m.training.loss, m.training.optimizer,

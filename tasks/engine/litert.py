@@ -11,7 +11,7 @@ from .quant import dequantize, qparams, quantize
 LITERT_BATCH = 512
 
 
-def run(model_bytes: bytes, x, tflite_path) -> "np.ndarray":
+def run(model_bytes: bytes, x, tflite_path):
     """All of x through LiteRT; returns dequantised float32 outputs with x's batch dimension."""
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter, OpResolverType

@@ -18,7 +18,8 @@ No TensorFlow or numpy at import time.
 """
 from __future__ import annotations
 
-from .util import TinyMLError, import_tensorflow
+from ..errors import TinyMLError
+from ..keras_io import build_model, import_tensorflow
 
 _EPS = 1e-7
 
@@ -84,19 +85,17 @@ def apply(teacher, step: dict, ctx):
     """Build the student from step["layers"], distill it from `teacher`, return (student, record)."""
     import numpy as np
 
-    from .structured import count_macs
+    from .remove import count_macs
 
-    if ctx.build_layers is None:
-        raise TinyMLError(f"{ctx.label} (distill): no model builder is available to build the student")
     x, y = ctx.data["x_train"], ctx.data["y_train"]
     input_shape = tuple(teacher.input_shape[1:])
-    student = ctx.build_layers(input_shape, [dict(l) for l in step["layers"]])
+    student = build_model(input_shape, [dict(l) for l in step["layers"]])
     if tuple(student.output_shape[1:]) != tuple(teacher.output_shape[1:]):
         raise TinyMLError(f"{ctx.label} (distill): the student's output shape {tuple(student.output_shape[1:])} "
                           f"differs from the teacher's {tuple(teacher.output_shape[1:])}; make the student's last "
                           f"layer match the teacher's (same units and activation)")
     kind = _kind(ctx.loss)
-    from .compress import _predict
+    from .common import predict as _predict
 
     t_out = _predict(teacher, x)
     n = len(x)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-from .util import TinyMLError, import_tensorflow
+from ..errors import TinyMLError
+from ..keras_io import import_tensorflow
 
 # layers whose output channel c depends only on input channel c (they pass channel selections through)
 _CHANNELWISE = {
