@@ -401,7 +401,7 @@ def _load(path: str | Path) -> Project:
                                   f"use a folder beside it, e.g. build_dir = \"build\"")
 
     # Boards: every board a model uses, resolved once against the catalogue with overrides.
-    from . import boards as _boards
+    from .engine import boards as _boards
 
     used = sorted({b for m in models for b in m.firmware.boards} | set(board_tables))
     resolved = {}

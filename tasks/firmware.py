@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from .aot import KERNELS_DIR
-from .boards import Board
+from .engine.boards import Board
 from .engine import artifacts
 from .engine import elf as elfsize
 from .engine import platformio

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from doit_tinyml import boards
-from doit_tinyml.boards import CATALOGUE, OVERRIDE_KEYS, resolve
+from doit_tinyml.engine import boards
+from doit_tinyml.engine.boards import CATALOGUE, OVERRIDE_KEYS, resolve
 from doit_tinyml.engine.errors import TinyMLError
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from doit_tinyml import boards, firmware
+from doit_tinyml import firmware
+from doit_tinyml.engine import boards
 from doit_tinyml.engine import artifacts, platformio, qemu
 from doit_tinyml.engine import elf as elfsize
 from doit_tinyml.engine.errors import TinyMLError

@@ -85,7 +85,7 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
 
     from ..engine import platformio, qemu
     from .check import FLOAT_ATOL, FLOAT_RTOL, compile_host, load_inputs, run_host
-    from ..boards import CATALOGUE
+    from ..engine.boards import CATALOGUE
     from .generate import generate
 
     if prefix != "tinyml":

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .. import __version__ as PLUGIN_VERSION
-from ..boards import CATALOGUE, Board
+from .boards import CATALOGUE, Board
 from . import elf as elfsize
 from .errors import TinyMLError
 from .io import atomic_path, dumps_json, write_json, write_text

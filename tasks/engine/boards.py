@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .engine.errors import TinyMLError
+from .errors import TinyMLError
 
 # What the local PlatformIO platform needs per Cortex-M core: gcc -mcpu, -mfpu, -mfloat-abi.
 _ARM_FLAGS: dict[str, tuple[str, str | None, str]] = {
