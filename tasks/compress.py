@@ -14,7 +14,7 @@ from .engine.compression import common, remove
 from .engine.compression.settings import validate_steps
 from .engine.errors import TinyMLError
 from .engine.io import read_npz, write_json
-from .engine.keras_io import import_tensorflow, load_model, save_model, seed_everything
+from .engine.keras_io import import_tensorflow, load_model, save_model, seed_everything, weights_sizes
 
 
 def run(trained_path: Path, dataset_npz: Path, steps: tuple[dict, ...], out_keras: Path, out_json: Path, *,
@@ -56,7 +56,7 @@ def run(trained_path: Path, dataset_npz: Path, steps: tuple[dict, ...], out_kera
             rec.pop("_after")
     fmt = save_model(model, out_keras)
     final = {"params": remove.count_params(model), "macs": int(remove.count_macs(model)), "format": fmt,
-             **common.file_sizes(out_keras.read_bytes())}
+             **common.file_sizes(out_keras.read_bytes()), **weights_sizes(model)}
     result = {"steps": records, "trained": before, "final": final,
               "requires_full_integer": any(s["method"] == "qat" for s in steps)}
     write_json(out_json, result)

@@ -26,6 +26,8 @@ class ConfigError(TinyMLError):
     """A mistake in tinyml.toml."""
 
 
+VOTE_RULES = ("max", "mean+k*std")
+RECONSTRUCTION_ERRORS = ("mse", "mae")
 TASKS = ("regression", "binary", "multiclass", "autoencoder")
 QUANTIZATIONS = ("float32", "dynamic", "float16", "int8", "int16x8")
 CONVERTERS = ("keras", "saved_model", "concrete", "auto")
@@ -158,9 +160,20 @@ class FirmwareSettings:
 
 @dataclass(frozen=True)
 class AnomalySettings:
+    """How an autoencoder's reconstruction error becomes a decision (see docs/report.md).
+
+    A sample is flagged when its error (`error`: mean squared or mean absolute) exceeds
+    mean + k * std of the training errors. With voting, a group of `vote_window` consecutive samples
+    is anomalous when at least T of its members are flagged: `vote_threshold = "max"` takes T one more
+    than the most flagged members of any training group; `"mean+k*std"` takes T = mean + vote_k * std
+    of the flagged counts per training group (the published rule).
+    """
     k: float = 3.0
     mode: str = "pointwise"
     vote_window: int = 10
+    vote_threshold: str = "max"
+    vote_k: float = 1.0
+    error: str = "mse"
 
 
 @dataclass(frozen=True)
@@ -571,11 +584,15 @@ def _load_model(name: str, t: _Table, ctx: _Context) -> Model:
     an = t.sub("anomaly")
     if "anomaly" in t.raw and task != "autoencoder":
         raise an.err(None, f"applies to autoencoders only, but this model's task is {task!r}; remove the table")
-    an.check_keys(("k", "mode", "vote_window"))
+    an.check_keys(("k", "mode", "vote_window", "vote_threshold", "vote_k", "error"))
     anomaly = AnomalySettings(k=an.get("k", float, 3.0, check=lambda v: None if 0 < v <= 1000 else
                                        "must be in (0, 1000]"),
                               mode=an.get("mode", str, "pointwise", choices=("pointwise", "window")),
-                              vote_window=an.get("vote_window", int, 10, check=_between(1, 100_000)))
+                              vote_window=an.get("vote_window", int, 10, check=_between(1, 100_000)),
+                              vote_threshold=an.get("vote_threshold", str, "max", choices=VOTE_RULES),
+                              vote_k=an.get("vote_k", float, 1.0, check=lambda v: None if 0 <= v <= 1000 else
+                                            "must be in [0, 1000]"),
+                              error=an.get("error", str, "mse", choices=RECONSTRUCTION_ERRORS))
     m = Model(name=name, task=task, dataset=dataset, model=model, training=training,
               variants=variants, firmware=fw, anomaly=anomaly)
     _check_against_data(m, info, t)

@@ -21,7 +21,8 @@ from .engine.quant import dequantize
 
 TASKS = ("regression", "binary", "multiclass", "autoencoder")
 ANOMALY_MODES = ("pointwise", "window")
-ANOMALY_DEFAULTS = {"k": 3.0, "mode": "pointwise", "vote_window": 10}
+ANOMALY_DEFAULTS = {"k": 3.0, "mode": "pointwise", "vote_window": 10, "vote_threshold": "max", "vote_k": 1.0,
+                    "error": "mse"}
 
 
 def run(

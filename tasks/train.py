@@ -6,7 +6,8 @@ from pathlib import Path
 
 from .engine.errors import TinyMLError
 from .engine.io import read_json, read_npz, write_json
-from .engine.keras_io import build_model, import_tensorflow, make_optimizer, save_model, seed_everything
+from .engine.keras_io import (build_model, import_tensorflow, make_optimizer, save_model, seed_everything,
+                              weights_sizes)
 
 def _from_builder(ref: str, input_shape, meta: dict):
     mod, fn = ref.split(":")
@@ -70,7 +71,12 @@ def run(arch, training, seed: int, dataset_npz: Path, dataset_json: Path,
     save_model(model, out_model)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["epochs_run"] = len(hist.history.get("loss", []))
+    history["epochs"] = int(training.epochs)
+    history["early_stopped"] = history["epochs_run"] < training.epochs
+    val = history.get("val_loss") or []
+    history["best_val_loss"] = min(val) if val else None
     history["params"] = int(model.count_params())
+    history.update(weights_sizes(model))
     write_json(out_history, history)
     return history
 

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from ..errors import TinyMLError
-from ..keras_io import import_tensorflow, make_optimizer, save_model
+from ..keras_io import import_tensorflow, make_optimizer, save_model, weights_sizes
 from .remove import count_macs, count_params
 
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
@@ -40,6 +40,7 @@ def measure(model, tmpdir: Path, tag: str) -> dict:
     fmt = save_model(model, p)
     rec = {"params": count_params(model), "macs": int(count_macs(model)), "format": fmt}
     rec.update(file_sizes(p.read_bytes()))
+    rec.update(weights_sizes(model))
     return rec
 
 
