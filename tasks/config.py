@@ -5,6 +5,8 @@ allowed, and suggests the closest key for a typo. Pure Python: this runs on ever
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import json
 import math
@@ -147,6 +149,8 @@ class VariantSettings:
     required: bool = False
     runtime: tuple[str, ...] | None = None   # overrides the firmware's runtimes for this variant
     description: str = ""
+    per_channel: bool = True                 # full-integer PTQ: weights per channel (False: per tensor)
+    sweep: dict | None = None                # the sweep point this variant is (report-only; see engine.sweep)
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ class Model:
     variants: tuple[VariantSettings, ...]
     firmware: FirmwareSettings
     anomaly: AnomalySettings
+    sweep: dict | None = None                # the sweep point this model is (report-only; see engine.sweep)
 
 
 @dataclass(frozen=True)
@@ -391,7 +396,14 @@ def _load(path: str | Path) -> Project:
     if not isinstance(models_raw, dict) or not models_raw:
         raise ConfigError(f"{file}: needs at least one [models.<name>] table (see the README's example)")
     ctx = _Context(file=file, root=root, build_dir=build_dir)
-    models = tuple(_load_model(n, _Table(t, f"models.{n}", file), ctx) for n, t in models_raw.items())
+    models = []
+    for n, t in models_raw.items():
+        for pname, ptable, sweep in _expand(n, t, f"models.{n}", "model", file):
+            with _in_sweep(pname, sweep, f"models.{n}"):
+                m = _load_model(pname, _Table(ptable, f"models.{pname}", file), ctx)
+            models.append(dataclasses.replace(m, sweep=sweep))
+    _unique([m.name for m in models], "model", file, "[models]")
+    models = tuple(models)
 
     # Nothing the build writes may land in its inputs, and no input may live in the build folder
     # (`doit clean` and the firmware stage delete files there).
@@ -429,6 +441,39 @@ def _load(path: str | Path) -> Project:
     ctx.save_cache()   # only for a config that loads: a refused one leaves no build folder behind
     return Project(path=path, root=root, name=name, build_dir=build_dir, seed=seed, models=models,
                    boards=resolved, report=report)
+
+
+def _expand(name: str, raw: Any, where: str, kind: str, file: str) -> list:
+    """The points of a model or variant table's sweep (engine.sweep), or the table itself."""
+    from .engine.sweep import expand
+
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        return [(name, raw, None)]   # _load_model / _load_variant say what is wrong with the name
+    try:
+        return expand(name, raw, where=where, kind=kind)
+    except TinyMLError as e:
+        raise ConfigError(f"{file}: {e}") from None
+
+
+@contextlib.contextmanager
+def _in_sweep(point: str, sweep: dict | None, where: str):
+    """A mistake in one sweep point names the sweep key and value that made the point."""
+    try:
+        yield
+    except ConfigError as e:
+        if sweep is None:
+            raise
+        made = ", ".join(f"{sweep['keys'][k]!r} = {v!r}" for k, v in sweep["values"].items())
+        raise ConfigError(f"{e} (in sweep point {point!r} of [{where}.sweep]: {made})") from None
+
+
+def _unique(names: list[str], what: str, file: str, where: str) -> None:
+    seen = set()
+    for n in names:
+        if n.lower() in seen:
+            raise ConfigError(f"{file}: {where}: two {what}s are named {n!r} (names differing only in case count as "
+                              f"one: they are folders); rename one, or change the sweep that generates it")
+        seen.add(n.lower())
 
 
 def _inside(p: Path, folder: Path) -> bool:
@@ -580,7 +625,15 @@ def _load_model(name: str, t: _Table, ctx: _Context) -> Model:
     variants_raw = t.raw.get("variants")
     if not isinstance(variants_raw, dict) or not variants_raw:
         raise t.err("variants", "needs at least one [models.%s.variants.<name>] table, e.g. float32 and int8" % name)
-    variants = tuple(_load_variant(v, t.sub("variants").sub(v)) for v in variants_raw)
+    variants = []
+    for vname, vraw in variants_raw.items():
+        vwhere = f"{t.where}.variants.{vname}"
+        for pname, ptable, sweep in _expand(vname, vraw, vwhere, "variant", t.file):
+            with _in_sweep(pname, sweep, vwhere):
+                v = _load_variant(pname, _Table(ptable, f"{t.where}.variants.{pname}", t.file))
+            variants.append(dataclasses.replace(v, sweep=sweep))
+    _unique([v.name for v in variants], "variant", t.file, f"[{t.where}.variants]")
+    variants = tuple(variants)
     an = t.sub("anomaly")
     if "anomaly" in t.raw and task != "autoencoder":
         raise an.err(None, f"applies to autoencoders only, but this model's task is {task!r}; remove the table")
@@ -905,7 +958,7 @@ def _check_sketch(m: Model, t: _Table, root: Path) -> None:
 
 
 VARIANT_KEYS = ("quantization", "io", "converter", "representative_samples", "steps", "required",
-                "runtime", "description")
+                "runtime", "description", "per_channel")
 
 
 def _load_variant(name: str, t: _Table) -> VariantSettings:
@@ -942,7 +995,21 @@ def _load_variant(name: str, t: _Table) -> VariantSettings:
         runtime=_runtimes(runtime, t) if runtime is not None else None,
         description=t.get("description", str, "", check=lambda v: None if len(v) <= 1000 else
                           "must be at most 1000 characters"),
+        per_channel=_per_channel(t, q, steps),
     )
+
+
+def _per_channel(t: _Table, q: str, steps) -> bool:
+    """Full-integer PTQ quantizes weights per output channel (TFLite's default) or, when false, per tensor."""
+    value = t.get("per_channel", bool, True)
+    if not value and q not in ("int8", "int16x8"):
+        raise t.err("per_channel", f"is false, but per-tensor weights apply to full-integer quantization only and "
+                                   f"this variant's quantization is {q!r}; remove the key or set quantization = "
+                                   f"\"int8\"")
+    if not value and any(s["method"] == "qat" for s in steps):
+        raise t.err("per_channel", "is false, but after quantization-aware training the weights are quantized the way "
+                                   "tfmot trained them (per channel); remove the key or the qat step")
+    return value
 
 
 def _runtimes(value, t: _Table) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ def _make_converter(tf, model, method: str, workdir: Path):
     raise TinyMLError(f"unknown converter {method!r}; allowed: {', '.join(METHODS)}, auto")
 
 
-def _configure(tf, conv, quantization: str, io: str, rep_data, qat: bool) -> None:
+def _configure(tf, conv, quantization: str, io: str, rep_data, qat: bool, per_channel: bool = True) -> None:
     if quantization == "float32" and not qat:
         return
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -59,6 +59,8 @@ def _configure(tf, conv, quantization: str, io: str, rep_data, qat: bool) -> Non
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     conv.inference_input_type = io_dtype
     conv.inference_output_type = io_dtype
+    if not per_channel:  # one scale per weight tensor: smaller files, usually a little less accurate
+        conv._experimental_disable_per_channel = True
 
 
 def _tolerance(quantization: str, ref) -> float:
@@ -71,7 +73,7 @@ def _tolerance(quantization: str, ref) -> float:
 
 def run(model_path: Path, dataset_npz: Path, out_tflite: Path, out_json: Path, *, quantization: str,
         io: str, converter: str, representative_samples: int, qat: bool = False,
-        seed: int = 0) -> dict:
+        seed: int = 0, per_channel: bool = True) -> dict:
     import numpy as np
 
     tf, _ = import_tensorflow()
@@ -90,7 +92,7 @@ def run(model_path: Path, dataset_npz: Path, out_tflite: Path, out_json: Path, *
         with tempfile.TemporaryDirectory(dir=Path(out_tflite).parent) as work:
             try:
                 conv = _make_converter(tf, model, method, Path(work))
-                _configure(tf, conv, quantization, io, rep, qat)
+                _configure(tf, conv, quantization, io, rep, qat, per_channel)
                 blob = conv.convert()
             except TinyMLError:
                 raise
@@ -114,6 +116,7 @@ def run(model_path: Path, dataset_npz: Path, out_tflite: Path, out_json: Path, *
         converter=converter, chosen=chosen, quantization=quantization, io=io, qat=qat,
         representative_samples=int(len(rep)), tflite_bytes=results[chosen]["bytes"],
         keras_bytes=Path(model_path).stat().st_size,
-        methods={m: {k: v for k, v in r.items() if k != "_blob"} for m, r in results.items()}, errors=errors)
+        methods={m: {k: v for k, v in r.items() if k != "_blob"} for m, r in results.items()}, errors=errors,
+        per_channel=per_channel if quantization in ("int8", "int16x8") else None)
     artifacts.write(out_json, record)
     return record.to_dict()

@@ -4,7 +4,7 @@ Everything a build writes is under the project's build folder; model, variant an
 checked at load (letters, digits, '_', '-') so no name can lead outside it.
 
     build/
-      <model>/dataset.npz, dataset.json, trained.keras, history.json, logs/<task>.log
+      <model>/dataset.npz, dataset.json, trained.keras, history.json, logs/<task>.log, steps/ (step cache)
       <model>/<variant>/compressed.keras, compress.json, model.tflite, convert.json, metrics.json,
                         analysis.json, model_data.h, model_data.cc, aot/, aot.json
       <model>/<variant>/<board>[.<runtime>]/firmware.elf, firmware.map, size.json, pio/
@@ -36,6 +36,10 @@ class Layout:
 
     def history(self, model: str) -> Path:
         return self.model(model) / "history.json"
+
+    def step_cache(self, model: str) -> Path:
+        """Models after each compression step, by the hash of the steps so far (shared prefixes run once)."""
+        return self.model(model) / "steps"
 
     def log(self, model: str, name: str) -> Path:
         return self.model(model) / "logs" / f"{name}.log"

@@ -62,14 +62,21 @@ def test_unknown_key_names_step_key_and_closest():
     assert "clusters, epochs, init" in msg  # the allowed keys
 
 
-def test_wrong_order_says_allowed_order():
+def test_order_is_checked_by_what_each_step_needs():
     with pytest.raises(TinyMLError) as e:
         validate_steps([{"method": "qat"}, {"method": "prune"}], WHERE)
     msg = str(e.value)
-    assert "steps[1]" in msg and "'prune' cannot come after 'qat'" in msg
-    assert "distill -> remove -> prune -> cluster -> qat" in msg
-    with pytest.raises(TinyMLError, match="at most once"):
-        validate_steps([{"method": "prune"}, {"method": "prune"}], WHERE)
+    assert "steps[1]" in msg and "'prune' cannot come after 'qat': qat must be the last step" in msg
+    with pytest.raises(TinyMLError, match="'prune' cannot come after 'cluster'.*put prune before cluster"):
+        validate_steps([{"method": "cluster"}, {"method": "prune"}], WHERE)
+    with pytest.raises(TinyMLError, match="put distill first"):
+        validate_steps([{"method": "prune"}, {"method": "distill", "layers": [{"type": "dense", "units": 3}]}], WHERE)
+    with pytest.raises(TinyMLError, match="already clustered"):
+        validate_steps([{"method": "cluster"}, {"method": "cluster"}], WHERE)
+    # the literature's orders that the old fixed order refused: prune then remove, pruning in rounds
+    assert [s["method"] for s in validate_steps([{"method": "prune"}, {"method": "remove"}], WHERE)] == ["prune", "remove"]
+    assert len(validate_steps([{"method": "prune", "final_sparsity": 0.5},
+                               {"method": "prune", "final_sparsity": 0.8}], WHERE)) == 2
 
 
 @pytest.mark.parametrize("step, words", [
@@ -387,3 +394,25 @@ def test_conv1d_qat_converts_to_int8_and_preserving_qat_names_the_layer(tmp_path
     with pytest.raises(TinyMLError) as e:
         _run(project, [{"method": "prune", "structure": "2:4", "epochs": 1}], tmp_path)
     assert re.search(r"\(prune\): layer 'conv1d(_\d+)?' \(Conv1D\)", str(e.value)) and "2:4" in str(e.value)
+
+
+def test_shared_steps_run_once_and_give_the_same_bytes(dense_project, tmp_path, capsys):
+    """Two variants that begin with the same prune step: the second starts from the cached prune,
+    and its bytes equal those of a run with an empty cache (and the paper's prune-then-remove order runs)."""
+    trained, npz, loss = dense_project
+    prune = {"method": "prune", "final_sparsity": 0.5, "epochs": 1}
+    a = validate_steps([prune], WHERE)
+    b = validate_steps([prune, {"method": "remove", "fraction": 0.25, "epochs": 1}], WHERE)
+    cache = tmp_path / "cache"
+    compress.run(trained, npz, a, tmp_path / "a" / "c.keras", tmp_path / "a" / "c.json", seed=1, loss=loss,
+                 cache_dir=cache, cache_salt="x")
+    capsys.readouterr()
+    rec = compress.run(trained, npz, b, tmp_path / "b" / "c.keras", tmp_path / "b" / "c.json", seed=1, loss=loss,
+                       cache_dir=cache, cache_salt="x")
+    assert "steps[0..0] shared with another variant" in capsys.readouterr().out
+    fresh = compress.run(trained, npz, b, tmp_path / "f" / "c.keras", tmp_path / "f" / "c.json", seed=1, loss=loss,
+                         cache_dir=tmp_path / "empty", cache_salt="x")
+    assert (tmp_path / "b" / "c.keras").read_bytes() == (tmp_path / "f" / "c.keras").read_bytes()
+    assert (tmp_path / "b" / "c.json").read_bytes() == (tmp_path / "f" / "c.json").read_bytes()
+    assert rec == fresh and [s["method"] for s in rec["steps"]] == ["prune", "remove"]
+    assert rec["final"]["params"] < rec["trained"]["params"]  # units really removed after pruning

@@ -244,7 +244,8 @@ class Tasks:
                 yield {"name": f"{m.name}/{v.name}", "doc": " -> ".join(s["method"] for s in v.steps),
                        "actions": [self.action(_lazy("compress", "run"), L.trained(m.name), L.dataset(m.name), v.steps,
                                                out, rec, seed=self.p.seed, loss=m.training.loss,
-                                               optimizer=m.training.optimizer,
+                                               optimizer=m.training.optimizer, cache_dir=L.step_cache(m.name),
+                                               cache_salt=self.code["compress"],
                                                log=L.log(m.name, f"compress-{v.name}"))],
                        "file_dep": [L.trained(m.name), L.dataset(m.name)], "targets": [out, rec],
                        "uptodate": self.uptodate("compress", v.steps, m.training.loss, m.training.optimizer,
@@ -260,11 +261,13 @@ class Tasks:
                        "actions": [self.action(_lazy("convert", "run"), src, L.dataset(m.name), L.tflite(m.name, v.name),
                                                L.convert_json(m.name, v.name), quantization=v.quantization, io=v.io,
                                                converter=v.converter, representative_samples=v.representative_samples,
-                                               qat=qat, seed=self.p.seed, log=L.log(m.name, f"convert-{v.name}"))],
+                                               qat=qat, seed=self.p.seed, per_channel=v.per_channel,
+                                               log=L.log(m.name, f"convert-{v.name}"))],
                        "file_dep": [src, L.dataset(m.name)],
                        "targets": [L.tflite(m.name, v.name), L.convert_json(m.name, v.name)],
                        "uptodate": self.uptodate("convert", v.quantization, v.io, v.converter,
-                                                 v.representative_samples, qat, self.p.seed), "clean": True}
+                                                 v.representative_samples, qat, self.p.seed, v.per_channel),
+                       "clean": True}
 
     def evaluate(self):
         for m in self.p.models:
@@ -294,7 +297,7 @@ class Tasks:
 
     def provenance(self, m: Model, v: VariantSettings) -> dict:
         """What the header states about where the model came from; report-only settings excluded."""
-        built = dataclasses.replace(v, required=False, description="")
+        built = dataclasses.replace(v, required=False, description="", sweep=None)
         return {"model": m.name, "variant": v.name,
                 "settings_hash": sha256_text(_settings(m.dataset, m.task, m.model, m.training, built, self.p.seed))}
 
@@ -376,7 +379,8 @@ class Tasks:
                         "compress": L.compress_json(m.name, v.name) if v.steps else None,
                         "aot": L.aot_json(m.name, v.name) if "aot" in runtimes_for(m, v) else None,
                         "header": L.header(m.name, v.name)[1], "trained": L.trained(m.name),
-                        "chain": self.chain(m, v)}
+                        "history": L.history(m.name), "chain": self.chain(m, v),
+                        "sweep": _sweep_entry(m, v)}
                 boards = m.firmware.boards if m.firmware.sketch else ()
                 if not boards:
                     entries.append({**base, "board": None, "runtime": None, "size": None})
@@ -395,6 +399,21 @@ class Tasks:
                 "actions": [self.action(_report, self.report_entries(), self.p.build_dir, self.p.report.headroom,
                                         gates, self.failed)],
                 "uptodate": [False], "verbosity": 2}
+
+
+def _sweep_entry(m: Model, v: VariantSettings) -> dict | None:
+    """What the report's sweep view needs: the group and the swept values of the point (model or variant)."""
+    if m.sweep is None and v.sweep is None:
+        return None
+    values, keys = {}, {}
+    for s in (m.sweep, v.sweep):
+        if s:
+            values.update(s["values"])
+            keys.update(s["keys"])
+    kind = "model" if m.sweep else "variant"
+    group = m.sweep["group"] if m.sweep else f"{m.name}/{v.sweep['group']}"
+    return {"group": group, "kind": kind, "values": values, "keys": keys,
+            "variant_group": v.sweep["group"] if v.sweep else v.name}
 
 
 def _tool_paths(tools: list[str]) -> dict:

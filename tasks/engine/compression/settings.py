@@ -50,6 +50,32 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# What each method needs of the model it is given: the earlier steps it cannot follow, and why.
+# Any order these rules allow is run as written (e.g. prune then remove, as the 1D-CNN literature does).
+CANNOT_FOLLOW: dict[str, dict[str, str]] = {
+    "distill": {m: "distill trains a new student from scratch, so what the earlier steps did to the teacher "
+                   "does not carry into it; put distill first" for m in ("distill", "remove", "prune", "cluster", "qat")},
+    "remove": {"cluster": "removing units and fine-tuning breaks the clusters; put remove before cluster",
+               "qat": "qat must be the last step"},
+    "prune": {"cluster": "pruning after clustering breaks the clusters (clustering after pruning keeps the zeros); "
+                         "put prune before cluster",
+              "qat": "qat must be the last step"},
+    "cluster": {"cluster": "the weights are already clustered; give one cluster step with the clusters you want",
+                "qat": "qat must be the last step"},
+    "qat": {"qat": "quantization-aware training appears twice; keep one qat step, last"},
+}
+REPEATABLE = ("prune", "remove")   # gradual pruning, or removal in rounds
+
+
+def _order_problem(method: str, before: list[str]) -> str | None:
+    """Why `method` cannot come after the steps `before` (None: it can)."""
+    for earlier in before:
+        why = CANNOT_FOLLOW.get(method, {}).get(earlier)
+        if why:
+            return f"{method!r} cannot come after {earlier!r}: {why}"
+    return None
+
+
 def validate_steps(steps: list, where: str) -> tuple[dict, ...]:
     """Check a variant's `steps` list and return it normalised (every default filled in).
 
@@ -61,7 +87,6 @@ def validate_steps(steps: list, where: str) -> tuple[dict, ...]:
         raise TinyMLError(f"{base}: must be a list of tables like "
                           f"[{{ method = \"prune\", final_sparsity = 0.5 }}], got {type(steps).__name__}")
     out: list[dict] = []
-    last_rank = -1
     seen: dict[str, int] = {}
     for i, step in enumerate(steps):
         loc = f"{base}[{i}]"
@@ -80,16 +105,10 @@ def validate_steps(steps: list, where: str) -> tuple[dict, ...]:
             if key != "method" and key not in allowed:
                 raise TinyMLError(f"{loc}: unknown key {key!r}{_closest(key, allowed)}; "
                                   f"allowed keys for {method}: {', '.join(sorted(allowed))}")
-        rank = ORDER.index(method)
-        if method in seen:
-            raise TinyMLError(f"{loc}: {method!r} already appears at steps[{seen[method]}]; each method may "
-                              f"appear at most once, in the order {' -> '.join(ORDER)}")
-        if rank < last_rank:
-            prev = ORDER[last_rank]
-            raise TinyMLError(f"{loc}: {method!r} cannot come after {prev!r}; the allowed order is "
-                              f"{' -> '.join(ORDER)} (each at most once): move {method!r} before {prev!r}")
+        problem = _order_problem(method, [o["method"] for o in out])
+        if problem:
+            raise TinyMLError(f"{loc}: {problem}")
         seen[method] = i
-        last_rank = rank
         norm = _normalise_step(method, step, loc, pruned="prune" in seen)
         out.append(norm)
     return tuple(out)
