@@ -113,6 +113,7 @@ def _runtime_params():
         yield pytest.param(case, id=case.stem, marks=marks)
 
 
+@pytest.mark.slow  # each case runs `doit` up to the stage that finds the mistake
 @pytest.mark.parametrize("case", list(_runtime_params()))
 def test_run_time_mistake_fails_its_stage_with_one_line(case, tmp_path):
     stage, expect = parse(case)
@@ -195,13 +196,15 @@ def _fuzz_ids(n: int):
         yield "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
 
 
-def test_no_config_reaches_outside_the_build_folder(tmp_path):
-    """Ids become folder names: any id is either refused at load, or every path it makes stays in build/."""
+@pytest.mark.parametrize("n_random", [0, pytest.param(150, marks=pytest.mark.slow)])
+def test_no_config_reaches_outside_the_build_folder(tmp_path, n_random):
+    """Ids become folder names: any id is either refused at load, or every path it makes stays in build/
+    (the hostile ids always; 150 random ones in the slow run)."""
     from doit_tinyml import config
 
     base = (REPO / "tests" / "bad_configs" / "units_zero.toml").read_text().replace("units = 0", "units = 1")
     accepted = refused = 0
-    for i, ident in enumerate(HOSTILE + list(_fuzz_ids(150)) + ["ok_name-1", "Board2"]):
+    for i, ident in enumerate(HOSTILE + list(_fuzz_ids(n_random)) + ["ok_name-1", "Board2"]):
         key = json.dumps(ident)
         for where in ("model", "variant", "board"):
             if where == "model":
@@ -257,6 +260,7 @@ def _snapshot(folder: Path, skip: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_doit_clean_and_a_hostile_board_touch_nothing_outside_build(tmp_path):
     """Run doit as a user would: the dataset stage, `doit clean`, and a config with an escaping board id
     (which used to make `doit` and `doit clean` delete size.json and firmware.elf outside build/)."""

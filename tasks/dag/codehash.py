@@ -147,17 +147,23 @@ def _signature() -> str:
     return h.hexdigest()
 
 
+_MEMO: dict[str, dict[str, str]] = {}
+
+
 def stage_hashes(cache: Path | None = None) -> dict[str, str]:
     """The per-stage code hashes, from `cache` when no file of the package changed since it was written."""
     sig = _signature()
+    if sig in _MEMO:  # loaded before in this process (tests, tools that load several projects)
+        return _MEMO[sig]
     if cache is not None:
         try:
             data = json.loads(cache.read_text())
             if data.get("signature") == sig and set(data.get("stages", {})) == set(STAGE_MODULES):
+                _MEMO[sig] = data["stages"]
                 return data["stages"]
         except (OSError, ValueError, AttributeError):
             pass
-    hashes = compute()
+    hashes = _MEMO[sig] = compute()
     if cache is not None:
         try:
             from ..engine.io import write_json
