@@ -65,9 +65,9 @@ def expected_tasks(name: str) -> set[str]:
     exp: set[str] = set()
     if name == "sine_sweep":
         for w in WIDTHS:
-            exp |= {f"dataset:sine{w}", f"train:sine{w}"}
+            exp |= {f"dataset:sine-units{w}", f"train:sine-units{w}"}
             for v in ("float32", "dynamic", "int8"):
-                exp |= chain(f"sine{w}", v, TWO)
+                exp |= chain(f"sine-units{w}", v, TWO, aot=True)
     elif name == "cancer_mlp":
         boards = TWO + ("uno",)
         exp |= {"dataset:cancer", "train:cancer"}
