@@ -5,8 +5,40 @@
 // On doit-tinyml's offline platform (bare metal, no Arduino, no TFLM) it is a plain main() that
 // touches every byte of the model and of the arena through volatile, so the linker keeps both
 // and the RAM/Flash figures include them.
+// For runtime = "aot", doit defines TINYML_RUNTIME_AOT and links the plain-C model (tinyml_model.h/.c:
+// weights in flash, one static activation buffer, no interpreter): main() sweeps x through
+// tinyml_model_invoke(), and neither g_model nor a TFLM arena is linked.
 #include <stddef.h>
 #include <stdint.h>
+
+#if defined(TINYML_RUNTIME_AOT)
+
+#include "tinyml_model.h"
+
+static TINYML_INPUT_CTYPE input_buf[TINYML_INPUT_ELEMS];
+static TINYML_OUTPUT_CTYPE output_buf[TINYML_OUTPUT_ELEMS];
+
+extern "C" int main(void) {
+  volatile float acc = 0.0f;
+  for (int step = 0; step < 20; ++step) {
+    const float x = 6.2831853f * step / 20;
+#if TINYML_INPUT_IS_INT8
+    long q = (long)(x / TINYML_INPUT_SCALE + (x >= 0 ? 0.5f : -0.5f)) + TINYML_INPUT_ZERO_POINT;
+    input_buf[0] = (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
+#else
+    input_buf[0] = x;
+#endif
+    if (tinyml_model_invoke(input_buf, output_buf) != 0) return 1;
+#if TINYML_OUTPUT_IS_INT8
+    acc = acc + (output_buf[0] - TINYML_OUTPUT_ZERO_POINT) * TINYML_OUTPUT_SCALE;
+#else
+    acc = acc + output_buf[0];
+#endif
+  }
+  return acc > 1e9f;
+}
+
+#else  // the TFLM runtime: model_data.h (g_model, TINYML_ARENA_SIZE, op resolver)
 
 #include "model_data.h"
 
@@ -94,3 +126,5 @@ extern "C" int main(void) {
 }
 
 #endif
+
+#endif  // TINYML_RUNTIME_AOT
