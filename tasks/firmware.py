@@ -68,7 +68,9 @@ def _summary(label: str, rec: dict) -> str:
     line = (f"{label} @ {rec['board']}: flash {_fmt(rec['flash_used'])} / {_fmt(rec['flash_limit'])} B "
             f"({pct(rec['flash_used'], rec['flash_limit'])})  RAM {_fmt(rec['ram_used'])} / "
             f"{_fmt(rec['ram_limit'])} B ({pct(rec['ram_used'], rec['ram_limit'])})  ")
-    if rec["fits"]:
+    if rec.get("incompatible"):
+        line += f"CANNOT RUN: {rec['incompatible']} (built for size only)"
+    elif rec["fits"]:
         line += "fits"
     else:
         over = []
@@ -151,13 +153,28 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
         bd = elfsize.breakdown(out_dir / "firmware.elf", board)
         extra = {"linker_overflow": dict(res.linker_overflow)} if res.linker_overflow else {}
         rec = _size_record(board, runtime, res.flash_used, res.ram_used, bd, False, **extra)
+    why = _cannot_run(variant_dir, runtime)
+    if why:  # built for the size comparison, but the runtime cannot run it: never "fits"
+        rec.update(fits=False, incompatible=why)
     artifacts.write(out_dir / "size.json", artifacts.Size(**rec))
     line = _summary(label, rec)
     if not quiet:
         print(line, flush=True)
-    if fail_on_overflow and not rec["fits"]:
+    if fail_on_overflow and not rec["fits"] and not why:
         raise TinyMLError(f"{line} (fail_if_too_big is set: shrink the model or its arena, or pick a bigger board)")
     return rec
+
+
+def _cannot_run(variant_dir: Path, runtime: str) -> str | None:
+    """Why `runtime` cannot run this variant (from analysis.json), or None."""
+    if runtime != "tflm":
+        return None
+    a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
+    if a["tflm_compatible"]:
+        return None
+    first = next((p for p in a["problems"] if p.get("severity") == "error"), None) or {}
+    what = ": ".join(str(x) for x in (first.get("op") or first.get("tensor"), first.get("message")) if x)
+    return f"TFLite Micro cannot run it ({what or 'see analysis.json'})"
 
 
 def _estimate(board: Board, variant_dir: Path, runtime: str) -> dict:

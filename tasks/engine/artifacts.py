@@ -145,11 +145,13 @@ class Size(Record):
     ram_limit: int = F("the board's RAM")
     flash_over_by: int = F("bytes over the flash limit (0 when it fits)")
     ram_over_by: int = F("bytes over the RAM limit (0 when it fits)")
-    fits: bool = F("fits both limits (and the runtime can run the model)")
+    fits: bool = F("fits both limits and the runtime can run the model")
     breakdown: dict = F("where the bytes go: {flash: {model, inference, application}, "
                         "ram: {arena, stack_heap, application}}")
     estimate_basis: str | None = F("how an estimate was made and how far off it can be", None)
     linker_overflow: dict | None = F("{region: bytes} when the first link overflowed the linker's regions", None)
+    incompatible: str | None = F("why the runtime cannot run this variant (then `fits` is false; the build, if "
+                                 "any, is for the size comparison only)", None)
 
 
 RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, Analysis, Size)
