@@ -446,7 +446,7 @@ def test_reconstruction_error_mse_or_mae():
     assert metrics.reconstruction_error(x, x_hat, "mse").tolist() == [5.0, 2.0]
     assert metrics.reconstruction_error(x, x_hat, "mae").tolist() == [2.0, 1.0]
     m = _voted([0, 0, 1], [0, 3], [0, 1], error="mse")
-    assert m["error"] == "mse" and m["voted"]["vote_rule"] == "max"
+    assert m["reconstruction_error"] == "mse" and m["voted"]["vote_rule"] == "max"
     with pytest.raises(TinyMLError, match="error"):
         metrics.reconstruction_error(x, x_hat, "rmse")
 

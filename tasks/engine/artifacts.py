@@ -89,7 +89,7 @@ class Metrics(Record):
     KIND, FILE, WRITER = "metrics", "<model>/<variant>/metrics.json", "evaluate"
     ABOUT = ("The test split through LiteRT, TFLM and the float Keras model. Per runtime: regression `mae rmse`; "
              "classification `accuracy precision recall f1 average confusion_matrix` (rows: the true class, "
-             "columns: the prediction); autoencoder the same plus `mode error (mse / mae) threshold "
+             "columns: the prediction); autoencoder the same plus `mode reconstruction_error (mse / mae) threshold "
              "train_error_mean train_error_std k test_error_mean` and `voted` (the figures after voting over "
              "groups, with `vote_window vote_rule vote_k vote_count_threshold vote_min_members vote_fraction "
              "train_group_counts threshold_rule groups dropped_tail_samples`). Every runtime block (and `voted`) "

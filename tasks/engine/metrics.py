@@ -154,7 +154,7 @@ def anomaly_metrics(outs: dict, inputs: dict, labels, s: dict, npz: Path):
     m = classification_metrics(labels, flags, 2, binary=True)
     m.update({
         "mode": s["mode"],
-        "error": kind,
+        "reconstruction_error": kind,
         "threshold": threshold,
         "train_error_mean": mean,
         "train_error_std": std,
