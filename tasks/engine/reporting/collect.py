@@ -34,6 +34,7 @@ class Facts:
     not_finite: tuple = ()           # the figures (of the primary runtime) that are NaN or infinite
     truth_counts: tuple | None = None   # test samples per true class (rows of the confusion matrix)
     pred_counts: tuple | None = None    # test samples per predicted class (its columns)
+    voted_pred_counts: tuple | None = None  # the same for the voted groups (anomaly detection)
 
 
 class Collected(NamedTuple):
@@ -255,7 +256,7 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     row["latency_ms"] = num(get(s, "latency_ms"))
     row["failed"] = failure(e, failed_dir)
     cm = block.get("confusion_matrix")
-    return Collected(row, _facts(m, a, s, status["size"], row, tuple(not_finite), cm))
+    return Collected(row, _facts(m, a, s, status["size"], row, tuple(not_finite), cm, voted.get("confusion_matrix")))
 
 
 def _counts(cm) -> tuple[tuple | None, tuple | None]:
@@ -268,7 +269,7 @@ def _counts(cm) -> tuple[tuple | None, tuple | None]:
 
 
 def _facts(m: dict | None, a: dict | None, s: dict | None, size_status: str, row: dict,
-           not_finite: tuple = (), cm=None) -> Facts:
+           not_finite: tuple = (), cm=None, voted_cm=None) -> Facts:
     problem = ""
     if a is not None:
         probs = a.get("problems") or []
@@ -283,7 +284,8 @@ def _facts(m: dict | None, a: dict | None, s: dict | None, size_status: str, row
         tflm_compatible=a.get("tflm_compatible") if a is not None else None,
         tflm_problem=problem,
         metric_not_finite=bool(row["metric"]) and get(m, "primary", "value") is not None and row["value"] is None,
-        not_finite=not_finite, truth_counts=_counts(cm)[0], pred_counts=_counts(cm)[1])
+        not_finite=not_finite, truth_counts=_counts(cm)[0], pred_counts=_counts(cm)[1],
+        voted_pred_counts=_counts(voted_cm)[1])
 
 
 # --------------------------------------------------------------------------------------------

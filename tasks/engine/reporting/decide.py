@@ -124,6 +124,12 @@ def figure_warnings(row: dict, facts: Facts) -> list[tuple[str, bool]]:
         else:
             what = "gives the same prediction for every test sample"
         out.append((f"{what} (a constant prediction)", True))
+    vp = facts.voted_pred_counts
+    if task == "autoencoder" and vp is not None and len(vp) == 2 and sum(vp) > 1 and 0 in vp:
+        what = "flags every group" if vp[0] == 0 else "flags no group"
+        rule = row.get("vote_rule")
+        hint = ': try [anomaly] vote_threshold = "mean+k*std"' if rule == "max" and vp[1] == 0 else ""
+        out.append((f"voting {what} (rule {rule or '?'}), so the voted figures are constant{hint}", False))
     return out
 
 

@@ -107,12 +107,14 @@ def sweep_cells(g: dict, view: str, context: list[dict]) -> tuple[list, list[str
 
 
 def wrap(text: str, width: int) -> list[str]:
-    """`text` in lines of at most `width`, broken after a space, '/', '_', '-', ',' or '(' when one is near
-    (else mid-word); every character is kept but the spaces at the breaks."""
+    """`text` in lines of at most `width`: broken at a space, else after '/', '_', '-' or ',', else mid-word;
+    every character is kept but the spaces at the breaks."""
     out = []
     text = " ".join(str(text).split()) if " " in str(text) else str(text)
     while len(text) > width:
-        cut = max(text.rfind(ch, 0, width + 1 if ch == " " else width) for ch in " /_-,(")
+        cut = text.rfind(" ", 0, width + 1)   # words first; inside a long word after / _ - ,
+        if cut < width // 2:
+            cut = max([cut] + [text.rfind(ch, 0, width) for ch in "/_-,"])
         if cut < width // 3:
             cut = width
             out.append(text[:cut])
