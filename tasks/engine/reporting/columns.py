@@ -18,7 +18,9 @@ report.json holds the rows themselves; nothing else names a column.
 A composite cell (`uses`) is formatted from other columns' values, e.g. the terminal's
 "flash used / limit"; it is not a field itself, the figures it shows are (tests check that
 report.json and report.csv carry every figure the terminal shows). A cell longer than `width` is
-wrapped onto more lines in the terminal, never cut. Adding a column is one line:
+wrapped onto more lines in the terminal (names), or (`overflow = "note"`: the fits reasons, so each
+row stays one line) ends in a note number and is printed whole below the table. Nothing is cut.
+Adding a column is one line:
 
     Column("latency_ms", "ms / inference", fmt_float, RIGHT),
 """
@@ -187,7 +189,8 @@ class Column:
     short: str | None = None                  # terminal header
     uses: tuple = ()                          # composite: formatted from these columns' values
     get: Callable[[dict], Any] | None = None  # the raw value when it is not row[key]
-    width: int | None = None                  # terminal: longer cells are wrapped to this width
+    width: int | None = None                  # terminal: longer cells are wrapped to this width, or with
+    overflow: str = "wrap"                    #   "note": shown up to a note number, whole in a note below
     tasks: frozenset | None = None            # shown in tables only when one of the table's rows has such a task
     terminal_if: Callable[[list[dict]], bool] | None = None  # terminal: shown only when true of all rows
     csv: Callable[[Any], Any] | None = None   # csv encoding of the raw value (default: the value, "" for None)
@@ -266,7 +269,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("ram_over_by", "RAM over by", views=JSON_ONLY),
     Column("fits", "fits", views=DATA),
     Column("fits_text", "fits", views=FILES),
-    Column("fits_short", "fits", fmt_fits_short, views=TERMINAL_ONLY, uses=("fits", "fits_text"), width=48),
+    Column("fits_short", "fits", fmt_fits_short, views=TERMINAL_ONLY, uses=("fits", "fits_text"), width=60,
+           overflow="note"),
     Column("estimate", "estimate", views=DATA),
     Column("fits_with_headroom", "fits with headroom", views=DATA),
     Column("failed", "failed", views=JSON_ONLY),

@@ -15,6 +15,7 @@ from ..io import dumps_json
 from . import columns as C
 from .columns import BREAKDOWN, CSV, FIGURES, HTML, MAIN, MD, SIZES, SWEEP, TERMINAL, fmt_int
 
+NOTE_WIDTH = 110  # the notes below a table (the whole fits reasons)
 LAYER_HEADERS = ["#", "op", "inputs", "outputs", "params", "MACs", "live activation B", "peak"]
 DIFF_HEADERS = ["row", "status", "changes"]
 
@@ -147,9 +148,31 @@ def text_table(headers: list[str], body: list[list[str]], right=frozenset(), max
 
 
 def terminal_table(table: str, rows: list[dict], context: list[dict]) -> list[str]:
+    """The table's lines; a note column's long cells end in "... [n]" and the whole texts follow the table,
+    after an empty line, as "[n] text"."""
     cols, headers, body = cells(table, TERMINAL, rows, context)
-    return text_table(headers, body, right={i for i, c in enumerate(cols) if c.align == C.RIGHT},
-                      max_width={i: c.width for i, c in enumerate(cols) if c.width})
+    notes: list[str] = []
+    for i, c in enumerate(cols):
+        if c.overflow != "note" or not c.width:
+            continue
+        for line in body:
+            text = line[i]
+            if len(text) <= c.width:
+                continue
+            if text not in notes:
+                notes.append(text)
+            mark = f" ... [{notes.index(text) + 1}]"
+            head = text[: c.width - len(mark)]
+            head = head[: head.rfind(" ")] if " " in head else head
+            line[i] = head.rstrip(" ,;:|(") + mark
+    lines = text_table(headers, body, right={i for i, c in enumerate(cols) if c.align == C.RIGHT},
+                       max_width={i: c.width for i, c in enumerate(cols) if c.width and c.overflow == "wrap"})
+    if notes:
+        lines.append("")
+        for n, text in enumerate(notes, 1):
+            first, *rest = wrap(text, NOTE_WIDTH)
+            lines += [f"[{n}] {first}"] + [" " * (len(str(n)) + 3) + x for x in rest]
+    return lines
 
 
 def terminal_sweep(g: dict, context: list[dict]) -> list[str]:
@@ -179,7 +202,7 @@ def terminal_main(rows: list[dict]) -> list[str]:
     out = []
     for rs in by_model(rows).values():
         out.append(model_title(rs))
-        out += ["  " + ln for ln in terminal_table(MAIN, rs, rows)]
+        out += ["  " + ln if ln else "" for ln in terminal_table(MAIN, rs, rows)]
         out.append("")
     if any(r.get("required") for r in rows):
         out.append("* required variant (CI gate)")
