@@ -3,8 +3,9 @@
 One row per entry (model, variant, board, runtime), every figure read from an artifact a stage
 wrote (metrics.json, analysis.json, size.json, convert.json, compress.json, aot.json, history.json,
 the C array source, trained.keras) and the entry's sweep point. A missing or unreadable artifact gives
-None figures and a name in the row's `missing` list, never an exception. The verdicts (fits, ship, gates) are decide.py's; what they
-are decided from, beyond the row's figures, travels beside the row as `Facts`.
+None figures and a name in the row's `missing` list, never an exception. The verdicts (fits, warnings,
+ship, gates) are decide.py's; what they are decided from, beyond the row's figures, travels beside
+the row as `Facts`.
 """
 from __future__ import annotations
 
