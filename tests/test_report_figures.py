@@ -102,6 +102,8 @@ def test_sizes_compare_with_the_weights_only_keras_model(tmp_path, capsys):
     r = doc["rows"][0]
     assert (r["keras_h5_bytes"], r["keras_h5_gzip_bytes"], r["keras_bytes"]) == (96634, 48317, 131759)
     assert r["ratio_vs_keras"] == 25000 / 96634 and lines[0]["c_source_bytes"] == "150000"
+    # an entry that does not name history.json gets the one beside trained.keras
+    assert report.collect([{k: v for k, v in e.items() if k != "history"} for e in entries])[0]["keras_h5_bytes"] == 96634
 
 
 def test_long_names_and_reasons_are_never_cut(tmp_path, capsys):

@@ -48,9 +48,16 @@ class Collected(NamedTuple):
 
 
 def path_of(entry: dict, key: str) -> Path | None:
-    """An entry's path for `key`, given at the top level or under a "paths" dict."""
+    """An entry's path for `key`, given at the top level or under a "paths" dict.
+
+    history.json lies beside trained.keras (docs/ARTIFACTS.md): an entry that does not name it at all
+    gets that one.
+    """
     paths = entry.get("paths")
-    p = paths.get(key) if isinstance(paths, dict) else entry.get(key)
+    where = paths if isinstance(paths, dict) else entry
+    p = where.get(key)
+    if key == "history" and "history" not in where and where.get("trained"):
+        p = Path(where["trained"]).with_name("history.json")
     return Path(p) if p else None
 
 
