@@ -34,7 +34,7 @@ def run(
     reference_keras: Path | None,
     anomaly: dict | None = None,
 ) -> dict:
-    """Evaluate `tflite_path` on the test split; write and return the metrics.json dict."""
+    """Evaluate `tflite_path` on the test split; write metrics.json and return what it holds."""
     import numpy as np
 
     tflite_path, dataset_npz, dataset_json, out_json = map(Path, (tflite_path, dataset_npz, dataset_json, out_json))
@@ -113,8 +113,9 @@ def run(
         result["agreement"] = None
     if task == "autoencoder":
         result["anomaly"] = settings
-    artifacts.write(out_json, artifacts.Metrics(**result))
-    return result
+    record = artifacts.Metrics(**result)
+    artifacts.write(out_json, record)
+    return record.to_dict()  # what was written, with its schema key
 
 
 def _stage_of(p: Path) -> str:
@@ -140,6 +141,18 @@ def _anomaly_settings(anomaly: dict | None) -> dict:
     vw = s["vote_window"]
     if isinstance(vw, bool) or not isinstance(vw, int) or vw < 0:
         raise TinyMLError(f"evaluate: anomaly vote_window = {vw!r} must be an integer >= 0 (0 or 1 turns voting off).")
+    if s["vote_threshold"] not in metrics.VOTE_RULES:
+        raise TinyMLError(f"evaluate: anomaly vote_threshold = {s['vote_threshold']!r}; allowed: "
+                          f"{', '.join(metrics.VOTE_RULES)}.")
+    try:
+        s["vote_k"] = float(s["vote_k"])
+    except (TypeError, ValueError):
+        raise TinyMLError(f"evaluate: anomaly vote_k = {s['vote_k']!r} is not a number; give e.g. vote_k = 1.0") from None
+    if not s["vote_k"] >= 0 or s["vote_k"] == float("inf"):
+        raise TinyMLError(f"evaluate: anomaly vote_k = {s['vote_k']} must be a finite number >= 0 "
+                          "(vote threshold = mean + vote_k * std of the flagged members per training group).")
+    if s["error"] not in metrics.ERRORS:
+        raise TinyMLError(f"evaluate: anomaly error = {s['error']!r}; allowed: {', '.join(metrics.ERRORS)}.")
     return s
 
 

@@ -1,9 +1,10 @@
 """`doit report`: every variant on every board, flash and RAM against the board's limits, accuracy beside.
 
 The stage: read the artifacts (engine/reporting/collect), decide fits, what to ship, the CI gates and
-the changes since the previous report.json (decide), print the terminal tables and write report.md,
-report.json, report.csv and report.html (render, from one column specification: columns.py) and the
-trade-off plots build/plots/<model>-<metric>-vs-<flash|ram>.png/.svg (plots), all atomically.
+the changes since the previous report.json and the warnings (decide), print the terminal tables and
+write report.md, report.json, report.csv and report.html (render, from one column specification:
+columns.py), the trade-off plots build/plots/<model>-<metric>-vs-<flash|ram>.png/.svg and the sweep
+plots build/plots/sweep-<group>-vs-<key>.png/.svg (plots), all atomically.
 The report never recomputes a figure, never imports numpy or TensorFlow for its tables (matplotlib,
 for the plots, only after the tables are printed), and never crashes on a missing artifact.
 User guide: docs/report.md.
@@ -43,28 +44,32 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
 
     doc = {"headroom": headroom, "rows": rows, "ship": decide.ship(rows, headroom), "diff": changes,
            "layers": render.layer_tables(_collect.layers(entries)), "previous_note": note,
-           "gate_failures": decide.check_gates(rows, gates), "gates": settings}
+           "gate_failures": decide.check_gates(rows, gates), "gates": settings,
+           "warnings": decide.warning_list(rows)}
     print(render.terminal(doc), flush=True)
 
     write_text(out_dir / "report.md", render.markdown(doc))
     write_text(out_dir / "report.csv", render.csv_text(rows))
     write_text(out_dir / "report.json", render.json_text(doc, where=str(out_dir / "report.json")))
     drawn = [plots.draw(s) for s in plots.tradeoffs(rows, headroom, doc["ship"])]  # imports matplotlib
-    for p in drawn:
+    swept = [plots.draw(s) for s in plots.sweep_plots(rows)]
+    for p in drawn + swept:
         write_bytes(out_dir / PLOTS_DIR / f"{p.name}.png", p.png)
         write_bytes(out_dir / PLOTS_DIR / f"{p.name}.svg", p.svg)
-    _remove_stale_plots(out_dir / PLOTS_DIR, {p.name for p in drawn})
-    write_text(out_dir / "report.html", render.html_page(doc, [(p.title, p.svg.decode("utf-8")) for p in drawn]))
+    _remove_stale_plots(out_dir / PLOTS_DIR, {p.name for p in drawn + swept})
+    write_text(out_dir / "report.html", render.html_page(doc, [(p.title, p.svg.decode("utf-8")) for p in drawn],
+                                                         [(p.title, p.svg.decode("utf-8")) for p in swept]))
     written = f"written: {out_dir / 'report.md'}, report.json, report.csv, report.html"
-    if drawn:
-        written += f", {PLOTS_DIR}/ ({len(drawn)} plots, PNG and SVG)"
+    if drawn or swept:
+        written += f", {PLOTS_DIR}/ ({len(drawn) + len(swept)} plots, PNG and SVG)"
     print(written, flush=True)
     return 1 if doc["gate_failures"] else 0
 
 
 def _remove_stale_plots(folder: Path, names: set[str]) -> None:
-    """Trade-off plots of models or metrics no longer in the build (only files this stage names)."""
+    """Plots of models, metrics or sweeps no longer in the build (only files this stage names)."""
     if folder.is_dir():
         for f in folder.glob("*-vs-*.*"):
-            if f.suffix in (".png", ".svg") and f.stem not in names and f.stem.rsplit("-vs-", 1)[1] in ("flash", "ram"):
+            ours = f.stem.rsplit("-vs-", 1)[1] in ("flash", "ram") or f.stem.startswith(plots.SWEEP_PREFIX)
+            if f.suffix in (".png", ".svg") and f.stem not in names and ours:
                 f.unlink(missing_ok=True)

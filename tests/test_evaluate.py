@@ -365,3 +365,105 @@ def test_no_tensorflow_without_reference(sine, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert read_json(tmp_path / "m.json")["primary"]["runtime"] == "tflm"
+
+
+# ------------------------------------------------------------------ the voting rules and the error measure, constructed
+
+
+def _flag_pattern(counts, vw):
+    """Per-sample errors (mean absolute, one feature) whose flagged members per group of `vw` are `counts`.
+
+    A flagged sample has error 1, the others 0; with k = 0 the threshold is the training mean (< 1).
+    """
+    e = np.zeros(len(counts) * vw)
+    for g, c in enumerate(counts):
+        e[g * vw: g * vw + c] = 1.0
+    return e.reshape(-1, 1)
+
+
+def _voted(train_counts, test_counts, test_truth, **settings):
+    vw = 5
+    s = {"k": 0.0, "mode": "pointwise", "vote_window": vw, "vote_threshold": "max", "vote_k": 1.0, "error": "mae",
+         **settings}
+    e_train, e_test = _flag_pattern(train_counts, vw), _flag_pattern(test_counts, vw)
+    labels = np.repeat(np.asarray(test_truth), vw)
+    inputs = {"train": np.zeros_like(e_train), "test": np.zeros_like(e_test)}
+    outs = {"train": e_train, "test": e_test}
+    m, flags = metrics.anomaly_metrics(outs, inputs, labels, s, Path("dataset.npz"))
+    return m
+
+
+TRAIN_COUNTS = [0, 0, 0, 0, 0, 0, 0, 0, 1, 4]        # one odd training group with 4 of 5 members flagged
+TEST_COUNTS = [3, 0, 1, 3, 0, 2, 1, 0]
+TEST_TRUTH = [1, 0, 0, 1, 0, 1, 0, 0]                # the groups with 2 or 3 flagged members are the anomalies
+
+
+def test_published_vote_rule_mean_plus_k_std():
+    m = _voted(TRAIN_COUNTS, TEST_COUNTS, TEST_TRUTH, vote_threshold="mean+k*std", vote_k=1.0)
+    v = m["voted"]
+    counts = np.array(TRAIN_COUNTS, dtype=float)
+    t = counts.mean() + 1.0 * counts.std()           # 0.5 + sqrt(1.45) = 1.704
+    assert v["vote_rule"] == "mean+k*std" and v["vote_k"] == 1.0
+    assert v["vote_count_threshold"] == pytest.approx(t) and v["vote_min_members"] == 2
+    assert v["train_group_counts"] == {"mean": 0.5, "std": pytest.approx(counts.std()), "max": 4, "groups": 10}
+    # groups with 3, 3 and 2 flagged members exceed T: exactly the anomalous ones
+    assert v["confusion_matrix"] == [[5, 0], [0, 3]] and v["f1"] == 1.0
+    # unvoted: 8 of 15 anomalous samples flagged, 2 normal ones too
+    assert m["precision"] == pytest.approx(0.8) and m["recall"] == pytest.approx(8 / 15)
+    assert m["f1"] == pytest.approx(2 * 0.8 * (8 / 15) / (0.8 + 8 / 15))
+
+
+def test_max_vote_rule_is_the_most_flagged_training_group():
+    v = _voted(TRAIN_COUNTS, TEST_COUNTS, TEST_TRUTH, vote_threshold="max")["voted"]
+    assert v["vote_rule"] == "max" and v["vote_count_threshold"] == 4.0 and v["vote_min_members"] == 5
+    assert v["f1"] == 0.0 and v["confusion_matrix"] == [[5, 0], [3, 0]]  # one odd training group hides every anomaly
+    assert v["distinct_predictions"] == 1
+
+
+def test_vote_threshold_is_strict():
+    """A group whose flagged count equals T is normal (count > T is anomalous)."""
+    # training counts 0, 2, 0, 2: mean 1, std 1; vote_k = 1 gives T = 2 exactly
+    v = _voted([0, 2, 0, 2], [2, 3, 1], [0, 1, 0], vote_threshold="mean+k*std", vote_k=1.0)["voted"]
+    assert v["vote_count_threshold"] == 2.0 and v["vote_min_members"] == 3
+    assert v["confusion_matrix"] == [[2, 0], [0, 1]]
+    # vote_k = 0: T = the mean, 1: two flagged members are enough
+    v = _voted([0, 2, 0, 2], [2, 3, 1], [0, 1, 0], vote_threshold="mean+k*std", vote_k=0.0)["voted"]
+    assert v["vote_count_threshold"] == 1.0 and v["vote_min_members"] == 2
+    # no training group flagged at all: T = 0, one flagged member makes a group anomalous, none never does
+    v = _voted([0, 0, 0], [0, 1], [0, 1], vote_threshold="mean+k*std", vote_k=3.0)["voted"]
+    assert v["vote_count_threshold"] == 0.0 and v["confusion_matrix"] == [[1, 0], [0, 1]]
+
+
+def test_vote_threshold_above_the_window_is_capped():
+    v = _voted([5, 5, 5, 0], [5, 4], [1, 0], vote_threshold="max")["voted"]
+    assert v["vote_count_threshold"] == 5.0 and v["vote_min_members"] == 5 and "capped" in v["threshold_rule"]
+    assert v["confusion_matrix"] == [[1, 0], [0, 1]]
+
+
+def test_reconstruction_error_mse_or_mae():
+    x = np.zeros((2, 2), np.float32)
+    x_hat = np.array([[1.0, 3.0], [0.0, -2.0]], np.float32)
+    assert metrics.reconstruction_error(x, x_hat, "mse").tolist() == [5.0, 2.0]
+    assert metrics.reconstruction_error(x, x_hat, "mae").tolist() == [2.0, 1.0]
+    m = _voted([0, 0, 1], [0, 3], [0, 1], error="mse")
+    assert m["reconstruction_error"] == "mse" and m["voted"]["vote_rule"] == "max"
+    with pytest.raises(TinyMLError, match="error"):
+        metrics.reconstruction_error(x, x_hat, "rmse")
+
+
+def test_distinct_predictions_are_recorded():
+    y = np.array([0, 1, 1, 0])
+    m, _ = metrics.supervised_metrics("binary", np.full((4, 1), 0.9, np.float32), y, {}, Path("d.npz"))
+    assert m["distinct_predictions"] == 1 and m["recall"] == 1.0 and m["precision"] == 0.5
+    m, _ = metrics.supervised_metrics("regression", np.array([[1.0], [2.0], [1.0]], np.float32),
+                                      np.array([1.0, 2.0, 3.0]), {}, Path("d.npz"))
+    assert m["distinct_predictions"] == 2
+
+
+def test_anomaly_settings_are_checked():
+    s = evaluate._anomaly_settings({"vote_threshold": "mean+k*std", "vote_k": 2, "error": "mae"})
+    assert s["vote_k"] == 2.0 and s["error"] == "mae"
+    for bad, match in (({"vote_threshold": "median"}, "vote_threshold"), ({"vote_k": -1}, "vote_k"),
+                       ({"vote_k": "x"}, "vote_k"), ({"error": "rmse"}, "error")):
+        with pytest.raises(TinyMLError, match=match):
+            evaluate._anomaly_settings(bad)

@@ -65,20 +65,30 @@ def put(path: Path, kind: str, fields: dict) -> None:
 
 def variant(build: Path, model: str, name: str, *, task="regression", value=0.07, keras=0.068,
             tflite=3184, boards=None, runtime="tflm", analysis=True, metrics=True, tflm_error=None,
-            tflm_compatible=True, required=False, trained_bytes=20000) -> list[dict]:
-    """Write one variant's artifacts; return its report entries (one per board, as tasks/dag.py builds them)."""
+            tflm_compatible=True, required=False, trained_bytes=20000, h5_bytes=20000, history=None,
+            metrics_extra=None, quantization=None, sweep=None) -> list[dict]:
+    """Write one variant's artifacts; return its report entries (one per board, as tasks/dag.py builds them).
+
+    h5_bytes: the trained model's weights-only HDF5 (history.json), the baseline the sizes compare with;
+    history: more history.json fields; metrics_extra: more fields of the primary runtime's block;
+    quantization: convert.json's (default: the variant name); sweep: the entry's sweep point.
+    """
     vd = build / model / name
     primary = {"regression": ("mae", False), "multiclass": ("accuracy", True), "binary": ("accuracy", True),
                "autoencoder": ("f1", True)}[task]
     trained = build / model / "trained.keras"
     trained.parent.mkdir(parents=True, exist_ok=True)
     trained.write_bytes(b"k" * trained_bytes)
+    write_json(build / model / "history.json", {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "epochs_run": 2,
+                                                "params": 321, "weights_h5_bytes": h5_bytes,
+                                                "weights_h5_gzip_bytes": h5_bytes // 2, **(history or {})})
     if metrics:
         rt = "litert" if tflm_error else "tflm"
+        block = {primary[0]: value, **(metrics_extra or {})}
         put(vd / "metrics.json", "metrics", {
             "task": task, "primary": {"name": primary[0], "value": value, "higher_is_better": primary[1], "runtime": rt},
-            "keras": {primary[0]: keras}, "litert": {primary[0]: value},
-            "tflm": {"error": tflm_error} if tflm_error else {primary[0]: value},
+            "keras": {primary[0]: keras}, "litert": block,
+            "tflm": {"error": tflm_error} if tflm_error else block,
             "agreement": {"max_abs_error_vs_keras": 0.01}})
     if analysis:
         put(vd / "analysis.json", "analysis", {
@@ -88,12 +98,13 @@ def variant(build: Path, model: str, name: str, *, task="regression", value=0.07
             "tflm_compatible": tflm_compatible,
             "problems": [] if tflm_compatible else [{"op": "FULLY_CONNECTED", "message": "hybrid weights (float input, int8 filter)",
                                                       "fix": "quantization = \"int8\""}]})
-    put(vd / "convert.json", "convert", {"converter": "keras", "chosen": "keras", "quantization": name,
+    put(vd / "convert.json", "convert", {"converter": "keras", "chosen": "keras", "quantization": quantization or name,
                                          "tflite_bytes": tflite, "keras_bytes": trained_bytes})
     (vd / "model_data.cc").write_text("x" * (tflite * 6))
     base = {"model": model, "variant": name, "required": required, "task": task, "metrics": vd / "metrics.json",
             "analysis": vd / "analysis.json", "convert": vd / "convert.json", "compress": None, "aot": None,
-            "header": vd / "model_data.cc", "trained": trained}
+            "header": vd / "model_data.cc", "trained": trained, "history": build / model / "history.json",
+            "sweep": sweep}
     if not boards:
         return [{**base, "board": None, "runtime": None, "size": None}]
     entries = []
@@ -279,21 +290,26 @@ def test_gate_required_without_size_fails(tmp_path, capsys):
 def test_gate_accuracy_drop(tmp_path, capsys):
     entries = (variant(tmp_path, "kws", "int8", task="multiclass", value=0.90, keras=0.93, boards={"nano33ble": (1, 1)})
                + variant(tmp_path, "kws", "float", task="multiclass", value=0.93, keras=0.93))
-    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.05}, previous=None) == 0
+    int8 = {"required": [("kws", "int8")]}
+    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.05, **int8}, previous=None) == 0
     capsys.readouterr()
-    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.02}, previous=None) == 1
+    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.02, **int8}, previous=None) == 1
     out = capsys.readouterr().out
     assert "GATE FAILED: kws/int8 loses 0.03 accuracy against the Keras reference (0.9300 -> 0.9000); allowed: 0.02" in out
     assert "kws/float" not in out.split("GATE")[1]
-    # only required variants are gated when some are required
+    # only required variants are gated
     assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.02, "required": [("kws", "float")]},
                       previous=None) == 0
     capsys.readouterr()
+    # with no variant marked required nothing is gated: a weak experimental variant does not fail the build
+    assert report.run(entries, tmp_path, gates={"max_accuracy_drop": 0.02}, previous=None) == 0
+    out = capsys.readouterr().out
+    assert "gate: passed (no variant is marked required, so nothing is gated)" in out and "GATE FAILED" not in out
     # for an error metric the gate is on a rise
-    reg = variant(tmp_path, "sine", "int8", value=0.081, keras=0.05)
+    reg = variant(tmp_path, "sine", "int8", value=0.081, keras=0.05, required=True)
     assert report.run(reg, tmp_path, gates={"max_accuracy_drop": 0.02}, previous=None) == 1
     assert "sine/int8 rises by 0.031 MAE" in capsys.readouterr().out
-    nometrics = variant(tmp_path, "sine", "q", metrics=False)
+    nometrics = variant(tmp_path, "sine", "q", metrics=False, required=True)
     assert report.run(nometrics, tmp_path, gates={"max_accuracy_drop": 0.02}, previous=None) == 1
     assert "sine/q: no metrics.json" in capsys.readouterr().out
 

@@ -23,6 +23,19 @@ def rich_project(build):
     e += variant(build, "sine", "int8", runtime="aot", boards={"nano33ble": (30000, 6000), "uno": (20000, 1500, True)})
     e += variant(build, "sine", "float", value=0.05, keras=0.05, boards={"nano33ble": (50000, 9000), "uno": (36000, 1500)})
     e += variant(build, "kws", "int8", task="multiclass", value=0.9, keras=0.93, boards={"nano33ble": (70000, 20000)})
+    e += variant(build, "tap", "float32", task="autoencoder", value=0.32, keras=0.33, boards={"nano33ble": (50000, 9000)},
+                 metrics_extra={"accuracy": 0.8, "precision": 0.4, "recall": 0.27, "threshold": 0.12,
+                                "reconstruction_error": "mae", "confusion_matrix": [[70, 6], [16, 8]],
+                                "distinct_predictions": 2,
+                                "voted": {"accuracy": 0.9, "precision": 0.6, "recall": 0.5, "f1": 0.54, "vote_window": 4,
+                                          "vote_rule": "mean+k*std", "vote_k": 1.0, "vote_count_threshold": 1.7,
+                                          "confusion_matrix": [[18, 2], [3, 2]]}})
+    for width in (16, 256):  # a model sweep: two points, float32 and int8 each
+        for q in ("float32", "int8"):
+            e += variant(build, f"w{width}", q, value=0.05, keras=0.05, tflite=width * (160 if q == "float32" else 40),
+                         boards={"nano33ble": (40000 + width, 8000 + width)},
+                         sweep={"group": "w", "kind": "model", "values": {"units": width},
+                                "keys": {"units": "model.layers[0].units"}})
     aot = build / "sine" / "int8" / "aot.json"
     write_json(aot, {"planned_bytes": 1234, "instructions_per_inference": 56789, "passed": True})
     failed = build / "failed"
@@ -55,7 +68,8 @@ def shown(table, view):
 
 
 def groups(rows):
-    """The row sets the tables show, as (table, title, rows): one main table per model, sizes, breakdown."""
+    """The row sets the tables show, as (table, title, rows): one main table per model, sizes, breakdown
+    (the figures and sweep tables: test_report_figures.py)."""
     out = [(C.MAIN, render.model_title(rs), rs) for rs in render.by_model(rows).values()]
     return out + [(C.SIZES, "Model sizes", C.table_rows(C.SIZES, rows)),
                   (C.BREAKDOWN, "Where every byte goes (from the linked ELF)", C.table_rows(C.BREAKDOWN, rows))]
@@ -65,7 +79,7 @@ def test_the_spec_is_consistent():
     keys = [c.key for c in C.COLUMNS]
     assert len(keys) == len(set(keys))
     for c in C.COLUMNS:
-        assert c.views and c.views <= C.EVERYWHERE and set(c.tables) <= {C.MAIN, C.SIZES, C.BREAKDOWN}, c
+        assert c.views and c.views <= C.EVERYWHERE and set(c.tables) <= set(C.TABLES), c
         assert c.align in (C.LEFT, C.RIGHT)
         for k in c.uses:  # a composite is shown from other columns' figures, which the data files carry
             assert C.CSV in C.BY_KEY[k].views and C.JSON in C.BY_KEY[k].views, (c.key, k)

@@ -88,9 +88,12 @@ class Convert(Record):
 class Metrics(Record):
     KIND, FILE, WRITER = "metrics", "<model>/<variant>/metrics.json", "evaluate"
     ABOUT = ("The test split through LiteRT, TFLM and the float Keras model. Per runtime: regression `mae rmse`; "
-             "classification `accuracy precision recall f1 average confusion_matrix`; autoencoder the same "
-             "plus `threshold train_error_mean train_error_std k test_error_mean` and `voted` (the figures "
-             "after voting over groups).")
+             "classification `accuracy precision recall f1 average confusion_matrix` (rows: the true class, "
+             "columns: the prediction); autoencoder the same plus `mode reconstruction_error (mse / mae) threshold "
+             "train_error_mean train_error_std k test_error_mean` and `voted` (the figures after voting over "
+             "groups, with `vote_window vote_rule vote_k vote_count_threshold vote_min_members vote_fraction "
+             "train_group_counts threshold_rule groups dropped_tail_samples`). Every runtime block (and `voted`) "
+             "has `distinct_predictions`: how many different decisions (regression: output values) it gave.")
     task: str = F("regression | binary | multiclass | autoencoder")
     counts: dict = F("{test: samples evaluated}")
     tflite_bytes: int = F("size of the .tflite evaluated")
@@ -101,6 +104,22 @@ class Metrics(Record):
     agreement: dict | None = F("{runtime, max_abs_error_vs_keras, top1_agreement_vs_keras | "
                                "decision_agreement_vs_keras}")
     anomaly: dict | None = F("the anomaly settings used (autoencoder)", None)
+
+
+@dataclass
+class History(Record):
+    KIND, FILE, WRITER = "history", "<model>/history.json", "train"
+    ABOUT = ("How training went (beside `trained.keras`). Every other key is a per-epoch curve as Keras names it "
+             "(`loss`, `val_loss`, `accuracy`, ...): a list of numbers, one per epoch run. The train stage writes "
+             "it as plain JSON: read it with `read_history`, which accepts it with or without the schema key.")
+    epochs_run: int = F("epochs trained (fewer than `epochs` when early stopping ended training)")
+    params: int = F("parameters of the trained model")
+    epochs: int | None = F("epochs configured", None)
+    early_stopped: bool | None = F("early stopping ended training before `epochs`", None)
+    best_val_loss: float | None = F("the lowest validation loss of any epoch, or null without validation", None)
+    weights_h5_bytes: int | None = F("the weights alone as HDF5 (`save_weights`): the literature's Keras model "
+                                     "size, without optimizer state", None)
+    weights_h5_gzip_bytes: int | None = F("the same, gzip -9", None)
 
 
 @dataclass
@@ -154,13 +173,12 @@ class Size(Record):
                                  "any, is for the size comparison only)", None)
 
 
-RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, Analysis, Size)
+RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, History, Analysis, Size)
 
 # the artifacts that are not JSON records: (path, writer, content)
 FILES = (
     ("<model>/dataset.npz", "dataset", "the splits as arrays (see the dataset record)"),
     ("<model>/trained.keras", "train", "the trained tf_keras model, byte-deterministic for identical inputs"),
-    ("<model>/history.json", "train", "the training curves per epoch, `epochs_run`, `params`"),
     ("<model>/<variant>/compressed.keras", "compress", "the compressed model, wrappers stripped (HDF5 bytes "
      "after QAT); `compress.json` beside it records each step"),
     ("<model>/<variant>/model.tflite", "convert", "the flatbuffer"),
@@ -232,6 +250,44 @@ def read_dict(path: str | Path, cls: type[Record], *, stage_hint: str | None = N
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise TinyMLError(f"{path} has fields this doit-tinyml does not know ({', '.join(sorted(unknown))}): {fix}")
+    return data
+
+
+def read_history(path: str | Path) -> dict:
+    """<model>/history.json as a dict (schema key removed), checked against `History`.
+
+    The train stage writes it as plain JSON (no schema key); a file with `"schema": "history/1"` is read
+    too. Keys beyond History's fields must be per-epoch curves (lists of numbers); NaN is not JSON, so a
+    curve holds finite numbers or null.
+    """
+    path = Path(path)
+    fix = "run `doit train` (or `doit`) to rebuild it"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TinyMLError(f"{path} is missing: {fix}") from None
+    except (OSError, ValueError) as e:
+        raise TinyMLError(f"{path} is not readable JSON ({e}): {fix}") from None
+    if not isinstance(data, dict):
+        raise TinyMLError(f"{path} does not hold a history record: {fix}")
+    schema = data.pop("schema", None)
+    if schema not in (None, f"{History.KIND}/{SCHEMA_VERSION}"):
+        raise TinyMLError(f"{path} holds schema {schema!r}, this doit-tinyml writes "
+                          f"'{History.KIND}/{SCHEMA_VERSION}': {fix}")
+    hints = _hints(History)
+    names = set()
+    for f in dataclasses.fields(History):
+        names.add(f.name)
+        if f.name not in data:
+            if f.default is dataclasses.MISSING:
+                raise TinyMLError(f"{path} has no {f.name!r} (history record): {fix}")
+            continue
+        if not _check_type(data[f.name], hints[f.name]):
+            raise TinyMLError(f"{path}: {f.name} = {data[f.name]!r} is not of the recorded type: {fix}")
+    for k, v in data.items():
+        if k not in names and not (isinstance(v, list) and all(
+                x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)):
+            raise TinyMLError(f"{path}: {k!r} is neither a history field nor a per-epoch curve: {fix}")
     return data
 
 

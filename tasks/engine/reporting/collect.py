@@ -1,10 +1,11 @@
 """Artifacts -> rows: the only part of the report that reads a file.
 
 One row per entry (model, variant, board, runtime), every figure read from an artifact a stage
-wrote (metrics.json, analysis.json, size.json, convert.json, compress.json, aot.json, the C array
-source, trained.keras). A missing or unreadable artifact gives None figures and a name in the row's
-`missing` list, never an exception. The verdicts (fits, ship, gates) are decide.py's; what they
-are decided from, beyond the row's figures, travels beside the row as `Facts`.
+wrote (metrics.json, analysis.json, size.json, convert.json, compress.json, aot.json, history.json,
+the C array source, trained.keras) and the entry's sweep point. A missing or unreadable artifact gives
+None figures and a name in the row's `missing` list, never an exception. The verdicts (fits, warnings,
+ship, gates) are decide.py's; what they are decided from, beyond the row's figures, travels beside
+the row as `Facts`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple
 from .. import artifacts
 from ..errors import TinyMLError
 
-ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot")
+ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot", "history")
 RECORDS = {"metrics": artifacts.Metrics, "analysis": artifacts.Analysis, "size": artifacts.Size,
            "convert": artifacts.Convert}
 
@@ -31,6 +32,10 @@ class Facts:
     tflm_compatible: bool | None = None  # analysis.json "tflm_compatible"
     tflm_problem: str = ""           # analysis.json's first problem, "op: message"
     metric_not_finite: bool = False  # metrics.json has a primary value that is NaN or infinite
+    not_finite: tuple = ()           # the figures (of the primary runtime) that are NaN or infinite
+    truth_counts: tuple | None = None   # test samples per true class (rows of the confusion matrix)
+    pred_counts: tuple | None = None    # test samples per predicted class (its columns)
+    voted_pred_counts: tuple | None = None  # the same for the voted groups (anomaly detection)
 
 
 class Collected(NamedTuple):
@@ -43,9 +48,16 @@ class Collected(NamedTuple):
 
 
 def path_of(entry: dict, key: str) -> Path | None:
-    """An entry's path for `key`, given at the top level or under a "paths" dict."""
+    """An entry's path for `key`, given at the top level or under a "paths" dict.
+
+    history.json lies beside trained.keras (docs/ARTIFACTS.md): an entry that does not name it at all
+    gets that one.
+    """
     paths = entry.get("paths")
-    p = paths.get(key) if isinstance(paths, dict) else entry.get(key)
+    where = paths if isinstance(paths, dict) else entry
+    p = where.get(key)
+    if key == "history" and "history" not in where and where.get("trained"):
+        p = Path(where["trained"]).with_name("history.json")
     return Path(p) if p else None
 
 
@@ -56,6 +68,13 @@ def load(path: Path | None, kind: str | None = None) -> tuple[dict | None, str]:
     """
     if path is None:
         return None, "absent"
+    if kind == "history":
+        if not Path(path).is_file():
+            return None, "missing"
+        try:
+            return artifacts.read_history(path), "ok"
+        except TinyMLError:
+            return None, "unreadable"
     record = RECORDS.get(kind)
     if record is not None:
         if not Path(path).is_file():
@@ -139,7 +158,7 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     art, status = {}, {}
     for key in ARTIFACTS:
         art[key], status[key] = load(path_of(e, key), key)
-    m, a, s, c, comp, aot = (art[k] for k in ARTIFACTS)
+    m, a, s, c, comp, aot, hist = (art[k] for k in ARTIFACTS)
     board = e.get("board")
     runtime = e.get("runtime") or get(s, "runtime") or ("tflm" if board else None)
     row: dict[str, Any] = {
@@ -162,6 +181,33 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     row["drop"] = None
     if row["delta_vs_keras"] is not None:
         row["drop"] = -row["delta_vs_keras"] if row["higher_is_better"] else row["delta_vs_keras"]
+    block = get(m, row["metric_runtime"]) if isinstance(row["metric_runtime"], str) else None
+    block = block if isinstance(block, dict) else {}
+    voted = block.get("voted") if isinstance(block.get("voted"), dict) else {}
+    not_finite = []
+
+    def figure(d: dict, key: str, label: str):
+        v = d.get(key)
+        if v is not None and num(v) is None and isinstance(v, (int, float)) and not isinstance(v, bool):
+            not_finite.append(label)
+        return num(v)
+
+    row["test_samples"] = get(m, "counts", "test")
+    for k in ("mae", "rmse", "accuracy", "precision", "recall", "f1"):
+        row[k] = figure(block, k, k)
+    row["average"] = block.get("average")
+    for k in ("accuracy", "precision", "recall", "f1"):
+        row[f"voted_{k}"] = figure(voted, k, f"voted {k}")
+    row["anomaly_threshold"] = figure(block, "threshold", "threshold")
+    row["anomaly_error"] = block.get("reconstruction_error") or (
+        (get(m, "anomaly", "error") or "mse") if "threshold" in block else None)  # before `error` existed: mse
+    row["vote_window"] = voted.get("vote_window")
+    row["vote_rule"] = voted.get("vote_rule") or ("max" if "vote_min_members" in voted else None)
+    row["vote_k"] = voted.get("vote_k")
+    row["vote_count_threshold"] = figure(voted, "vote_count_threshold", "vote count threshold")
+    row["vote_error"] = voted.get("error")
+    d = block.get("distinct_predictions")
+    row["distinct_predictions"] = d if isinstance(d, int) and not isinstance(d, bool) else None
     row["tflm_error"] = get(m, "tflm", "error")
     row["estimate"] = bool(get(s, "estimate", default=False))
     row["breakdown"] = get(s, "breakdown")
@@ -173,6 +219,9 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     row["tflite_bytes"] = int(tflite) if tflite is not None else None
     keras_bytes = first(file_size(path_of(e, "trained")), num(get(comp, "trained", "keras_bytes")),
                         num(get(c, "keras_bytes")))
+    # the literature's Keras size: the trained model's weights alone as HDF5 (no optimizer state)
+    h5 = first(num(get(hist, "weights_h5_bytes")), num(get(comp, "trained", "weights_h5_bytes")))
+    h5_gzip = first(num(get(hist, "weights_h5_gzip_bytes")), num(get(comp, "trained", "weights_h5_gzip_bytes")))
     row.update({
         "data_bytes": get(a, "flatbuffer", "data_bytes"),
         "non_data_bytes": get(a, "flatbuffer", "non_data_bytes"),
@@ -180,12 +229,31 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
         "tflite_gzip_bytes": first(get(a, "tflite_gzip_bytes"), get(a, "gzip_bytes"), get(c, "tflite_gzip_bytes")),
         "keras_bytes": int(keras_bytes) if keras_bytes is not None else None,
         "keras_gzip_bytes": first(get(comp, "final", "keras_gzip_bytes"), get(comp, "trained", "keras_gzip_bytes")),
+        "keras_h5_bytes": int(h5) if h5 is not None else None,
+        "keras_h5_gzip_bytes": int(h5_gzip) if h5_gzip is not None else None,
+        "compressed_h5_bytes": get(comp, "final", "weights_h5_bytes"),
+        "compressed_h5_gzip_bytes": get(comp, "final", "weights_h5_gzip_bytes"),
+        "quantization": get(c, "quantization"),
         "params": first(get(a, "params"), get(comp, "final", "params")),
         "macs": first(get(a, "macs"), get(comp, "final", "macs")),
         "arena_bytes": get(a, "arena", "bytes"),
     })
-    row["ratio_vs_keras"] = (row["tflite_bytes"] / keras_bytes
-                             if row["tflite_bytes"] is not None and keras_bytes else None)
+    row["ratio_vs_keras"] = row["tflite_bytes"] / h5 if row["tflite_bytes"] is not None and h5 else None
+    gz = num(row["tflite_gzip_bytes"])
+    row["gzip_ratio_vs_keras"] = gz / h5_gzip if gz is not None and h5_gzip else None
+    # ---- training (history.json, per model)
+    row["epochs"] = get(hist, "epochs")
+    row["epochs_run"] = get(hist, "epochs_run")
+    row["early_stopped"] = get(hist, "early_stopped")
+    row["best_val_loss"] = num(get(hist, "best_val_loss"))
+    # ---- the sweep point this row belongs to (from the entry: tinyml.toml's sweep, expanded by the dag)
+    sweep = e.get("sweep") if isinstance(e.get("sweep"), dict) else {}
+    values = sweep.get("values") if isinstance(sweep.get("values"), dict) else {}
+    row["sweep_group"] = str(sweep["group"]) if sweep.get("group") is not None and values else None
+    row["sweep_kind"] = sweep.get("kind") if row["sweep_group"] else None
+    row["sweep_values"] = dict(values) if row["sweep_group"] else None
+    keys = sweep.get("keys") if isinstance(sweep.get("keys"), dict) else {}
+    row["sweep_keys"] = {k: str(keys.get(k, k)) for k in values} if row["sweep_group"] else None
     # ---- the board
     for k in ("flash_used", "flash_limit", "ram_used", "ram_limit", "flash_over_by", "ram_over_by"):
         v = num(get(s, k))
@@ -193,11 +261,23 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     for what in ("flash", "ram"):
         used, limit = row[f"{what}_used"], row[f"{what}_limit"]
         row[f"{what}_pct"] = 100.0 * used / limit if used is not None and limit else None
+    row["latency_ms"] = num(get(s, "latency_ms"))
     row["failed"] = failure(e, failed_dir)
-    return Collected(row, _facts(m, a, s, status["size"], row))
+    cm = block.get("confusion_matrix")
+    return Collected(row, _facts(m, a, s, status["size"], row, tuple(not_finite), cm, voted.get("confusion_matrix")))
 
 
-def _facts(m: dict | None, a: dict | None, s: dict | None, size_status: str, row: dict) -> Facts:
+def _counts(cm) -> tuple[tuple | None, tuple | None]:
+    """(per true class, per predicted class) from a confusion matrix, or (None, None)."""
+    if not (isinstance(cm, list) and cm and all(isinstance(r, list) and len(r) == len(cm) for r in cm)):
+        return None, None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for r in cm for x in r):
+        return None, None
+    return tuple(sum(r) for r in cm), tuple(sum(r[j] for r in cm) for j in range(len(cm)))
+
+
+def _facts(m: dict | None, a: dict | None, s: dict | None, size_status: str, row: dict,
+           not_finite: tuple = (), cm=None, voted_cm=None) -> Facts:
     problem = ""
     if a is not None:
         probs = a.get("problems") or []
@@ -211,7 +291,9 @@ def _facts(m: dict | None, a: dict | None, s: dict | None, size_status: str, row
         size_problem=str(size_problem) if size_problem else None,
         tflm_compatible=a.get("tflm_compatible") if a is not None else None,
         tflm_problem=problem,
-        metric_not_finite=bool(row["metric"]) and get(m, "primary", "value") is not None and row["value"] is None)
+        metric_not_finite=bool(row["metric"]) and get(m, "primary", "value") is not None and row["value"] is None,
+        not_finite=not_finite, truth_counts=_counts(cm)[0], pred_counts=_counts(cm)[1],
+        voted_pred_counts=_counts(voted_cm)[1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""The trade-off plots: each model's metric against flash % and against RAM % of each board's limit.
+"""The report's plots: trade-offs (each model's metric against flash % and RAM % of each board's limit)
+and sweeps (size, RAM, time, the metric and the quantized / float32 ratios against a swept value).
 
-`tradeoffs` picks the points (plain data, no plotting library); `draw` renders one `Scatter` with
-matplotlib (Agg, imported here only: the no-op `doit` never draws) to PNG and SVG bytes that depend
-only on the input: the SVG ids come from a fixed salt, and neither file carries a date or a
-software version. A future view (e.g. a metric against a swept setting) is another `Scatter`.
+`tradeoffs` and `sweep_plots` pick the points (plain data, no plotting library); `draw` renders a
+`Scatter` or a `Panels` with matplotlib (Agg, imported here only: the no-op `doit` never draws) to PNG
+and SVG bytes that depend only on the input: the SVG ids come from a fixed salt, and neither file
+carries a date or a software version.
 """
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import re
 from dataclasses import dataclass, field
 
 from .columns import metric_label, shorten
-from .render import by_model
+from .render import by_model, fmt_swept, sweeps
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 LIMIT_COLOUR, HEADROOM_COLOUR = "#d62728", "#ff7f0e"
+SWEEP_PREFIX = "sweep-"
+MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,35 @@ class Scatter:
     y_label: str
     points: tuple = ()
     vlines: tuple = field(default=())
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    xs: tuple
+    ys: tuple
+    dashed: bool = False
+    colour: int = 0     # the variant's colour, the same in every panel
+    marker: int = 0     # the board's (and runtime's) marker
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    y_label: str
+    series: tuple = ()
+    empty: str = "no data"
+
+
+@dataclass(frozen=True)
+class Panels:
+    """Several line plots against one shared x (a swept value), in one figure."""
+    name: str           # file stem, e.g. sweep-sine-vs-units
+    title: str
+    x_label: str
+    panels: tuple = ()
+    categories: tuple = ()   # non-numeric swept values, in order: a point's x is its index
+    log_x: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,14 +113,92 @@ def tradeoffs(rows: list[dict], headroom: float, shipped: list[dict] = ()) -> li
     return out
 
 
-def draw(s: Scatter) -> Plot:
-    """One scatter plot as PNG and SVG bytes (identical input, identical bytes)."""
+def sweep_plots(rows: list[dict]) -> list[Panels]:
+    """Per sweep group and swept key: tflite size, RAM, time, the metric and the quantized / float32
+    ratios against the swept value; one line per variant (per board and runtime for RAM and time)."""
+    out = []
+    for g in sweeps(rows):
+        rs = g["rows"]
+        keys = list(g["keys"])
+        boards = list(dict.fromkeys((r["board"], r["runtime"]) for r in rs if r["board"]))
+
+        def base(r):
+            return r["variant"] if g["kind"] == "model" else (r.get("quantization") or g["group"])
+
+        colours = list(dict.fromkeys(base(r) for r in rs))
+        metric = next((r["metric"] for r in rs if r["metric"]), None)
+        for key in keys:
+            values = [(r["sweep_values"] or {}).get(key) for r in rs]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None)
+            cats: tuple = ()
+            if not numeric:
+                cats = tuple(dict.fromkeys(fmt_swept(v) for v in values))
+
+            def x_of(r, key=key, numeric=numeric, cats=cats):
+                v = (r["sweep_values"] or {}).get(key)
+                if v is None:
+                    return None
+                return float(v) if numeric else float(cats.index(fmt_swept(v)))
+
+            def label(r, per_board=False, key=key):
+                text = base(r)
+                rest = [f"{k}={fmt_swept((r['sweep_values'] or {}).get(k))}" for k in keys if k != key]
+                if per_board and len(boards) > 1:
+                    text += f" @ {r['board']}" + (f" [{r['runtime']}]" if r["runtime"] not in (None, "tflm") else "")
+                return text + (f" ({', '.join(rest)})" if rest else "")
+
+            def series(field, per_board, dashed=False, suffix=""):
+                pts: dict[str, dict] = {}
+                style: dict[str, tuple] = {}
+                for r in rs:
+                    x, y = x_of(r), r.get(field)
+                    if x is None or y is None or (per_board and not r["board"]):
+                        continue
+                    name = label(r, per_board) + suffix
+                    pts.setdefault(name, {}).setdefault(x, float(y))
+                    style.setdefault(name, (colours.index(base(r)),
+                                            boards.index((r["board"], r["runtime"])) if per_board else 0))
+                return tuple(Series(name, tuple(sorted(p)), tuple(p[x] for x in sorted(p)), dashed, *style[name])
+                             for name, p in pts.items())
+
+            xs = [x for x in (x_of(r) for r in rs) if x is not None]
+            log_x = bool(numeric and xs and min(xs) > 0 and max(xs) / min(xs) > 10)
+            label_m = metric_label(metric)
+            better = ""
+            if metric:
+                hib = next(r["higher_is_better"] for r in rs if r["metric"])
+                better = " (higher is better)" if hib else " (lower is better)"
+            what = f"{g['model']}/{g['group']}" if g["kind"] == "variant" else g["group"]
+            out.append(Panels(
+                name=slug(f"{SWEEP_PREFIX}{what.replace('/', '-')}-vs-{key}"),
+                title=f"sweep {what}: against {key}" + (f" ({g['keys'][key]})" if g["keys"][key] != key else ""),
+                x_label=key + (" (log scale)" if log_x else ""), categories=cats, log_x=log_x,
+                panels=(Panel(".tflite size", "bytes", series("tflite_bytes", False), "no .tflite size yet"),
+                        Panel("RAM used", "bytes", series("ram_used", True), "no firmware size yet"),
+                        Panel("time per inference", "ms", series("latency_ms", True),
+                              "no time measured (size.json has no latency_ms)"),
+                        Panel(label_m, label_m + better, series("value", False), "no metrics yet"),
+                        Panel("quantized / float32", "ratio",
+                              series("float_ratio_tflite", False, suffix=": size")
+                              + series("float_ratio_time", True, dashed=True, suffix=": time"),
+                              "no float32 variant at these points"))))
+    return out
+
+
+def draw(s) -> Plot:
+    """One `Scatter` or `Panels` as PNG and SVG bytes (identical input, identical bytes)."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rc = {"svg.hashsalt": f"doit-tinyml:{s.name}", "svg.fonttype": "none", "font.size": 9,
           "axes.titlesize": 11, "axes.titleweight": "bold"}
+    if isinstance(s, Panels):
+        with matplotlib.rc_context(rc):
+            fig = Figure(figsize=(12.0, 6.6), dpi=100)
+            FigureCanvasAgg(fig)
+            _panels(fig, s)
+            return _save(fig, s)
     with matplotlib.rc_context(rc):
         fig = Figure(figsize=(7.2, 3.6), dpi=100)
         FigureCanvasAgg(fig)
@@ -104,10 +214,46 @@ def draw(s: Scatter) -> Plot:
             ax.set_yticks([])
         else:
             _scatter(ax, s)
-        png, svg = io.BytesIO(), io.BytesIO()
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None, "Title": s.title})
-        fig.savefig(png, format="png", metadata={"Software": None})
+        return _save(fig, s)
+
+
+def _save(fig, s) -> Plot:
+    png, svg = io.BytesIO(), io.BytesIO()
+    fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None, "Title": s.title})
+    fig.savefig(png, format="png", metadata={"Software": None})
     return Plot(s.name, s.title, png.getvalue(), svg.getvalue())
+
+
+def _panels(fig, s: Panels) -> None:
+    fig.suptitle(s.title, fontweight="bold")
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.09, top=0.9, wspace=0.28, hspace=0.42)
+    axes = fig.subplots(2, 3).flatten()
+    axes[-1].set_axis_off()
+    for ax, panel in zip(axes, s.panels):
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(s.x_label)
+        ax.set_ylabel(panel.y_label)
+        if not panel.series:
+            ax.text(0.5, 0.5, panel.empty, ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ax.grid(color="#eeeeee", linewidth=0.8)
+        ax.set_axisbelow(True)
+        for line in panel.series:
+            ax.plot(line.xs, line.ys, marker=MARKERS[line.marker % len(MARKERS)], markersize=4, linewidth=1.4,
+                    color=PALETTE[line.colour % len(PALETTE)], linestyle="--" if line.dashed else "-",
+                    label=shorten(line.label, 30), gid=f"{s.name}.{slug(panel.title)}.{slug(line.label)}")
+        if s.log_x:
+            ax.set_xscale("log")
+        if s.categories:
+            ax.set_xticks(range(len(s.categories)), [shorten(c, 12) for c in s.categories])
+        else:  # the swept values themselves as ticks, when there are few enough to read
+            xs = sorted({x for line in panel.series for x in line.xs})
+            if len(xs) <= 12:
+                ax.set_xticks(xs, [f"{x:g}" for x in xs])
+                ax.minorticks_off()
+        ax.legend(fontsize=7, frameon=False)
 
 
 def _scatter(ax, s: Scatter) -> None:
