@@ -660,9 +660,9 @@ def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | Non
     if kind != "csv":
         for key in ("label", "features", "window", "stride"):
             if key in t.raw:
-                what = ("CSV time series (rows are time steps); a .ts file's cases are already series"
-                        if key in ("window", "stride") and kind == "ts" else "CSV sources")
-                raise t.err(key, f"applies to {what} only (source is {source!r}); remove it")
+                what = "CSV time series (rows are time steps)" if key in ("window", "stride") else "CSV sources"
+                why = "; a .ts file's cases are already series" if key in ("window", "stride") and kind == "ts" else ""
+                raise t.err(key, f"applies to {what} only, but source is {source!r}{why}; remove it")
     window = t.get("window", int, None, check=_between(2, MAX_WINDOW))
     stride = t.get("stride", int, None, check=_between(1, MAX_WINDOW))
     if stride is not None and window is None:
@@ -721,7 +721,7 @@ def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | Non
         if window is not None:
             n_train, _ = _dataset.time_split(info["n"], window, stride, split)
             if n_train < 1:
-                raise t.err("test_split", f"= {split} leaves no training window: {source} makes {info['n']} "
+                raise t.err("test_split", f"got {split}, which leaves no training window: {source} makes {info['n']} "
                                           f"windows of {window} rows every {stride}, and training keeps only those "
                                           f"that end before the first test window; add rows, lower test_split, or "
                                           f"use a smaller window or stride")
@@ -825,7 +825,7 @@ def _inspect_data(kind: str, source: str, test: str | None, label, features, win
                 continue
             n = _dataset.window_count(part["n"], window, stride)
             if n == 0:
-                raise t.err("window", f"= {window} is longer than the series: {path} has {part['n']} rows (time "
+                raise t.err("window", f"got {window}, longer than the series: {path} has {part['n']} rows (time "
                                       f"steps); a window must fit in the series: lower window or add rows")
             if part is info:
                 info["n_rows"], info["n"] = info["n"], n
