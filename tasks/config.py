@@ -772,6 +772,9 @@ def _inspect_data(kind: str, source: str, test: str | None, label, features, win
             raise t.err(key, f"{path}: cannot be read: {e.strerror or e}") from None
 
     info = dict(inspect(source, "source", features))
+    if test is not None and info.get("n_test"):
+        raise t.err("test", f"{source} already holds x_test and y_test, its own test set; remove test (or save "
+                            f"the source without x_test and y_test)")
     if test is not None:
         if kind == "csv":
             try:

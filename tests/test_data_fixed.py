@@ -179,6 +179,10 @@ def test_loader_npz_fixed_test(tmp_path):
     with pytest.raises(config.ConfigError, match="key 'test_split': cannot be combined with a fixed test set: data/s.npz "
                                                  "holds x_test and y_test"):
         config.load(root / "tinyml.toml")
+    np.savez(root / "data" / "t.npz", x=np.zeros((3, 2)), y=np.array([0, 1, 0]))
+    (root / "tinyml.toml").write_text(toml.replace('source = "data/s.npz"', 'source = "data/s.npz"\ntest = "data/t.npz"'))
+    with pytest.raises(config.ConfigError, match="key 'test': data/s.npz already holds x_test and y_test"):
+        config.load(root / "tinyml.toml")
     (root / "tinyml.toml").write_text(toml.replace('source = "data/s.npz"', 'source = "sine"\ntest = "data/s.npz"'))
     with pytest.raises(config.ConfigError, match="key 'test': applies to file sources"):
         config.load(root / "tinyml.toml")

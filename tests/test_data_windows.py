@@ -146,3 +146,42 @@ def test_loader_knows_the_window_shape(tmp_path):
     with pytest.raises(config.ConfigError, match=r"input_shape.*got \[16, 2\], but each sample of data/s.csv has shape "
                                                  r"\[16, 1\]"):
         config.load(root / "tinyml.toml")
+
+
+def test_doit_dataset_cuts_an_anomaly_series(tmp_path):
+    """As a user runs it: a sensor log with anomaly labels, windows for an autoencoder, `doit dataset`."""
+    import json
+
+    from project import doit, executed
+
+    toml = """
+[models.ae]
+task = "autoencoder"
+
+[models.ae.dataset]
+source = "data/log.csv"
+label = "anomaly"
+window = 20
+stride = 10
+normalize = "standard"
+
+[models.ae.model]
+layers = [{ type = "flatten" }, { type = "dense", units = 8, activation = "relu" }, { type = "dense", units = 40 },
+          { type = "reshape", target_shape = [20, 2] }]
+
+[models.ae.training]
+epochs = 2
+
+[models.ae.variants.float32]
+"""
+    root = make_project(tmp_path / "p", toml, sketch=None)
+    (root / "data").mkdir()
+    (root / "data" / "log.csv").write_text("x,y,anomaly\n" + "".join(
+        f"{np.sin(i / 5):.4f},{np.cos(i / 5):.4f},{int(400 <= i < 420)}\n" for i in range(500)))
+    proc = doit(root, "dataset")
+    assert "dataset:ae" in executed(proc.stdout), proc.stdout + proc.stderr
+    meta = json.loads((root / "build" / "ae" / "dataset.json").read_text())
+    assert meta["split"] == "time" and (meta["window"], meta["stride"]) == (20, 10)
+    assert meta["input_shape"] == [20, 2] and meta["output_shape"] == [20, 2]
+    d = np.load(root / "build" / "ae" / "dataset.npz")
+    assert d["is_anomaly_test"].sum() == 3                         # the windows touching rows 400-419
