@@ -18,8 +18,6 @@ from .engine.io import read_npz, write_json, write_npz
 # --------------------------------------------------------------------------- loading sources
 def _load_source(ds, rng):
     """Return (x, y, class_names or None, test): test is (x_test, y_test) for a fixed test set, else None."""
-    import numpy as np
-
     display = ds.source
     test = None
     if ds.kind == "generator":
