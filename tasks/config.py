@@ -110,14 +110,20 @@ _SHAPE_KEEPING = ("activation", "relu", "dropout", "batch_normalization")
 # --------------------------------------------------------------------------- settings objects
 @dataclass(frozen=True)
 class DatasetSettings:
-    source: str                 # generator name, path to .csv/.npz (relative to tinyml.toml), or "pkg.mod:func"
-    kind: str                   # "generator" | "csv" | "npz" | "callable"
+    source: str                 # generator name, path to .csv/.npz/.ts (relative to tinyml.toml), or "pkg.mod:func"
+    kind: str                   # "generator" | "csv" | "npz" | "ts" | "callable"
     params: dict
     label: str | None
     features: tuple[str, ...] | None
-    test_split: float
+    test_split: float | None    # held-out fraction; None with a fixed test set (test file, .npz x_test/y_test)
     normalize: str
     class_names: tuple[str, ...] | None
+    test: str | None = None     # a fixed test file, same format as source (relative to tinyml.toml)
+    window: int | None = None   # CSV time series: rows per window (x -> (n, window, features))
+    stride: int | None = None   # rows between window starts (default: window, windows side by side)
+    # files the dataset is made from, for doit's file_dep: the data files (source, test) or a callable's
+    # module and the modules it imports from its own package or folder; relative to tinyml.toml when inside it
+    deps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -534,7 +540,7 @@ class _Context:
         from .engine import data as dataset
 
         st = path.stat()
-        key = json.dumps([kind, str(path), st.st_size, st.st_mtime_ns, label, list(features or ())])
+        key = json.dumps([kind + "/2", str(path), st.st_size, st.st_mtime_ns, label, list(features or ())])
         big = st.st_size >= self.CACHE_MIN_BYTES
         if big:
             if self._cache is None:
@@ -547,6 +553,8 @@ class _Context:
                 return self._cache[key]
         if kind == "csv":
             info = dataset.inspect_csv(path, label, features, display)
+        elif kind == "ts":
+            info = dataset.inspect_ts(path, display)
         else:
             info = dataset.inspect_npz(path, display)
         if big:
@@ -659,37 +667,67 @@ def _generator_task(ds: DatasetSettings) -> str | None:
             "sklearn:iris": "multiclass", "sklearn:wine": "multiclass"}.get(ds.source)
 
 
+DATASET_KEYS = ("source", "params", "label", "features", "test_split", "normalize", "class_names", "test",
+                "window", "stride")
+FILE_KINDS = ("csv", "npz", "ts")
+MAX_WINDOW = 100_000
+
+
 def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | None]:
     """The [dataset] table, and what the loader could learn about the data without numpy (or None)."""
     from .engine import data as _dataset
 
-    t.check_keys(("source", "params", "label", "features", "test_split", "normalize", "class_names"))
+    t.check_keys(DATASET_KEYS)
     source = t.get("source", str, required=True)
     label = t.get("label", str, None, check=lambda v: None if v.strip() else "must name a column")
     params = t.get("params", dict, {})
     info = None
-    if source.endswith((".csv", ".npz")):
+    if source.endswith(tuple("." + k for k in FILE_KINDS)):
         kind = source.rsplit(".", 1)[1]
-        p = (ctx.root / source).resolve()
-        if not p.exists():
-            raise t.err("source", f"file {source!r} not found (looked in {p.parent})")
-        if not p.is_file():
-            raise t.err("source", f"{source!r} is a folder, not a .{kind} file")
-        source = os.path.relpath(p, ctx.root)   # relative: settings hashes survive moving the project
+        source = _data_file(source, "source", kind, t, ctx)
     elif source in GENERATORS:
         kind = "generator"
     elif _CALLABLE.match(source):
         kind = "callable"
     else:
         raise t.err("source", f"got {source!r}; allowed: a built-in generator ({', '.join(GENERATORS)})"
-                              f"{_closest(source, GENERATORS)}, a path to a .csv or .npz file, "
+                              f"{_closest(source, GENERATORS)}, a path to a .csv, .npz or .ts file, "
                               f"or a callable 'package.module:function'")
+    test = t.get("test", str, None)
+    if test is not None:
+        if kind not in FILE_KINDS:
+            raise t.err("test", f"applies to file sources (.csv, .npz, .ts), but source is {source!r}; " +
+                        ("a callable gives a fixed test set by returning a dict with x, y, x_test and y_test"
+                         if kind == "callable" else "a built-in generator is split by test_split"))
+        if not test.endswith("." + kind):
+            raise t.err("test", f"got {test!r}; the fixed test file must be a .{kind} file like the source "
+                                f"{source!r}")
+        test = _data_file(test, "test", kind, t, ctx)
+        if test == source:
+            raise t.err("test", f"{test!r} is the training file itself; the fixed test set must be other data")
+        if "test_split" in t.raw:
+            raise t.err("test_split", f"cannot be combined with key 'test': {test!r} is the fixed test set, so "
+                                      f"nothing is split off; remove test_split (or test, for a random split)")
     if kind == "csv" and label is None:
         raise t.err("label", "is required for a CSV source: the name of the column holding the target")
     if kind != "csv":
-        for key in ("label", "features"):
+        for key in ("label", "features", "window", "stride"):
             if key in t.raw:
-                raise t.err(key, f"applies to CSV sources only (source is {source!r}); remove it")
+                what = "CSV time series (rows are time steps)" if key in ("window", "stride") else "CSV sources"
+                why = "; a .ts file's cases are already series" if key in ("window", "stride") and kind == "ts" else ""
+                raise t.err(key, f"applies to {what} only, but source is {source!r}{why}; remove it")
+    window = t.get("window", int, None, check=_between(2, MAX_WINDOW))
+    stride = t.get("stride", int, None, check=_between(1, MAX_WINDOW))
+    if stride is not None and window is None:
+        raise t.err("stride", "needs window (the rows per window) beside it; add window or remove stride")
+    if window is not None:
+        stride = stride or window
+        if params.get("shuffle") is True:
+            raise t.err("params", "shuffle = true cannot be combined with window: windows overlap in time, so "
+                                  "the test part is the last windows (or the fixed test file); remove shuffle")
+    if test is not None and params.get("shuffle") is True:
+        raise t.err("params", f"shuffle = true picks a random test part, but {test!r} is the fixed test set; "
+                              f"remove shuffle")
     if kind == "generator":
         problem = _dataset.check_params(params, _dataset.GENERATOR_PARAMS[source], f"generator {source!r}")
         if problem:
@@ -701,7 +739,7 @@ def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | Non
         if info.get("values", 0) > _dataset.MAX_VALUES:
             raise t.err("params", f"would make {info['values']} values, more than the stated bound of "
                                   f"{_dataset.MAX_VALUES}; use fewer samples or shorter samples")
-    elif kind in ("csv", "npz"):
+    elif kind in FILE_KINDS:
         problem = _dataset.check_params(params, _dataset.FILE_PARAMS, f"a .{kind} source")
         if problem:
             raise t.err("params", problem)
@@ -712,13 +750,11 @@ def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | Non
         dup = next((f for i, f in enumerate(features) if f in features[:i]), None)
         if dup is not None:
             raise t.err("features", f"lists column {dup!r} twice")
-    if kind in ("csv", "npz"):
-        try:
-            info = ctx.inspect(kind, ctx.root / source, source, label, features)
-        except TinyMLError as e:
-            raise t.err("source", str(e)) from None
-        except OSError as e:
-            raise t.err("source", f"{source}: cannot be read: {e.strerror or e}") from None
+    if kind in FILE_KINDS:
+        info = _inspect_data(kind, source, test, label, features, window, stride, t, ctx)
+        if info.get("n_test") and test is None and "test_split" in t.raw:
+            raise t.err("test_split", f"cannot be combined with a fixed test set: {source} holds x_test and "
+                                      f"y_test, which are the test part; remove test_split")
     names = t.get("class_names", list, None)
     if names is not None:
         if not names:
@@ -731,15 +767,128 @@ def _load_dataset(t: _Table, ctx: _Context) -> tuple[DatasetSettings, dict | Non
         dup = next((n for i, n in enumerate(names) if str(n) in map(str, names[:i])), None)
         if dup is not None:
             raise t.err("class_names", f"lists {dup!r} twice; class names must be unique")
-    test_split = t.get("test_split", float, 0.2, check=_frac(0.0, 0.9, lo_open=True))
-    if info is not None and info["n"] - max(1, round(info["n"] * test_split)) < 1:
-        raise t.err("test_split", f"got {test_split}, which leaves no training samples out of {info['n']}; add samples or "
-                                  f"lower test_split")
+    split = t.get("test_split", float, _dataset.DEFAULT_TEST_SPLIT, check=_frac(0.0, 0.9, lo_open=True))
+    fixed = test is not None or bool(info and info.get("n_test"))
+    test_split = None if fixed else split
+    if info is not None and not fixed:
+        if window is not None:
+            n_train, _ = _dataset.time_split(info["n"], window, stride, split)
+            if n_train < 1:
+                raise t.err("test_split", f"got {split}, which leaves no training window: {source} makes {info['n']} "
+                                          f"windows of {window} rows every {stride}, and training keeps only those "
+                                          f"that end before the first test window; add rows, lower test_split, or "
+                                          f"use a smaller window or stride")
+        elif info["n"] - max(1, round(info["n"] * split)) < 1:
+            raise t.err("test_split", f"got {split}, which leaves no training samples out of {info['n']}; add "
+                                      f"samples or lower test_split")
+    if kind in FILE_KINDS:
+        deps = (source,) + ((test,) if test else ())
+    elif kind == "callable":
+        deps = _dataset.callable_files(source, ctx.root)
+    else:
+        deps = ()
     return DatasetSettings(source=source, kind=kind, params=dict(params), label=label,
                            features=tuple(features) if features else None,
                            test_split=test_split,
                            normalize=t.get("normalize", str, "none", choices=NORMALIZE),
-                           class_names=tuple(map(str, names)) if names else None), info
+                           class_names=tuple(map(str, names)) if names else None,
+                           test=test, window=window, stride=stride, deps=deps), info
+
+
+def _data_file(value: str, key: str, kind: str, t: _Table, ctx: _Context) -> str:
+    """A data file named by [dataset] `key`: it exists, is a file, lies outside the build folder; returned
+    relative to tinyml.toml (settings hashes survive moving the project)."""
+    p = (ctx.root / value).resolve()
+    if not p.exists():
+        raise t.err(key, f"file {value!r} not found (looked in {p.parent})")
+    if not p.is_file():
+        raise t.err(key, f"{value!r} is a folder, not a .{kind} file")
+    rel = os.path.relpath(p, ctx.root)
+    if _inside(p, Path(os.path.realpath(ctx.build_dir))):
+        raise t.err(key, f"{rel!r} is inside the build folder {os.path.relpath(ctx.build_dir, ctx.root)!r}, which "
+                         f"doit-tinyml writes and `doit clean` empties; keep sources outside it, or set [project] "
+                         f"build_dir elsewhere")
+    return rel
+
+
+def _inspect_data(kind: str, source: str, test: str | None, label, features, window, stride, t: _Table,
+                  ctx: _Context) -> dict:
+    """What the loader learns from a data file and its fixed test file (columns, shapes, labels, counts)."""
+    from .engine import data as _dataset
+
+    def inspect(path: str, key: str, feats) -> dict:
+        try:
+            return ctx.inspect(kind, ctx.root / path, path, label, feats)
+        except TinyMLError as e:
+            raise t.err(key, str(e)) from None
+        except OSError as e:
+            raise t.err(key, f"{path}: cannot be read: {e.strerror or e}") from None
+
+    info = dict(inspect(source, "source", features))
+    if test is not None and info.get("n_test"):
+        raise t.err("test", f"{source} already holds x_test and y_test, its own test set; remove test (or save "
+                            f"the source without x_test and y_test)")
+    if test is not None:
+        if kind == "csv":
+            try:
+                header = _dataset.csv_header(ctx.root / test, test)
+            except TinyMLError as e:
+                raise t.err("test", str(e)) from None
+            except OSError as e:
+                raise t.err("test", f"{test}: cannot be read: {e.strerror or e}") from None
+            need = list(features) + [label] if features else info["columns"]
+            missing = [c for c in need if c not in header]
+            extra = [c for c in header if c not in info["columns"]] if not features else []
+            if missing or extra:
+                said = "; ".join(part for part in (
+                    f"missing {', '.join(map(repr, missing))}" if missing else "",
+                    f"not in the training file {', '.join(map(repr, extra))}" if extra else "") if part)
+                raise t.err("test", f"{test}: the columns differ from the training file {source}: {said}; the fixed "
+                                    f"test file needs the training file's columns (in any order)")
+            tinfo = inspect(test, "test", info["features"])
+        else:
+            tinfo = inspect(test, "test", None)
+            if tinfo.get("n_test"):
+                raise t.err("test", f"{test} holds x_test and y_test itself; a fixed test file holds x and y")
+            if tinfo["sample_shape"] != info["sample_shape"]:
+                raise t.err("test", f"each sample of {test} has shape {tinfo['sample_shape']} but each sample of "
+                                    f"{source} has {info['sample_shape']}" +
+                            (" ([length, dimensions])" if kind == "ts" else "") + "; they must match")
+            if kind == "npz" and tinfo["target_shape"] != info["target_shape"]:
+                raise t.err("test", f"{test} has targets of shape {tinfo['target_shape']} but {source} has "
+                                    f"{info['target_shape']}; they must match")
+        if kind == "ts":
+            if (info["class_names"] is None) != (tinfo["class_names"] is None):
+                raise t.err("test", f"{test} and {source} label their cases differently (one with @classLabel, "
+                                    f"the other with @targetLabel); use the same kind of labels")
+            if info["class_names"] is not None:
+                extra = [c for c in tinfo["class_names"] if _dataset.class_index(c, info["class_names"]) is None]
+                if extra:
+                    raise t.err("test", f"{test} declares classes the training file {source} does not: "
+                                        f"{', '.join(map(repr, extra[:10]))}; the model can only learn the training "
+                                        f"file's classes ({' '.join(info['class_names'])[:200]})")
+                tinfo = dict(tinfo, **{k: info[k] for k in ("labels", "classes", "min", "max", "n_classes",
+                                                            "example_text") if k in info})
+        try:
+            labels = _dataset.merge_label_info(info, tinfo, source, test)
+        except TinyMLError as e:
+            raise t.err("test", str(e)) from None
+        info.update(labels)
+        info["n_test"] = tinfo["n"]
+    if window is not None:
+        for path, part, key in ((source, info, "window"), (test, tinfo if test else None, "test")):
+            if part is None:
+                continue
+            n = _dataset.window_count(part["n"], window, stride)
+            if n == 0:
+                raise t.err("window", f"got {window}, longer than the series: {path} has {part['n']} rows (time "
+                                      f"steps); a window must fit in the series: lower window or add rows")
+            if part is info:
+                info["n_rows"], info["n"] = info["n"], n
+            else:
+                info["n_test"] = n
+        info["sample_shape"] = [window] + list(info["sample_shape"])
+    return info
 
 
 def _load_arch(t: _Table) -> ModelSettings:

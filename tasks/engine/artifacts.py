@@ -65,6 +65,11 @@ class Dataset(Record):
     norm_b: list = F("per-feature scale")
     counts: dict = F("samples per split: {train, test}")
     source: str = F("where the data came from (file name, generator or callable)")
+    split: str = F("how the test part was chosen: random (seeded shuffle) | time (the last samples or windows; "
+                   "windows that would straddle the boundary are dropped) | fixed (the data's own test set)", "random")
+    test_source: str | None = F("the fixed test file's name (`[dataset] test`), or null", None)
+    window: int | None = F("CSV time series: time steps per window, or null", None)
+    stride: int | None = F("CSV time series: steps between window starts, or null", None)
 
 
 @dataclass

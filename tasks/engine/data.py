@@ -110,6 +110,7 @@ GENERATOR_PARAMS: dict[str, dict[str, tuple]] = {
 # What each built-in source gives: per-sample input shape, task, number of classes.
 _SKLEARN_INFO = {"sklearn:breast_cancer": ((30,), "binary", 2, 569), "sklearn:digits": ((8, 8, 1), "multiclass", 10, 1797),
                  "sklearn:iris": ((4,), "multiclass", 3, 150), "sklearn:wine": ((13,), "multiclass", 3, 178)}
+DEFAULT_TEST_SPLIT = 0.2          # [dataset] test_split when not given (a random or time split)
 # params allowed for file sources (they are not passed anywhere else)
 FILE_PARAMS = {"shuffle": (_BOOL, None, None, False)}
 
@@ -192,10 +193,11 @@ def _cell_number(cell: str, display: str, line: int, column: str) -> float:
     return value
 
 
-def read_csv_columns(path: Path, label: str | None, features, display: str, *, keep: bool):
+def read_csv_columns(path: Path, label: str | None, features, display: str, *, keep: bool, header_out=None):
     """Parse and check a CSV: returns (feature names, rows of floats or None, labels (str), label numbers or None).
 
-    With keep=False the rows are checked but not kept (the loader's inspection).
+    With keep=False the rows are checked but not kept (the loader's inspection). `header_out`, a list,
+    receives every column name of the header (to compare a fixed test file's columns with the training file's).
     """
     import csv
     import math
@@ -209,6 +211,8 @@ def read_csv_columns(path: Path, label: str | None, features, display: str, *, k
     if header is None:
         raise TinyMLError(f"{display}: the file is empty; a CSV dataset needs a header line of column names and "
                           f"one row per sample")
+    if header_out is not None:
+        header_out[:] = header
     for i, name in enumerate(header):
         if not name:
             raise TinyMLError(f"{display} line {reader.line_num}: column {i + 1} of the header has no name; "
@@ -267,10 +271,21 @@ def read_csv_columns(path: Path, label: str | None, features, display: str, *, k
     return names, rows if keep else None, labels, numbers if numeric and li is not None else None
 
 
+def csv_header(path: Path, display: str) -> list[str]:
+    """The column names of a CSV's header line (the first line that is not blank), or [] for an empty file."""
+    import csv
+
+    for row in csv.reader(_csv_lines(path, display)):
+        if any(c.strip() for c in row):
+            return [c.strip() for c in row]
+    return []
+
+
 def inspect_csv(path: Path, label: str | None, features, display: str) -> dict:
     """The loader's view of a CSV: sample count, feature count, label kind and classes (pure Python)."""
-    names, _, labels, numbers = read_csv_columns(path, label, features, display, keep=False)
-    info = {"n": len(labels), "sample_shape": [len(names)], "features": names, "target_shape": [1]}
+    columns: list = []
+    names, _, labels, numbers = read_csv_columns(path, label, features, display, keep=False, header_out=columns)
+    info = {"n": len(labels), "sample_shape": [len(names)], "features": names, "target_shape": [1], "columns": columns}
     info.update(_label_info(labels, numbers))
     return info
 
@@ -326,7 +341,8 @@ def inspect_npz(path: Path, display: str, *, read_labels_up_to: int = 16 << 20) 
 
     Reads the zip directory and each array's .npy header only (plus y's values when y is at most
     `read_labels_up_to` bytes); object and string arrays are refused: they are not numbers and
-    object arrays are pickles.
+    object arrays are pickles. An .npz that also holds `x_test` and `y_test` carries its own test
+    split: they are checked the same way, against x and y, and `n_test` says how many there are.
     """
     try:
         zf = zipfile.ZipFile(path)
@@ -338,59 +354,474 @@ def inspect_npz(path: Path, display: str, *, read_labels_up_to: int = 16 << 20) 
         if not {"x", "y"} <= set(members):
             raise TinyMLError(f"{display}: an .npz dataset needs arrays 'x' and 'y'; it has "
                               f"{', '.join(sorted(members)) or 'none'} (save with numpy.savez(path, x=..., y=...))")
-        arrays = {}
-        for key in ("x", "y"):
-            h, offset = _npy_header(zf, members[key], display)
-            descr = h["descr"]
-            if not isinstance(descr, str):
-                raise TinyMLError(f"{display}: array {key!r} is a structured (record) array; {key} must be a plain "
-                                  f"numeric array")
-            kind, size = descr[1:2], descr[2:]
-            if kind not in _NPY_KINDS:
-                what = {"O": "Python objects (a pickle)", "U": "text", "S": "bytes", "c": "complex numbers",
-                        "M": "dates", "m": "time deltas", "V": "raw bytes"}.get(kind, f"dtype {descr!r}")
-                raise TinyMLError(f"{display}: array {key!r} holds {what} ({descr!r}); {key} must be numeric "
-                                  f"(int, float or bool)" + ("; encode text labels as integers 0..N-1 and list "
-                                                             "the names in [dataset] class_names" if key == "y" else ""))
-            shape = h["shape"]
-            if not shape:
-                raise TinyMLError(f"{display}: array {key!r} is a single number (shape ()); it needs one entry per "
-                                  f"sample")
-            if any(d == 0 for d in shape):
-                raise TinyMLError(f"{display}: array {key!r} has shape {list(shape)}: it is empty")
-            arrays[key] = dict(h, offset=offset, kind=kind, size=size)
-        nx, ny = arrays["x"]["shape"][0], arrays["y"]["shape"][0]
-        if nx != ny:
-            raise TinyMLError(f"{display}: x has {nx} samples but y has {ny}; x and y need the same first dimension")
-        yshape = arrays["y"]["shape"]
-        if len(yshape) > 2:
-            raise TinyMLError(f"{display}: y has shape {list(yshape)}; y must be 1-D (one label or value per sample) "
-                              f"or 2-D (n, outputs)")
-        xshape = arrays["x"]["shape"]
-        info = {"n": nx, "sample_shape": list(xshape[1:]) or [1], "target_shape": list(yshape[1:]) or [1],
-                "x_dtype": arrays["x"]["descr"], "y_dtype": arrays["y"]["descr"]}
-        y = arrays["y"]
-        nbytes = ny * (int(y["size"]) if y["size"].isdigit() else 8)
-        for d in yshape[1:]:
-            nbytes *= d
+        info, values = _npz_pair(zf, members, "x", "y", display, read_labels_up_to)
+        has = [k for k in ("x_test", "y_test") if k in members]
+        if len(has) == 1:
+            other = "y_test" if has == ["x_test"] else "x_test"
+            raise TinyMLError(f"{display}: holds {has[0]!r} but no {other!r}; a fixed test set needs both "
+                              f"(numpy.savez(path, x=..., y=..., x_test=..., y_test=...)), or neither")
+        if has:
+            tinfo, tvalues = _npz_pair(zf, members, "x_test", "y_test", display, read_labels_up_to)
+            if tinfo["sample_shape"] != info["sample_shape"]:
+                raise TinyMLError(f"{display}: each sample of x_test has shape {tinfo['sample_shape']} but each "
+                                  f"sample of x has {info['sample_shape']}; the test samples must be shaped like "
+                                  f"the training samples")
+            if tinfo["target_shape"] != info["target_shape"]:
+                raise TinyMLError(f"{display}: y_test has targets of shape {tinfo['target_shape']} but y has "
+                                  f"{info['target_shape']}; they must match")
+            info["n_test"] = tinfo["n"]
+            values = values + tvalues if values is not None and tvalues is not None else None
         info.update({"labels": "unknown", "classes": None})
-        code = _ARRAY_CODES.get(y["kind"] + y["size"])
-        if len(yshape) == 1 and code and nbytes <= read_labels_up_to:
-            import array
-            import math
-            import sys
-
-            with zf.open(members["y"]) as f:
-                raw = f.read()[y["offset"]:y["offset"] + nbytes]
-            vals = array.array(code)
-            vals.frombytes(raw)
-            if y["descr"][0] == (">" if sys.byteorder == "little" else "<") and vals.itemsize > 1:
-                vals.byteswap()
-            for i, v in enumerate(vals):
-                if not math.isfinite(v):
-                    raise TinyMLError(f"{display}: y[{i}] is {v}, not a finite number; NaN and infinity cannot be "
-                                      f"trained on")
-            info.update(_label_info([], list(vals)))
+        if values is not None:
+            info.update(_label_info([], values))
     return info
 
 
+def _npz_pair(zf, members: dict, xkey: str, ykey: str, display: str, read_labels_up_to: int):
+    """(info, y values or None) for arrays `xkey` and `ykey` of an open .npz."""
+    arrays = {}
+    for key in (xkey, ykey):
+        h, offset = _npy_header(zf, members[key], display)
+        descr = h["descr"]
+        if not isinstance(descr, str):
+            raise TinyMLError(f"{display}: array {key!r} is a structured (record) array; {key} must be a plain "
+                              f"numeric array")
+        kind, size = descr[1:2], descr[2:]
+        if kind not in _NPY_KINDS:
+            what = {"O": "Python objects (a pickle)", "U": "text", "S": "bytes", "c": "complex numbers",
+                    "M": "dates", "m": "time deltas", "V": "raw bytes"}.get(kind, f"dtype {descr!r}")
+            raise TinyMLError(f"{display}: array {key!r} holds {what} ({descr!r}); {key} must be numeric "
+                              f"(int, float or bool)" + ("; encode text labels as integers 0..N-1 and list "
+                                                         "the names in [dataset] class_names" if key == ykey else ""))
+        shape = h["shape"]
+        if not shape:
+            raise TinyMLError(f"{display}: array {key!r} is a single number (shape ()); it needs one entry per "
+                              f"sample")
+        if any(d == 0 for d in shape):
+            raise TinyMLError(f"{display}: array {key!r} has shape {list(shape)}: it is empty")
+        arrays[key] = dict(h, offset=offset, kind=kind, size=size)
+    nx, ny = arrays[xkey]["shape"][0], arrays[ykey]["shape"][0]
+    if nx != ny:
+        raise TinyMLError(f"{display}: {xkey} has {nx} samples but {ykey} has {ny}; {xkey} and {ykey} need the same "
+                          f"first dimension")
+    yshape = arrays[ykey]["shape"]
+    if len(yshape) > 2:
+        raise TinyMLError(f"{display}: {ykey} has shape {list(yshape)}; {ykey} must be 1-D (one label or value per "
+                          f"sample) or 2-D (n, outputs)")
+    xshape = arrays[xkey]["shape"]
+    info = {"n": nx, "sample_shape": list(xshape[1:]) or [1], "target_shape": list(yshape[1:]) or [1],
+            "x_dtype": arrays[xkey]["descr"], "y_dtype": arrays[ykey]["descr"]}
+    y = arrays[ykey]
+    nbytes = ny * (int(y["size"]) if y["size"].isdigit() else 8)
+    for d in yshape[1:]:
+        nbytes *= d
+    code = _ARRAY_CODES.get(y["kind"] + y["size"])
+    if not (len(yshape) == 1 and code and nbytes <= read_labels_up_to):
+        return info, None
+    import array
+    import math
+    import sys
+
+    with zf.open(members[ykey]) as f:
+        raw = f.read()[y["offset"]:y["offset"] + nbytes]
+    vals = array.array(code)
+    vals.frombytes(raw)
+    if y["descr"][0] == (">" if sys.byteorder == "little" else "<") and vals.itemsize > 1:
+        vals.byteswap()
+    for i, v in enumerate(vals):
+        if not math.isfinite(v):
+            raise TinyMLError(f"{display}: {ykey}[{i}] is {v}, not a finite number; NaN and infinity cannot be "
+                              f"trained on")
+    return info, list(vals)
+
+
+def merge_label_info(train: dict, test: dict, display: str, test_display: str) -> dict:
+    """The label facts of a training part and its fixed test part together (what the loader checks
+    against the model), or an error when one holds text and the other numbers."""
+    a, b = train.get("labels"), test.get("labels")
+    if "unknown" in (a, b):
+        return {"labels": "unknown", "classes": None}
+    if (a == "text") != (b == "text"):
+        text, nums = (display, test_display) if a == "text" else (test_display, display)
+        raise TinyMLError(f"{test_display}: the labels of {text} are text but those of {nums} are numbers; the "
+                          f"fixed test set must label its samples like the training file")
+    if a == "text":
+        classes = sorted(set(train["classes"]) | set(test["classes"]))
+        return {"labels": "text", "classes": classes[:4096], "n_distinct": len(classes),
+                "example_text": train.get("example_text") or test.get("example_text")}
+    lo, hi = min(train["min"], test["min"]), max(train["max"], test["max"])
+    distinct = max(train["n_distinct"], test["n_distinct"], 2 if lo != hi else 1)
+    kind = "integer" if a == b == "integer" else "number"
+    return {"labels": kind, "n_distinct": distinct, "min": lo, "max": hi, "classes": None}
+
+
+# --------------------------------------------------------------------------- .ts time-series archives
+# The sktime/aeon ".ts" format (UEA & UCR archives): header lines (@problemName, @timeStamps,
+# @missing, @univariate, @dimensions, @equalLength, @seriesLength, @classLabel or @targetLabel), then
+# @data and one case per line: the dimensions separated by ':', each a comma-separated series, the
+# label last. Read in pure Python, the same parser for the loader's inspection and the dataset stage.
+def read_ts(path: Path, display: str, *, keep: bool) -> dict:
+    """Parse and check a .ts file of equal-length series with class labels (or a numeric target).
+
+    Returns n, length, dims, sample_shape [length, dims] (channels last, as Conv1D wants), the
+    declared class names (in @classLabel order: class id i is the i-th name) or None for a target, and
+    the label facts the loader checks against the model. With keep=True also `values` (an array of
+    doubles, case by case, dimension by dimension) and `y` (class ids, or target numbers).
+    Errors name the file and line.
+    """
+    import array
+    import math
+
+    lines = enumerate(_csv_lines(path, display), 1)
+    head: dict[str, tuple[list, int]] = {}
+    data_line = None
+    for lineno, raw in lines:
+        s = raw.strip()
+        if not s or s.startswith("#"):
+            continue
+        if not s.startswith("@"):
+            raise TinyMLError(f"{display} line {lineno}: {s[:40]!r} comes before the @data line; a .ts file "
+                              f"starts with header lines (@problemName, @univariate, @equalLength, @seriesLength, "
+                              f"@classLabel) and then @data")
+        parts = s.split()
+        key = parts[0][1:].lower()
+        if key == "data":
+            data_line = lineno
+            break
+        head[key] = (parts[1:], lineno)
+
+    def flag(key: str) -> bool | None:
+        if key not in head:
+            return None
+        args, line = head[key]
+        word = args[0].lower() if args else ""
+        if word not in ("true", "false"):
+            raise TinyMLError(f"{display} line {line}: @{key} must be followed by true or false, got "
+                              f"{' '.join(args)[:40]!r}")
+        return word == "true"
+
+    def number(key: str) -> int | None:
+        if key not in head:
+            return None
+        args, line = head[key]
+        if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 1:
+            raise TinyMLError(f"{display} line {line}: @{key} must be followed by a whole number >= 1, got "
+                              f"{' '.join(args)[:40]!r}")
+        return int(args[0])
+
+    if flag("timestamps"):
+        raise TinyMLError(f"{display} line {head['timestamps'][1]}: @timeStamps true: series with time stamps are "
+                          f"not supported; save the series as plain equal-length values (@timeStamps false)")
+    if flag("equallength") is False:
+        raise TinyMLError(f"{display} line {head['equallength'][1]}: @equalLength false: the series have different "
+                          f"lengths; this reader needs equal-length series (pad, truncate or resample them to one "
+                          f"length first)")
+    univariate = flag("univariate")
+    dims = number("dimensions") if "dimensions" in head else number("dimension")
+    if univariate and dims not in (None, 1):
+        raise TinyMLError(f"{display}: @univariate true but @dimensions {dims}; one of them is wrong")
+    if univariate:
+        dims = 1
+    length = number("serieslength")
+    length_from = f"line {head['serieslength'][1]} says @seriesLength {length}" if length else None
+    classes: list | None = None
+    target = bool(flag("targetlabel"))
+    if flag("classlabel"):
+        args, line = head["classlabel"]
+        classes = args[1:]
+        if not classes:
+            raise TinyMLError(f"{display} line {line}: @classLabel true lists no labels; list every class after it "
+                              f"(@classLabel true walk run)")
+        dup = next((c for i, c in enumerate(classes) if c in classes[:i]), None)
+        if dup is not None:
+            raise TinyMLError(f"{display} line {line}: @classLabel lists {dup!r} twice")
+    elif not target:
+        where = (f"line {head['classlabel'][1]} says @classLabel false" if "classlabel" in head
+                 else "there is no @classLabel line")
+        raise TinyMLError(f"{display}: no class labels ({where}); a dataset needs a label per series: "
+                          f"@classLabel true <labels...> in the header and each case's label after its last ':'")
+    if data_line is None:
+        raise TinyMLError(f"{display}: no @data line; a .ts file has header lines, then @data, then one series "
+                          f"per line")
+    index = {c: i for i, c in enumerate(classes or ())}
+    numeric: dict = {}
+    for i, c in enumerate(classes or ()):
+        try:
+            numeric.setdefault(float(c), i)
+        except ValueError:
+            pass
+    values = array.array("d")
+    ys: list = []
+    seen: set = set()
+    dims_from = f"line {head['dimensions' if 'dimensions' in head else 'dimension'][1]} says @dimensions {dims}" \
+        if dims and not univariate else ("@univariate true" if univariate else None)
+    n = 0
+    for lineno, raw in lines:
+        s = raw.strip()
+        if not s or s.startswith("#"):
+            continue
+        fields = s.split(":")
+        label = fields[-1].strip()
+        series = fields[:-1]
+        if not series or not label:
+            raise TinyMLError(f"{display} line {lineno}: no label after the last ':'; each case is its dimensions "
+                              f"separated by ':' and then its {'class label' if classes else 'target'}")
+        if dims is None:
+            dims, dims_from = len(series), f"line {lineno} has {len(series)}"
+        if len(series) != dims:
+            raise TinyMLError(f"{display} line {lineno}: {len(series)} dimension(s) but {dims_from}; every case "
+                              f"needs the same dimensions (is the label missing?)")
+        for d, part in enumerate(series, 1):
+            cells = part.split(",")
+            try:
+                vals = [float(v) for v in cells]
+            except ValueError:
+                vals = None
+            if vals is None or not math.isfinite(sum(vals)):
+                for j, v in enumerate(cells, 1):
+                    _ts_value(v, display, lineno, d, j)
+            if length is None:
+                length, length_from = len(vals), f"line {lineno}'s series have {len(vals)}"
+            if len(vals) != length:
+                raise TinyMLError(f"{display} line {lineno}: dimension {d} has {len(vals)} values but {length_from}; "
+                                  f"this reader needs equal-length series (pad, truncate or resample them to one "
+                                  f"length)")
+            if keep:
+                values.extend(vals)
+        if classes is not None:
+            cid = index.get(label)
+            if cid is None:
+                try:
+                    cid = numeric.get(float(label))
+                except ValueError:
+                    cid = None
+            if cid is None:
+                raise TinyMLError(f"{display} line {lineno}: class label {label[:40]!r} is not one of the classes "
+                                  f"@classLabel declares (line {head['classlabel'][1]}: "
+                                  f"{' '.join(classes)[:200]}); is the label missing?")
+            seen.add(cid)
+            ys.append(cid)
+        else:
+            try:
+                v = float(label)
+            except ValueError:
+                v = float("nan")
+            if not math.isfinite(v):
+                raise TinyMLError(f"{display} line {lineno}: target {label[:40]!r} is not a finite number "
+                                  f"(@targetLabel true); is the label missing?")
+            ys.append(v)
+        n += 1
+    if n == 0:
+        raise TinyMLError(f"{display}: no cases after @data (line {data_line}); add one series per line")
+    info = {"n": n, "length": length, "dims": dims, "sample_shape": [length, dims], "target_shape": [1],
+            "class_names": classes, "problem": " ".join(head.get("problemname", ([], 0))[0])[:100] or None,
+            "values": n * length * dims}
+    if classes is not None:
+        if all(c == str(i) for i, c in enumerate(classes)):      # labels 0..K-1: the ids are the labels
+            info.update({"labels": "integer", "n_distinct": len(seen), "min": 0, "max": len(classes) - 1,
+                         "classes": None})
+        else:
+            info.update({"labels": "text", "classes": classes[:4096], "n_distinct": len(seen),
+                         "example_text": classes[0], "n_classes": len(classes)})
+    else:
+        info.update(_label_info([], ys))
+    if keep:
+        info["data"], info["y"] = values, ys
+    return info
+
+
+def class_index(name: str, classes: list) -> int | None:
+    """The index of class `name` among `classes` (.ts labels: the same text, or the same number: 1 and 1.0)."""
+    if name in classes:
+        return classes.index(name)
+    try:
+        value = float(name)
+    except ValueError:
+        return None
+    for i, c in enumerate(classes):
+        try:
+            if float(c) == value:
+                return i
+        except ValueError:
+            pass
+    return None
+
+
+def _ts_value(cell: str, display: str, line: int, dim: int, pos: int) -> float:
+    import math
+
+    text = cell.strip()
+    where = f"{display} line {line}: dimension {dim}, value {pos}"
+    if not text:
+        raise TinyMLError(f"{where} is empty; every value of a series needs a number")
+    if text == "?":
+        raise TinyMLError(f"{where} is '?', a missing value; fill the gaps (e.g. interpolate) or drop the case")
+    try:
+        value = float(text)
+    except ValueError:
+        hint = " (time stamps like (t,v) are not supported)" if "(" in text else ""
+        raise TinyMLError(f"{where} is {text[:40]!r}, not a number{hint}") from None
+    if not math.isfinite(value):
+        raise TinyMLError(f"{where} is {text!r}, not a finite number; NaN and infinity cannot be trained on")
+    return value
+
+
+def inspect_ts(path: Path, display: str) -> dict:
+    """The loader's view of a .ts file (read_ts without keeping the values)."""
+    return read_ts(path, display, keep=False)
+
+
+# --------------------------------------------------------------------------- CSV time series in windows
+# A CSV whose rows are time steps is cut into windows of `window` rows every `stride` rows. The loader
+# counts the windows with these functions and the dataset stage cuts them with the same arithmetic.
+def window_count(rows: int, window: int, stride: int) -> int:
+    """How many whole windows a series of `rows` steps holds (the last steps that do not fill one are dropped)."""
+    return 0 if rows < window else (rows - window) // stride + 1
+
+
+def time_split(n_windows: int, window: int, stride: int, test_split: float) -> tuple[int, int]:
+    """(train windows, test windows) for a split by time: the test part is the last round(n * test_split)
+    windows (at least one); training keeps the windows that end before the first test window starts,
+    so no window overlaps the other part (those that would straddle the boundary are dropped)."""
+    n_test = max(1, int(round(n_windows * test_split)))
+    first_test = (n_windows - n_test) * stride
+    n_train = 0 if first_test < window else (first_test - window) // stride + 1
+    return min(n_train, n_windows - n_test), n_test
+
+
+def make_windows(x, y, window: int, stride: int, label_rule: str):
+    """Cut rows x (steps, features) and per-step labels y into windows: x -> (n, window, features).
+
+    label_rule: "majority" (class ids: the most frequent in the window, a tie to the lowest id), "any"
+    (anomaly labels: 1 when any step is anomalous), "last" (regression targets: the last step's).
+    """
+    import numpy as np
+
+    n = window_count(len(x), window, stride)
+    starts = np.arange(n) * stride
+    idx = starts[:, None] + np.arange(window)[None, :]
+    xw = x[idx]
+    if label_rule == "last":
+        return xw, y[starts + window - 1]
+    yw = y.reshape(len(y))[idx]
+    if label_rule == "any":
+        return xw, yw.max(axis=1)
+    k = int(yw.max()) + 1
+    counts = np.stack([(yw == c).sum(axis=1) for c in range(k)], axis=1)
+    return xw, counts.argmax(axis=1).astype(y.dtype)
+
+
+# --------------------------------------------------------------------------- a callable's source files
+MAX_SOURCE_FILES = 256
+
+
+def callable_files(ref: str, root: Path) -> tuple[str, ...]:
+    """The source files a 'pkg.mod:func' dataset depends on, found with ast and without importing it:
+    its module, the __init__.py of its packages, and, transitively, the modules it imports (at top level
+    or inside functions) from its own top-level package, or from its own folder when that folder is
+    inside the project `root`. Paths inside `root` are relative to it, others absolute; sorted.
+    A module that cannot be found gives nothing (the dataset stage reports the import error)."""
+    import ast
+    import os
+    import sys
+    from importlib.machinery import PathFinder
+
+    root = Path(root)
+    dotted = ref.split(":")[0]
+    top = dotted.split(".")[0]
+    search = [p or os.getcwd() for p in sys.path] + [str(root)]
+
+    def spec_of(name: str, path: list):
+        parts = name.split(".")
+        try:
+            spec = PathFinder.find_spec(parts[0], path)
+            for i in range(1, len(parts)):
+                if spec is None or not spec.submodule_search_locations:
+                    return None
+                spec = PathFinder.find_spec(".".join(parts[:i + 1]), list(spec.submodule_search_locations))
+        except (ImportError, ValueError, OSError):
+            return None
+        return spec
+
+    top_spec = spec_of(top, search)
+    if top_spec is None:
+        try:
+            import importlib.util
+
+            spec = importlib.util.find_spec(dotted)    # another finder (an editable install): may import parents
+        except (ImportError, ValueError):
+            return ()
+        origin = getattr(spec, "origin", None)
+        return (_shown(Path(origin), root),) if origin and os.path.isfile(origin) else ()
+    if top_spec.submodule_search_locations:
+        base = Path(list(top_spec.submodule_search_locations)[0]).parent
+    elif top_spec.origin:
+        base = Path(top_spec.origin).parent
+    else:
+        return ()
+    base_str = str(base)
+    # sibling modules count when they are the project's own (not an environment inside the project)
+    base_in_project = _within(base, root) and not {"site-packages", "dist-packages"} & set(base.parts)
+
+    def local_file(name: str) -> Path | None:
+        """The file of module `name` if it is local (same package, or beside it in the project)."""
+        if name.split(".")[0] != top and not base_in_project:
+            return None
+        spec = spec_of(name, [base_str])
+        if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+            return None
+        return Path(spec.origin)
+
+    files: dict[Path, None] = {}
+    todo = [dotted]
+    done: set[str] = set()
+    while todo and len(files) < MAX_SOURCE_FILES:
+        name = todo.pop()
+        if name in done:
+            continue
+        done.add(name)
+        path = local_file(name)
+        if path is None:
+            continue
+        parts = name.split(".")
+        for i in range(1, len(parts)):            # importing pkg.mod runs pkg/__init__.py
+            todo.append(".".join(parts[:i]))
+        files[path] = None
+        if path.suffix != ".py":
+            continue
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError, OSError):
+            continue
+        package = parts if path.name == "__init__.py" else parts[:-1]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    if node.level - 1 > len(package):
+                        continue
+                    base_parts = package[:len(package) - (node.level - 1)]
+                    mod = ".".join(base_parts + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                if not mod:      # from . import a, b: modules of the package
+                    todo += [".".join(base_parts + [a.name]) for a in node.names if a.name != "*"]
+                    continue
+                todo.append(mod)
+                todo += [f"{mod}.{a.name}" for a in node.names if a.name != "*"]   # submodules, if they are
+    return tuple(sorted(_shown(p, root) for p in files))
+
+
+def _within(p: Path, folder: Path) -> bool:
+    import os
+
+    p, folder = Path(os.path.realpath(p)), Path(os.path.realpath(folder))
+    return p == folder or folder in p.parents
+
+
+def _shown(p: Path, root: Path) -> str:
+    import os
+
+    real, real_root = os.path.realpath(p), os.path.realpath(root)
+    return os.path.relpath(real, real_root) if _within(p, root) else real
