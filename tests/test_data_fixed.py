@@ -186,3 +186,41 @@ def test_loader_npz_fixed_test(tmp_path):
     (root / "tinyml.toml").write_text(toml.replace('source = "data/s.npz"', 'source = "sine"\ntest = "data/s.npz"'))
     with pytest.raises(config.ConfigError, match="key 'test': applies to file sources"):
         config.load(root / "tinyml.toml")
+
+
+def test_editing_the_fixed_test_file_or_a_callables_module_rebuilds_the_dataset(tmp_path):
+    """The data files and a callable's own modules are the dataset task's dependencies."""
+    from project import doit, executed
+
+    toml = """
+[models.c]
+task = "binary"
+dataset = { source = "data/train.csv", test = "data/test.csv", label = "y" }
+model = { layers = [{ type = "dense", units = 1, activation = "sigmoid" }] }
+training = { epochs = 1 }
+[models.c.variants.float32]
+
+[models.g]
+task = "regression"
+dataset = { source = "mydata.loader:load" }
+model = { layers = [{ type = "dense", units = 1 }] }
+training = { epochs = 1 }
+[models.g.variants.float32]
+"""
+    root = make_project(tmp_path / "p", toml, sketch=None)
+    (root / "data").mkdir()
+    rows = [f"{i % 7},{i % 3},{i % 2}\n" for i in range(40)]
+    (root / "data" / "train.csv").write_text("a,b,y\n" + "".join(rows))
+    (root / "data" / "test.csv").write_text("a,b,y\n" + "".join(rows[:10]))
+    (root / "mydata").mkdir()
+    (root / "mydata" / "__init__.py").write_text("")
+    (root / "mydata" / "helpers.py").write_text("SCALE = 1.0\n")
+    (root / "mydata" / "loader.py").write_text(
+        "import numpy as np\nfrom .helpers import SCALE\n\n"
+        "def load():\n    x = np.linspace(0, 1, 50, dtype='float32')[:, None]\n    return x, SCALE * x\n")
+    env = {"PYTHONPATH": str(root)}
+    assert {"dataset:c", "dataset:g"} <= executed(doit(root, "dataset", env=env).stdout)
+    assert not executed(doit(root, "dataset", env=env).stdout)
+    (root / "data" / "test.csv").write_text("a,b,y\n" + "".join(rows[:20]))
+    (root / "mydata" / "helpers.py").write_text("SCALE = 2.0\n")   # a module the callable imports
+    assert executed(doit(root, "dataset", env=env).stdout) == {"dataset:c", "dataset:g"}

@@ -215,7 +215,7 @@ class Tasks:
     def dataset(self):
         for m in self.p.models:
             L, ds = self.L, m.dataset
-            deps = [ds.source] if ds.kind in ("csv", "npz") else _module_file(ds.source) if ds.kind == "callable" else []
+            deps = list(ds.deps)  # the data files (source, fixed test set) or a callable's own source files
             yield {"name": m.name, "doc": f"make {m.name}'s dataset from {Path(ds.source).name}",
                    "actions": [self.action(_lazy("dataset", "run"), ds, m.task, self.p.seed, L.dataset(m.name),
                                            L.dataset_json(m.name))],
