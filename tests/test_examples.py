@@ -1,4 +1,4 @@
-"""The five example firmware repositories under examples/.
+"""The six example firmware repositories under examples/.
 
 Fast part (no TensorFlow): every example's tinyml.toml loads and `doit list --all` lists exactly the
 tasks the example is meant to have. Slow part: reduced copies of two examples (fewer epochs, smaller
@@ -20,12 +20,14 @@ import pytest
 from doit_tinyml.config import load
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NAMES = ("sine_sweep", "cancer_mlp", "tapping_anomaly", "waveform_cnn", "digits_cnn")
+NAMES = ("sine_sweep", "cancer_mlp", "tapping_anomaly", "waveform_cnn", "digits_cnn", "activity_ts")
 
 
 def copy_example(name: str, dest: Path) -> Path:
-    """The example folder without build outputs."""
-    shutil.copytree(EXAMPLES / name, dest, ignore=shutil.ignore_patterns("build", ".pio", "__pycache__"))
+    """The example folder without build outputs, with its generated data (as its README says to run)."""
+    shutil.copytree(EXAMPLES / name, dest, ignore=shutil.ignore_patterns("build", ".pio", "__pycache__", "*.ts"))
+    if (dest / "data" / "make_archive.py").is_file():
+        subprocess.run([sys.executable, str(dest / "data" / "make_archive.py")], check=True)
     return dest
 
 
@@ -87,6 +89,12 @@ def expected_tasks(name: str) -> set[str]:
             exp |= chain("waveforms", v, TWO)
         for v in ("prune", "remove", "prune_remove"):
             exp |= chain("waveforms", v, TWO, compress=True)
+    elif name == "activity_ts":
+        exp |= {"dataset:activity", "train:activity"}
+        for v in ("float32", "int8"):
+            exp |= chain("activity", v, TWO)
+        for v in ("pruned", "pruned_removed"):
+            exp |= chain("activity", v, TWO, compress=True)
     elif name == "digits_cnn":
         exp |= {"dataset:digits", "train:digits"}
         for v in ("float32", "int8"):
@@ -98,8 +106,8 @@ def expected_tasks(name: str) -> set[str]:
 
 # --------------------------------------------------------------------------- fast: configs and task lists
 @pytest.mark.parametrize("name", NAMES)
-def test_example_config_loads(name):
-    p = load(EXAMPLES / name / "tinyml.toml")
+def test_example_config_loads(name, tmp_path):
+    p = load(copy_example(name, tmp_path / name) / "tinyml.toml")
     assert p.models, name
     for m in p.models:
         assert m.firmware.sketch is not None and (m.firmware.sketch / "src" / "main.cpp").is_file()
