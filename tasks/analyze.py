@@ -65,6 +65,8 @@ def run(tflite_path: Path, out_json: Path, *, arena_margin: float = 0.10) -> dic
     tflite_path = Path(tflite_path)
     if not tflite_path.is_file():
         raise TinyMLError(f"analyze: {tflite_path} does not exist; run the convert stage first (doit convert)")
-    result = analyze_bytes(tflite_path.read_bytes(), arena_margin=arena_margin, path=tflite_path)
-    artifacts.write(out_json, artifacts.Analysis(**result))
+    record = artifacts.Analysis(**analyze_bytes(tflite_path.read_bytes(), arena_margin=arena_margin,
+                                                path=tflite_path))
+    artifacts.write(out_json, record)
+    result = record.to_dict()
     return result

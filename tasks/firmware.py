@@ -156,7 +156,9 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
     why = _cannot_run(variant_dir, runtime)
     if why:  # built for the size comparison, but the runtime cannot run it: never "fits"
         rec.update(fits=False, incompatible=why)
-    artifacts.write(out_dir / "size.json", artifacts.Size(**rec))
+    record = artifacts.Size(**rec)
+    artifacts.write(out_dir / "size.json", record)
+    rec = record.to_dict()
     line = _summary(label, rec)
     if not quiet:
         print(line, flush=True)
