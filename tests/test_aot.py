@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.aot import KERNELS_DIR
+from tasks.aot import KERNEL_SOURCES, KERNELS_DIR
 from tasks.util import TinyMLError
 
 MODEL_CACHE = Path(tempfile.gettempdir()) / "doit-tinyml-aot-models"
@@ -95,7 +95,7 @@ def test_generated_code_compiles_clean_for_host_and_cortex_m4(name, models, tmp_
     for cc, extra in (("gcc", []), ("arm-none-eabi-gcc", ARM_FLAGS)):
         if shutil.which(cc) is None:
             pytest.skip(f"{cc} not installed")
-        for c in (src, KERNELS_DIR / "tinyml_kernels.c"):
+        for c in (src, *KERNEL_SOURCES):
             r = subprocess.run([cc, *STRICT, *extra, f"-I{tmp_path}", f"-I{KERNELS_DIR}", "-c", str(c), "-o",
                                 str(tmp_path / f"{c.stem}.{cc}.o")], capture_output=True, text=True)
             assert r.returncode == 0, f"{cc} {c.name}:\n{r.stderr}"
@@ -174,7 +174,7 @@ def test_corrupted_weight_fails_naming_first_differing_sample(models, tmp_path):
     src = gen / "tinyml_model.c"
     text = src.read_text()
     # the output layer's weights: the last int8 weights array; flip the top bits of its first byte
-    arrays = list(re.finditer(r"static const int8_t tinyml_w_\d+\[\d+\] = \{\n  (-?\d+)", text))
+    arrays = list(re.finditer(r"static const int8_t tinyml_wp?_\d+\[\d+\](?: __attribute__\(\(aligned\(\d+\)\)\))? = \{\n  (-?\d+)", text))
     m = arrays[-1]
     v = int(m.group(1))
     flipped = ((v & 0xFF) ^ 0xC0) - 256 if ((v & 0xFF) ^ 0xC0) > 127 else (v & 0xFF) ^ 0xC0

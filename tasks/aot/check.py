@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks.aot import KERNELS_DIR
+from tasks.aot import KERNEL_SOURCES, KERNELS_DIR
 from tasks.util import TinyMLError, write_bytes, write_json, write_text
 
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
@@ -62,13 +62,19 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None, timeout: int = 300)
     return r.stdout
 
 
-def compile_host(gen_dir: Path, exe: Path, prefix: str = "tinyml") -> Path:
+# host builds of the kernel library: "portable" (what every core without the DSP extension runs) and
+# "dsp" (the Cortex-M DSP code paths with exact C models of the instructions, tinyml_simd.h)
+HOST_VARIANTS = {"portable": [], "dsp": ["-DTML_EMULATE_DSP"]}
+
+
+def compile_host(gen_dir: Path, exe: Path, prefix: str = "tinyml", variant: str = "portable",
+                 extra: list[str] | tuple = (), harness_src: str | None = None) -> Path:
     """Build the generated model with the kernels and the file harness; return the executable."""
     gen_dir = Path(gen_dir)
-    harness = gen_dir / "host_harness.c"
-    write_text(harness, harness_source(prefix))
-    cmd = ["gcc", *HOST_CFLAGS, f"-I{gen_dir}", f"-I{KERNELS_DIR}", str(gen_dir / f"{prefix}_model.c"),
-           str(KERNELS_DIR / "tinyml_kernels.c"), str(harness), "-lm", "-o", str(exe)]
+    harness = gen_dir / ("host_harness.c" if harness_src is None else "host_trace.c")
+    write_text(harness, harness_source(prefix) if harness_src is None else harness_src)
+    cmd = ["gcc", *HOST_CFLAGS, *HOST_VARIANTS[variant], *extra, f"-I{gen_dir}", f"-I{KERNELS_DIR}",
+           str(gen_dir / f"{prefix}_model.c"), *map(str, KERNEL_SOURCES), str(harness), "-lm", "-o", str(exe)]
     _run(cmd, f"host compile of the AOT model in {gen_dir}")
     return exe
 
