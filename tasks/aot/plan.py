@@ -11,9 +11,11 @@ writes its output only over input bytes it has already consumed, as long as
 `out.offset <= inp.offset - lag` (tasks/aot/flow.py derives `lag` from the kernel's loop order; a
 lag <= 0 allows the output right on top of its input: in place).
 
-Buffers are placed one at a time at the lowest 16-byte aligned offset that is compatible with every
-buffer already placed; several placement orders are tried (largest first, like TFLM's greedy
-planner, and orders by first use) and the smallest arena wins.
+Buffers are placed one at a time at the 16-byte aligned offset, compatible with every buffer already
+placed, that grows the arena least (offsets may go below zero while placing: a chain of operators
+that each write just below their input then fits); several placement orders and tie-breaks are
+tried (largest first, like TFLM's greedy planner, by first use, by last use), then a deterministic
+local search over the best order, and the smallest arena wins.
 """
 from __future__ import annotations
 
@@ -65,31 +67,60 @@ def _compatible(a: Buffer, a_off: int, b: Buffer, ov: dict) -> bool:
     return False
 
 
-def _place(order: list[Buffer], ov: dict) -> int:
+def _place(order: list[Buffer], ov: dict, prefer_high: bool = False) -> int:
+    """Place `order` one buffer at a time; offsets may go negative (everything is shifted up at
+    the end). Each buffer takes, among the offsets next to or overlapping (Overlap) the buffers it
+    coexists with, the valid one that grows the arena's span least; ties go to the lowest offset
+    (or the highest with `prefer_high`). Returns the span; offsets end up >= 0."""
     placed: list[Buffer] = []
-    for b in order:
+    lo_all, hi_all = 0, 0
+    for i, b in enumerate(order):
         live = [p for p in placed if _live_together(p, b)]
-        cands = {0}
+        size = align_up(b.size)
+        cands = {0} if not placed else {align_down(lo_all), align_up(hi_all - size) if hi_all - size > lo_all else lo_all}
         for p in live:
             cands.add(align_up(p.offset + p.size))
+            cands.add(align_down(p.offset - size))
             lag = ov.get((b.name, p.name))
             if lag is not None:
                 cands.add(align_down(p.offset - lag))
             lag = ov.get((p.name, b.name))
             if lag is not None:
                 cands.add(align_up(p.offset + lag))
-        for c in sorted(x for x in cands if x >= 0):
+        best = None
+        for c in sorted(cands, reverse=prefer_high):
             if all(_compatible(b, c, p, ov) for p in live):
-                b.offset = c
-                break
-        else:  # pragma: no cover - the end of every live buffer is always a valid candidate
+                span = max(hi_all, c + b.size) - min(lo_all, c) if placed else b.size
+                if best is None or span < best[0]:
+                    best = (span, c)
+        if best is None:  # pragma: no cover - above every live buffer is always valid
             raise AssertionError(b)
+        b.offset = best[1]
+        lo_all = min(lo_all, b.offset) if placed else b.offset
+        hi_all = max(hi_all, b.offset + b.size) if placed else b.offset + b.size
         placed.append(b)
+    base = align_down(min((b.offset for b in order), default=0))
+    for b in order:
+        b.offset -= base
     return align_up(max((b.offset + b.size for b in order), default=0))
 
 
-def plan_memory(buffers: list[Buffer], overlaps: list[Overlap] | tuple = ()) -> int:
-    """Assign `offset` to every buffer in place; return the arena size in bytes (16-aligned)."""
+def _orders(buffers: list[Buffer]) -> list[list[Buffer]]:
+    return [
+        sorted(buffers, key=lambda b: (-align_up(b.size), b.first, b.name)),
+        sorted(buffers, key=lambda b: (b.first, -b.size, b.name)),
+        sorted(buffers, key=lambda b: (-(b.size * (b.last - b.first + 1)), b.first, b.name)),
+        sorted(buffers, key=lambda b: (-b.last, -b.size, b.name)),
+    ]
+
+
+def plan_memory(buffers: list[Buffer], overlaps: list[Overlap] | tuple = (), effort: int = 200) -> int:
+    """Assign `offset` to every buffer in place; return the arena size in bytes (16-aligned).
+
+    Several placement orders and tie-breaks are tried, then `effort` deterministic random swaps
+    of the best order (kept when the arena does not grow); the smallest arena wins."""
+    import random
+
     for b in buffers:
         if b.first > b.last:
             raise ValueError(f"buffer {b.name}: first use {b.first} after last use {b.last}")
@@ -97,23 +128,35 @@ def plan_memory(buffers: list[Buffer], overlaps: list[Overlap] | tuple = ()) -> 
     if len(names) != len(buffers):
         raise ValueError("buffer names must be unique")
     ov = {(o.out, o.inp): int(o.lag) for o in overlaps if o.out in names and o.inp in names}
-    orders = [
-        sorted(buffers, key=lambda b: (-align_up(b.size), b.first, b.name)),
-        sorted(buffers, key=lambda b: (b.first, -b.size, b.name)),
-        sorted(buffers, key=lambda b: (-(b.size * (b.last - b.first + 1)), b.first, b.name)),
-    ]
-    if ov:
-        # place each output right after the input it may overlap (chains of in-place operators)
-        orders.append(sorted(buffers, key=lambda b: (-b.size, b.first, b.name)))
-        orders.append(sorted(buffers, key=lambda b: (b.last, -b.size, b.name), reverse=False))
-    best, best_offsets = None, None
-    for order in orders:
-        total = _place(order, ov)
-        if best is None or total < best:
-            best, best_offsets = total, {b.name: b.offset for b in buffers}
+    best = None
+
+    def attempt(order, high):
+        nonlocal best
+        total = _place(order, ov, high)
+        if best is None or total < best[0]:
+            best = (total, {b.name: b.offset for b in buffers}, list(order), high)
+        return total
+
+    for order in _orders(buffers):
+        for high in (False, True):
+            attempt(order, high)
+    if len(buffers) > 2 and effort > 0:
+        rng = random.Random(len(buffers) * 7919 + sum(b.size for b in buffers))
+        order, high = list(best[2]), best[3]
+        cur = best[0]
+        for _ in range(effort):
+            i, j = rng.randrange(len(order)), rng.randrange(len(order))
+            if i == j:
+                continue
+            order[i], order[j] = order[j], order[i]
+            t = attempt(order, high)
+            if t <= cur:
+                cur = t
+            else:
+                order[i], order[j] = order[j], order[i]
     for b in buffers:
-        b.offset = best_offsets[b.name]
-    return best
+        b.offset = best[1][b.name]
+    return best[0]
 
 
 def check_plan(buffers: list[Buffer], overlaps: list[Overlap] | tuple = ()) -> None:
