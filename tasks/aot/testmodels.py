@@ -191,6 +191,82 @@ def ops_zoo_float():
     return ops_zoo(int8=False)
 
 
+def random_model(seed: int):
+    """A small random architecture (the issue's "randomly generated models"): a CNN on a small
+    image (conv / depthwise / pooling / residual ADD / concatenation, then a dense head) or an MLP,
+    converted as int8 with int8 I/O, int8 with float I/O, or float32; briefly fitted on random data
+    so the activations have realistic ranges. Deterministic in `seed`."""
+    import numpy as np
+    from tasks.util import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(1000 + seed)
+    rng = np.random.default_rng(seed)
+    L = keras.layers
+    acts = [None, "relu", "relu6"]
+    if rng.random() < 0.65:
+        h, w = int(rng.integers(6, 17)), int(rng.integers(6, 17))
+        c = int(rng.integers(1, 5))
+        inp = keras.Input((h, w, c))
+        x = inp
+        for _ in range(int(rng.integers(1, 5))):
+            kind = rng.choice(["conv", "conv", "dw", "pool", "res", "cat"])
+            hh, ww = x.shape[1], x.shape[2]
+            if kind == "conv" or hh < 3 or ww < 3:
+                k = int(rng.choice([1, 3, 5])) if min(hh, ww) >= 5 else 1
+                s_ = int(rng.choice([1, 1, 2])) if min(hh, ww) >= 4 else 1
+                x = L.Conv2D(int(rng.choice([2, 4, 6, 8, 12, 16])), k, strides=s_,
+                             padding=str(rng.choice(["same", "valid"])) if k > 1 else "same",
+                             activation=acts[int(rng.integers(3))])(x)
+            elif kind == "dw":
+                x = L.DepthwiseConv2D(3, strides=int(rng.choice([1, 2])), padding=str(rng.choice(["same", "valid"])),
+                                      activation=acts[int(rng.integers(3))])(x)
+            elif kind == "pool":
+                x = (L.MaxPooling2D if rng.random() < 0.5 else L.AveragePooling2D)(2, padding="same")(x)
+            elif kind == "res":
+                y = L.Conv2D(int(x.shape[-1]), 3, padding="same", activation="relu")(x)
+                x = L.Add()([x, y])
+            else:
+                y = L.Conv2D(int(rng.choice([2, 4, 8])), 1, activation="relu")(x)
+                x = L.Concatenate()([x, y])
+        x = L.GlobalAveragePooling2D()(x) if rng.random() < 0.5 else L.Flatten()(x)
+        out = L.Dense(int(rng.integers(2, 11)), activation="softmax" if rng.random() < 0.5 else None)(x)
+        shape = (h, w, c)
+    else:
+        n = int(rng.integers(2, 65))
+        inp = keras.Input((n,))
+        x = inp
+        for _ in range(int(rng.integers(1, 4))):
+            x = L.Dense(int(rng.integers(2, 65)), activation=[None, "relu", "tanh", "sigmoid"][int(rng.integers(4))])(x)
+        out = L.Dense(int(rng.integers(1, 11)))(x)
+        shape = (n,)
+    m = keras.Model(inp, out)
+    xs = rng.normal(size=(128, *shape)).astype("float32")
+    ys = rng.normal(size=(128, *out.shape[1:])).astype("float32")
+    _fit(m, xs, ys, "mse")
+    mode = rng.choice(["int8", "int8", "int8_float_io", "float"])
+    tfl = _convert(m, xs, int8=mode != "float", int8_io=mode == "int8")
+    return tfl, xs[:16]
+
+
+def build_random(seed: int, directory: Path) -> tuple[Path, Path]:
+    """random_model(seed), cached on disk like build()."""
+    import numpy as np
+
+    from tasks.util import write_bytes
+
+    directory = Path(directory) / _key()
+    directory.mkdir(parents=True, exist_ok=True)
+    tfl, npz = directory / f"random{seed}.tflite", directory / f"random{seed}.npz"
+    if not (tfl.exists() and npz.exists()):
+        model, x = random_model(seed)
+        tmp = directory / f".random{seed}.tmp.npz"
+        np.savez(tmp, x_test=np.asarray(x, dtype=np.float32))
+        tmp.replace(npz)
+        write_bytes(tfl, model)
+    return tfl, npz
+
+
 BUILDERS = {
     "zoo_int8": ops_zoo,
     "zoo_float": ops_zoo_float,

@@ -7,8 +7,8 @@
 #include "tinyml_kernels.h"
 
 /* Float kernels: no fused multiply-add contraction, whatever -std the firmware build uses
- * (gnu* modes default to -ffp-contract=fast), so float results match the host build bit for bit
- * (only libm's expf/tanhf may still differ in the last bit). */
+ * (gnu* modes default to -ffp-contract=fast), so float results match the host build bit for bit;
+ * exp and tanh are computed here (tml_expf, tml_tanhf), not by libm. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=off")
 #elif defined(__clang__)
@@ -160,6 +160,88 @@ static int32_t tml_get_reciprocal(int32_t x, int32_t x_integer_digits, int32_t *
       (int32_t)(((uint32_t)x << headroom_plus_one) - ((uint32_t)1 << 31));
   *num_bits_over_unit = x_integer_digits - headroom_plus_one;
   return tml_one_over_one_plus_x(shifted_sum_minus_one);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* float exp / tanh: one implementation for every core, so float outputs are bit-identical on    */
+/* the host and the target (libm's expf/tanhf differ between glibc and newlib in the last bits)  */
+/* ------------------------------------------------------------------------------------------ */
+
+static float tml_f32_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static uint32_t tml_bits_of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+/* exp(x) in float arithmetic only (additions, multiplications, one division, float<->int
+ * conversions: IEEE-exact on every FPU and in soft float), with the argument reduction and
+ * rational approximation of fdlibm/FreeBSD e_expf.c: error below 1 ulp. */
+float tml_expf(float x) {
+  const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f, inv_ln2 = 1.4426950216e+00f;
+  const float p1 = 1.6666625440e-1f, p2 = -2.7667332906e-3f;
+  const uint32_t hx = tml_bits_of(x) & 0x7FFFFFFFu;
+  const int32_t neg = (int32_t)(tml_bits_of(x) >> 31);
+  float hi = 0.0f, lo = 0.0f, t, c, y, twopk;
+  int32_t k = 0;
+  if (hx >= 0x42B17218u) {                 /* |x| >= 88.72..., inf or NaN */
+    if (hx > 0x7F800000u) return x + x;    /* NaN */
+    if (hx == 0x7F800000u) return neg ? 0.0f : x;
+    if (!neg) return tml_f32_from_bits(0x7F800000u);
+    if (x < -1.0397208405e+02f) return 0.0f;
+  }
+  if (hx > 0x3EB17218u) {                  /* |x| > ln2 / 2: x = k ln2 + r */
+    if (hx < 0x3F851592u) {                /* and < 1.5 ln2 */
+      hi = neg ? x + ln2_hi : x - ln2_hi;
+      lo = neg ? -ln2_lo : ln2_lo;
+      k = neg ? -1 : 1;
+    } else {
+      k = (int32_t)(inv_ln2 * x + (neg ? -0.5f : 0.5f));
+      t = (float)k;
+      hi = x - t * ln2_hi; /* exact */
+      lo = t * ln2_lo;
+    }
+    x = hi - lo;
+  } else if (hx < 0x39000000u) {           /* |x| < 2^-14 */
+    return 1.0f + x;
+  }
+  t = x * x;
+  c = x - t * (p1 + t * p2);
+  if (k == 0) return 1.0f - ((x * c) / (c - 2.0f) - x);
+  y = 1.0f - ((lo - (x * c) / (2.0f - c)) - hi);
+  if (k >= -125) {
+    if (k == 128) return y * 2.0f * tml_f32_from_bits(0x7F000000u); /* 2^127 */
+    twopk = tml_f32_from_bits((uint32_t)(0x3F800000 + (k << 23)));
+    return y * twopk;
+  }
+  twopk = tml_f32_from_bits((uint32_t)(0x3F800000 + ((k + 100) << 23)));
+  return y * twopk * tml_f32_from_bits(0x0D800000u); /* 2^-100 */
+}
+
+/* tanh(x): odd Taylor polynomial for |x| < 0.5 (truncation below 1e-8 absolute), else
+ * (e^2|x| - 1) / (e^2|x| + 1) with tml_expf; +-1 beyond |x| = 9 (as fdlibm's tanhf). */
+float tml_tanhf(float x) {
+  const uint32_t hx = tml_bits_of(x) & 0x7FFFFFFFu;
+  const int32_t neg = (int32_t)(tml_bits_of(x) >> 31);
+  const float a = neg ? -x : x;
+  float z;
+  if (hx > 0x7F800000u) return x + x;      /* NaN */
+  if (a >= 9.0f) {
+    z = 1.0f;
+  } else if (a < 0.5f) {
+    const float t = a * a;
+    z = a + a * t * (-3.33333333333e-1f + t * (1.33333333333e-1f + t * (-5.39682539683e-2f + t * (2.18694885362e-2f +
+        t * (-8.86323552990e-3f + t * (3.59212803657e-3f + t * (-1.45583438705e-3f + t * 5.90027440946e-4f)))))));
+  } else {
+    const float e = tml_expf(2.0f * a);
+    z = (e - 1.0f) / (e + 1.0f);
+  }
+  return neg ? -z : z;
 }
 
 static int8_t tml_sat8(int32_t v, int32_t lo, int32_t hi) { return (int8_t)TML_MIN(TML_MAX(v, lo), hi); }
@@ -497,7 +579,7 @@ void tml_softmax_f32(const tml_softmax_params *p, const float *in, float *out) {
     float max = row[0], sum = 0.0f;
     for (c = 1; c < p->depth; ++c) max = TML_MAX(max, row[c]);
     for (c = 0; c < p->depth; ++c) {
-      const float e = expf((row[c] - max) * p->beta);
+      const float e = tml_expf((row[c] - max) * p->beta);
       orow[c] = e;
       sum += e;
     }
@@ -542,14 +624,14 @@ void tml_logistic_f32(int32_t size, const float *in, float *out) {
   for (i = 0; i < size; ++i) {
     const float v = in[i];
     if (v > 16.619047164916992188f) out[i] = 1.0f;
-    else if (v < -9.0f) out[i] = expf(v);
-    else out[i] = 1.0f / (1.0f + expf(-v));
+    else if (v < -9.0f) out[i] = tml_expf(v);
+    else out[i] = 1.0f / (1.0f + tml_expf(-v));
   }
 }
 
 void tml_tanh_f32(int32_t size, const float *in, float *out) {
   int32_t i;
-  for (i = 0; i < size; ++i) out[i] = tanhf(in[i]);
+  for (i = 0; i < size; ++i) out[i] = tml_tanhf(in[i]);
 }
 
 /* ------------------------------------------------------------------------------------------ */

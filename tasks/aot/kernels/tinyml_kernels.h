@@ -19,6 +19,12 @@ extern "C" {
 /* ---- fixed-point helpers (exposed for tests) ---- */
 int32_t tml_mbqm(int32_t x, int32_t multiplier, int32_t shift);
 
+/* ---- float exp and tanh used by every float kernel: IEEE single arithmetic only, so the host
+ * and every Cortex-M (FPU or soft float) give the same bits; below 1 ulp (exp) and 2e-7
+ * relative (tanh) from the exact values ---- */
+float tml_expf(float x);
+float tml_tanhf(float x);
+
 /* ---- convolution family (NHWC, filters OHWI; depthwise 1HWO) ---- */
 typedef struct {
   int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
