@@ -186,8 +186,12 @@ def test_corrupted_weight_fails_naming_first_differing_sample(models, tmp_path):
     ref = tflm_outputs(tfl.read_bytes(), xq)
     bad = np.nonzero(np.any(aot != ref, axis=1))[0]
     assert len(bad) > 0, "corrupting the weight changed no output"
+    # ... and the message names the sample, the first differing tensor and the operator producing it
+    # (the output layer, operator #2: the first two layers are intact)
     with pytest.raises(TinyMLError, match=rf"differs from TFLM at sample {bad[0]}, output element 0: "
-                                          rf"AOT {aot[bad[0], 0]} vs TFLM {ref[bad[0], 0]}"):
+                                          rf"AOT {aot[bad[0], 0]} vs TFLM {ref[bad[0], 0]}.*"
+                                          rf"first differing tensor is '[^']+' \(tensor #\d+, output of operator "
+                                          rf"#2 FULLY_CONNECTED\), element 0: AOT -?\d+ vs TFLM -?\d+"):
         check_generated(tfl, npz, gen, info, work_dir=tmp_path / "w")
 
 

@@ -158,6 +158,31 @@ def compare(aot, ref, dtype: str) -> dict:
             "float_max_abs_error": float(np.abs(aot.astype(np.float64) - ref).max()) if rel.size else 0.0}
 
 
+def compare_or_diagnose(aot, ref, info: dict, tflite_path: Path, gen_dir: Path, xq, work_dir: Path, prefix: str,
+                        variant: str = "portable") -> dict:
+    """compare(); on a mismatch, also name the first operator whose output tensor differs
+    (tasks.aot.diagnose: the sample traced through the AOT build and TFLM, operator by operator)."""
+    import numpy as np
+
+    try:
+        return compare(aot, ref, info["output"]["dtype"])
+    except TinyMLError as e:
+        aot = np.asarray(aot).reshape(ref.shape)
+        if info["output"]["dtype"] == "int8":
+            i = int(np.nonzero(np.any(aot != ref, axis=1))[0][0])
+        else:
+            i = int(np.argwhere(~np.isclose(aot, ref, rtol=FLOAT_RTOL, atol=FLOAT_ATOL))[0][0])
+        from tasks.aot.diagnose import describe, first_difference
+
+        try:
+            d = describe(first_difference(tflite_path, gen_dir, xq[i], Path(work_dir) / "diagnose", prefix=prefix,
+                                          variant=variant, rtol=FLOAT_RTOL, atol=FLOAT_ATOL))
+        except TinyMLError as e2:  # pragma: no cover - the diagnosis itself failed
+            d = f"(tracing the operators failed: {e2})"
+        kern = "" if variant == "portable" else " (DSP kernel code paths)"
+        raise TinyMLError(f"{e}{kern}; {d}") from None
+
+
 def run_host(exe: Path, xq, out_info: dict, work_dir: Path):
     import numpy as np
 
@@ -196,15 +221,31 @@ def check_generated(tflite_path: Path, dataset_npz: Path, gen_dir: Path, info: d
     exe = compile_host(gen_dir, Path(work_dir) / "aot_host", prefix)
     aot = run_host(exe, xq, info["output"], work_dir)
     ref = tflm_outputs(model_bytes, xq)
-    stats = compare(aot, ref, info["output"]["dtype"])
+    stats = compare_or_diagnose(aot, ref, info, tflite_path, gen_dir, xq, work_dir, prefix)
+    # the same model with the DSP kernels' code paths (exact C models of the instructions)
+    exe_dsp = compile_host(gen_dir, Path(work_dir) / "aot_host_dsp", prefix, variant="dsp")
+    aot_dsp = run_host(exe_dsp, xq, info["output"], work_dir)
+    compare_or_diagnose(aot_dsp, ref, info, tflite_path, gen_dir, xq, work_dir, prefix, variant="dsp")
     arena = tflm_arena(model_bytes)
     return {
         "planned_bytes": info["planned_bytes"],
+        "ram_bytes": info["planned_bytes"],
+        "io_in_arena": True,
         "tflm_arena_bytes": arena["host_bytes"],
         "tflm_arena_target32_bytes": arena["target32_bytes"],
         "io_bytes": info["io_bytes"],
+        "scratch_bytes": info["scratch_bytes"],
         "weights_bytes": info["weights_bytes"],
+        "tables_bytes": info["tables_bytes"],
         "ops": info["ops"],
+        "kernels": info["kernels"],
+        "kernel_variants": {
+            "dsp": "Cortex-M cores with the DSP extension (M4, M7, M33/M35P/M55 with DSP): the ops marked "
+                   "dsp_core 'dsp' run DSP-extension inner loops (SMLAD, SXTB16, SMMLAR), the rest portable C",
+            "portable": "cores without it (Cortex-M0, M0+, M3, M23, M33 without DSP) and the host: portable C "
+                        "for every op",
+        },
+        "host_checked": ["portable", "dsp (exact C models of the DSP instructions)"],
         "samples": int(len(xq)),
         **stats,
         "passed": True,
