@@ -5,8 +5,9 @@ Called by tasks/dag.py for every variant whose runtimes include "aot":
 * `run(tflite, dataset_npz, out_dir, aot_json, *, core_dir)` generates the C sources into
   `out_dir`, compiles them on the host and compares the whole test split with the real TFLM
   interpreter (int8 identical, float within 1e-5), then, when qemu-system-arm and the offline
-  PlatformIO core are available, runs the same code on QEMU's Cortex-M4 (`mps2_an386`) and
-  records the instruction count per inference. Writes aot.json last.
+  PlatformIO core are available, runs the same C on QEMU's Cortex-M4 (`mps2_an386`, DSP kernels)
+  and Cortex-M3 (`mps2_an385`, portable kernels), requires both identical to the host, and records
+  the instruction count per inference. Writes aot.json last.
 * `firmware_sources(aot_dir)` gives the firmware stage the extra sources and include folders.
 """
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tasks.aot import KERNELS_DIR
+from tasks.aot import KERNEL_SOURCES, KERNELS_DIR
 from tasks.util import TinyMLError, write_json
 
 TARGET_SAMPLES = 50
+# the proof on the target: a core with the DSP extension and one without (tasks.aot.qemu)
+TARGETS = ("mps2_an386", "mps2_an385")
 
 
 def firmware_sources(aot_dir: Path) -> tuple[list[Path], list[Path]]:
@@ -26,7 +29,7 @@ def firmware_sources(aot_dir: Path) -> tuple[list[Path], list[Path]]:
     src = aot_dir / "tinyml_model.c"
     if not src.is_file():
         raise TinyMLError(f"{src} is missing: the aot stage must run before the firmware stage (runtime = \"aot\").")
-    return [src, KERNELS_DIR / "tinyml_kernels.c"], [aot_dir, KERNELS_DIR]
+    return [src, *KERNEL_SOURCES], [aot_dir, KERNELS_DIR]
 
 
 def run(tflite_path: Path, dataset_npz: Path, out_dir: Path, aot_json: Path, *, core_dir: Path | None = None,
@@ -46,13 +49,16 @@ def run(tflite_path: Path, dataset_npz: Path, out_dir: Path, aot_json: Path, *, 
         else:
             from tasks.aot.target import target_check
 
-            t = target_check(tflite_path, dataset_npz, None, work_dir=work / "target", core_dir=Path(core_dir),
-                             max_samples=target_samples)
-            result["target"] = t
-            result["instructions_per_inference"] = t["instructions_per_inference"]
+            targets = {}
+            for tgt in TARGETS:
+                targets[tgt] = target_check(tflite_path, dataset_npz, None, work_dir=work / f"target_{tgt}",
+                                            core_dir=Path(core_dir), max_samples=target_samples, target=tgt)
+            result["target"] = targets[TARGETS[0]]
+            result["targets"] = targets
+            result["instructions_per_inference"] = targets[TARGETS[0]]["instructions_per_inference"]
     write_json(aot_json, result)
-    print(f"aot: {Path(tflite_path).name}: {result['samples']} samples identical to TFLM; arena "
-          f"{result['planned_bytes']} B (TFLM {result['tflm_arena_bytes']} B)"
+    print(f"aot: {Path(tflite_path).name}: {result['samples']} samples identical to TFLM; RAM (arena with input "
+          f"and output) {result['planned_bytes']} B (TFLM arena {result['tflm_arena_target32_bytes']} B on 32-bit)"
           + (f"; {result['instructions_per_inference']} instructions/inference on Cortex-M4"
              if "instructions_per_inference" in result else ""), flush=True)
     return result
