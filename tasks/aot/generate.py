@@ -224,7 +224,7 @@ def _short_hex(x: float) -> str:
 
 
 def _int_list(vals, per_line: int = 24) -> str:
-    vals = [str(int(v)) for v in vals]
+    vals = ["(-2147483647 - 1)" if int(v) == -2 ** 31 else str(int(v)) for v in vals]
     lines = [", ".join(vals[i: i + per_line]) for i in range(0, len(vals), per_line)]
     return "  " + ",\n  ".join(lines)
 
@@ -320,8 +320,10 @@ class _Gen:
         return name
 
     def int32_table(self, vals, what: str) -> str:
-        """A per-channel int32 array derived from the model's tensors (counted as weights)."""
-        return self.table([int(v) for v in vals], weights=True, what=what)
+        """A per-channel int32 array derived from the model's tensors (counted as weights); values
+        wrap to int32 (only a constant channel's doubled bias can exceed it, and its record ignores
+        the accumulator)."""
+        return self.table([(int(v) + 2 ** 31) % 2 ** 32 - 2 ** 31 for v in vals], weights=True, what=what)
 
     def packed_call(self, k: int, name: str, op, act: int, rin: str, rout: str, scratch: str, ref) -> str:
         """The tml_gemm_s8 / tml_dw_s8 call of an int8 FULLY_CONNECTED, CONV_2D or DEPTHWISE_CONV_2D."""
@@ -348,8 +350,13 @@ class _Gen:
             kk = wmat.shape[1]
             wl = 4 if geo["out_h"] * geo["out_w"] == 1 else 2
             wname = self.packed_const(filt, layout.pack_gemm(wmat, wl))
-            fast = layout.fast_requant_ok(layout.acc_bounds(np.abs(wmat).sum(axis=1), b, off), mults, shifts, out.zp)
-            rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast))
+            sums = np.abs(wmat).sum(axis=1)
+            if len(mults) == 1 and any(layout.constant_channels(sums, mults)):
+                mults, shifts, stride = mults * geo["out_c"], shifts * geo["out_c"], 1
+            const = layout.constant_channels(sums, mults)
+            fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
+            rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
+                const, b, off, wmat, mults, shifts, out.zp)))
             bb = b if b is not None else np.zeros(geo["out_c"], np.int64)
             rb = self.int32_table(2 * bb if fast else bb, "b")
             p = self.struct("tml_gemm_s8_params", [str(v) for v in (
@@ -363,11 +370,13 @@ class _Gen:
         kh, kw = filt.shape[1], filt.shape[2]
         ph, _ = _conv_pad(opts.padding, opts.strideH, 1, ih, kh)
         pw, _ = _conv_pad(opts.padding, opts.strideW, 1, iw, kw)
-        fast = layout.fast_requant_ok(layout.acc_bounds(np.abs(w).reshape(-1, c).sum(axis=0), b, off), mults, shifts,
-                                      out.zp)
         if len(mults) == 1:  # depthwise records are always per channel (contiguous for the kernel)
             mults, shifts, stride = mults * c, shifts * c, 1
-        rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast))
+        sums = np.abs(w).reshape(-1, c).sum(axis=0)
+        const = layout.constant_channels(sums, mults)
+        fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
+        rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
+            const, b, off, w.reshape(-1, c).T, mults, shifts, out.zp)))
         wp = layout.pack_dw(w, fast)
         wname = self.sym("wdw")
         self.decls.append(f"/* {filt.name} {filt.shape} int8 as int16 lanes{' x 2' if fast else ''} for tml_dw_s8 */\n"
@@ -441,6 +450,21 @@ def _gemm_geometry(g: "_Gen", name: str, op) -> dict:
     pw, _ = _conv_pad(opts.padding, opts.strideW, 1, iw, kw)
     return dict(batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
                 s_h=opts.strideH, s_w=opts.strideW, p_h=ph, p_w=pw)
+
+
+def _constant_values(const, bias, off, wmat, mults, shifts, zp):
+    """Per channel: TFLM's output before clamping for a constant channel (acc = bias + off *
+    sum(w) when every weight is zero... which leaves the bias), else None."""
+    from tasks.aot.layout import _mbqm
+
+    out = []
+    for c, is_const in enumerate(const):
+        if not is_const:
+            out.append(None)
+            continue
+        acc = (int(bias[c]) if bias is not None else 0) + off * int(sum(int(v) for v in wmat[c]))
+        out.append(_mbqm(acc, int(mults[c]), int(shifts[c])) + zp)
+    return out
 
 
 def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:

@@ -112,12 +112,38 @@ def acc_bounds(weight_abs_sums, biases, input_offset: int):
     return [(abs(int(biases[c])) if biases is not None else 0) + m * int(s) for c, s in enumerate(weight_abs_sums)]
 
 
-def fast_requant_ok(bounds, mults, shifts, zp: int) -> bool:
+def _mbqm(x: int, m: int, shift: int) -> int:
+    """TFLM MultiplyByQuantizedMultiplier (double rounding), in Python integers."""
+    left, right = max(shift, 0), max(-shift, 0)
+    a = ((x << left) + 2 ** 31) % 2 ** 32 - 2 ** 31
+    if a == m == -(2 ** 31):
+        t = 2 ** 31 - 1
+    else:
+        q = a * m + ((1 << 30) if a * m >= 0 else 1 - (1 << 30))
+        t = q >> 31 if q >= 0 else -((-q) >> 31)  # division by 2^31 truncating toward zero
+    if right == 0:
+        return t
+    mask = (1 << right) - 1
+    rem = t & mask
+    thr = (mask >> 1) + (1 if t < 0 else 0)
+    return (t >> right) + (1 if rem > thr else 0)
+
+
+def constant_channels(weight_abs_sums, mults) -> list[bool]:
+    """Channels whose output does not depend on the input: all weights zero (acc = bias) or a zero
+    multiplier (a zero filter scale: TFLM outputs the zero point)."""
+    return [int(s) == 0 or int(mults[c if len(mults) > 1 else 0]) == 0 for c, s in enumerate(weight_abs_sums)]
+
+
+def fast_requant_ok(bounds, mults, shifts, zp: int, constant=None) -> bool:
     """The kernels' 4-instruction requantization (SMMLAR, see tinyml_kernels_packed.c) equals TFLM's
     MultiplyByQuantizedMultiplier + zero point for every input of every channel: shift <= -1,
     multiplier > 2^30 (so the sign of the rounded product is the sign of the accumulator),
-    2 * |acc| < 2^31, and the folded rounding constant plus the product's high word fit int32."""
+    2 * |acc| < 2^31, and the folded rounding constant plus the product's high word fit int32.
+    Constant channels (`constant`) are exempt: their record yields their one output value."""
     for c, b in enumerate(bounds):
+        if constant is not None and constant[c]:
+            continue
         m, s = int(mults[c if len(mults) > 1 else 0]), int(shifts[c if len(shifts) > 1 else 0])
         if s > -1 or m <= (1 << 30) or int(b) >= ACC_LIMIT:
             return False
@@ -128,11 +154,16 @@ def fast_requant_ok(bounds, mults, shifts, zp: int) -> bool:
     return True
 
 
-def rq_records(mults, shifts, zp: int, fast: bool) -> list[tuple[int, int, int]]:
-    """tml_rq {mult, k, rsh}: fast {m, 2^(r-1) + zp*2^r, r = -shift}; exact {m, shift, 0}."""
+def rq_records(mults, shifts, zp: int, fast: bool, constant_values=None) -> list[tuple[int, int, int]]:
+    """tml_rq {mult, k, rsh}: fast {m, 2^(r-1) + zp*2^r, r = -shift}; exact {m, shift, 0}.
+    A constant channel of a fast op (constant_values[c] = its output before clamping, else None)
+    gets {0, 2*y + 1, 1}: SMMLAR with a zero multiplier returns k + sign, and (2y + 1 + sign) >> 1
+    is y for either sign."""
     out = []
-    for m, s in zip(mults, shifts):
-        if fast:
+    for c, (m, s) in enumerate(zip(mults, shifts)):
+        if fast and constant_values is not None and constant_values[c] is not None:
+            out.append((0, 2 * int(constant_values[c]) + 1, 1))
+        elif fast:
             r = -int(s)
             out.append((int(m), (1 << (r - 1)) + zp * (1 << r), r))
         else:

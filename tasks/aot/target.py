@@ -79,11 +79,12 @@ def parse_output(stdout: str, n: int, out_dtype: str):
 
 def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *, work_dir: Path, core_dir: Path,
                  max_samples: int = 100, prefix: str = "tinyml", timeout: float = 300,
-                 target: str = "mps2_an386", profile: bool = False) -> dict:
+                 target: str = "mps2_an386", profile: bool = False, kernels: str = "auto") -> dict:
     """Build and run the AOT model under QEMU (Cortex-M4 by default); outputs must equal the host build's.
 
     `target` is a tasks.aot.qemu target id (mps2_an386: Cortex-M4 with DSP; mps2_an385: Cortex-M3,
-    portable kernels). `profile` also records the instructions of every operator (the model compiled
+    portable kernels). `kernels="portable"` builds the portable kernels even for a DSP core (to
+    measure what the DSP code paths buy). `profile` also records the instructions of every operator (the model compiled
     with TINYML_TRACE; the hook adds a few instructions per operator, so the total is measured
     separately in the same run). Writes `out_json` (if given) and returns {"board", "core",
     "kernels", "build", "samples", "identical", "instructions_per_inference", "instructions_min",
@@ -118,8 +119,18 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
     write_text(model_dir / "model_data.h", "// AOT target check: see tinyml_model.h\n")
     board = qemu.board(target)
     out_dir = work_dir / "firmware"
+    kernel_sources = list(KERNEL_SOURCES)
+    if kernels == "portable":
+        kdir = work_dir / "kernels_portable"
+        kernel_sources = []
+        for src in KERNEL_SOURCES:
+            kernel_sources.append(kdir / src.name)
+            write_text(kdir / src.name, f'/* {src.name} with the portable loops forced */\n#define TML_FORCE_PORTABLE 1\n'
+                                        f'#include "{src}"\n')
+    elif kernels != "auto":
+        raise TinyMLError(f"kernels must be 'auto' or 'portable', not {kernels!r}")
     rec = firmware.run(SKETCH_DIR, model_dir, board, out_dir, Path(core_dir), runtime="aot",
-                       extra_sources=[gen / f"{prefix}_model.c", *KERNEL_SOURCES, vec_c],
+                       extra_sources=[gen / f"{prefix}_model.c", *kernel_sources, vec_c],
                        extra_include_dirs=[gen, KERNELS_DIR, vec_dir], label=f"{Path(tflite_path).stem} (AOT target check)",
                        quiet=True)
     run = qemu.run(out_dir / "firmware.elf", target, timeout=timeout)
@@ -130,7 +141,7 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
     target_out, ticks = parse_output(run["stdout"], len(xq), info["output"]["dtype"])
     vm = _VARIANT_RE.search(run["stdout"])
     variant = vm.group(1) if vm else "unknown"
-    want = "dsp" if qemu.TARGETS[target]["dsp"] else "portable"
+    want = "dsp" if qemu.TARGETS[target]["dsp"] and kernels == "auto" else "portable"
     if variant != want:
         raise TinyMLError(f"the AOT firmware for {target} ({board.core}) was built with the {variant} kernels; "
                           f"expected {want}")

@@ -5,6 +5,7 @@
  * same operation order, same rounding, same saturation, so int8 outputs are bit-identical.
  */
 #include "tinyml_kernels.h"
+#include "tinyml_simd.h"
 
 /* Float kernels: no fused multiply-add contraction, whatever -std the firmware build uses
  * (gnu* modes default to -ffp-contract=fast), so float results match the host build bit for bit;
@@ -676,7 +677,55 @@ void tml_dequantize_s8_f32(int32_t size, float scale, int32_t zero_point, const 
           ++oi;                                                                        \
         }
 
+#if TML_DSP
+/* (t + 2^(r-1) + (t < 0 ? -1 : 0)) >> r, i.e. RoundingDivideByPOT(t, r); mask = r ? -1 : 0 */
+#define TML_RDBP(t, k, mask, r) (((t) + (k) + (((t) >> 31) & (mask))) >> (r))
+
+/* ADD without broadcasting on a DSP core: TFLM's arithmetic (left shift 20, three
+ * MultiplyByQuantizedMultiplier) with SMMULR: SaturatingRoundingDoublingHighMul(x, m) is
+ * SMMULR(2x, m), exact here because |2 (x + offset) 2^20| < 2^29 and |2 sum| < 2^30. The
+ * inputs' shifts are <= 0 (their multipliers are at most 1/2), the output's is checked. */
+static void tml_add_s8_dsp(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
+  const int32_t o1 = (int32_t)((uint32_t)p->input1_offset << (p->left_shift + 1));
+  const int32_t o2 = (int32_t)((uint32_t)p->input2_offset << (p->left_shift + 1));
+  const int32_t sh = p->left_shift + 1;
+  const int32_t m1 = p->input1_mult, r1 = -p->input1_shift, k1 = r1 ? 1 << (r1 - 1) : 0, z1 = r1 ? -1 : 0;
+  const int32_t m2 = p->input2_mult, r2 = -p->input2_shift, k2 = r2 ? 1 << (r2 - 1) : 0, z2 = r2 ? -1 : 0;
+  const int32_t mo = p->output_mult, ro = -p->output_shift, ko = ro ? 1 << (ro - 1) : 0, zo = ro ? -1 : 0;
+  const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    int32_t t1 = tml_smmulr(o1 + (int32_t)((uint32_t)(int32_t)a[i] << sh), m1);
+    int32_t t2 = tml_smmulr(o2 + (int32_t)((uint32_t)(int32_t)b[i] << sh), m2);
+    int32_t sum, y;
+    t1 = TML_RDBP(t1, k1, z1, r1);
+    t2 = TML_RDBP(t2, k2, z2, r2);
+    sum = t1 + t2;
+    y = tml_smmulr(sum + sum, mo);
+    y = TML_RDBP(y, ko, zo, ro) + zp;
+    out[i] = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+  }
+}
+
+/* are both inputs laid out exactly like the output (no broadcasting)? */
+static int32_t tml_same_shape(const tml_binary_params *p) {
+  int32_t k, acc = 1;
+  for (k = 3; k >= 0; --k) {
+    if (p->s1[k] != acc || p->s2[k] != acc) return 0;
+    acc *= p->out_dims[k];
+  }
+  return 1;
+}
+#endif
+
 void tml_add_s8(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+#if TML_DSP
+  if (tml_same_shape(p) && p->output_shift <= 0 && p->input1_shift <= 0 && p->input2_shift <= 0 &&
+      p->left_shift <= 20) {
+    tml_add_s8_dsp(p, a, b, out, p->out_dims[0] * p->out_dims[1] * p->out_dims[2] * p->out_dims[3]);
+    return;
+  }
+#endif
   TML_BINARY_LOOP({
     const int32_t va = tml_shl(p->input1_offset + a[ia], p->left_shift);
     const int32_t vb = tml_shl(p->input2_offset + b[ib], p->left_shift);

@@ -63,9 +63,11 @@ const char *tml_kernels_variant(void) {
 
 TML_INLINE int32_t tml_rq_exact(int32_t acc, const tml_rq *r, int32_t zp) { return tml_mbqm(acc, r->mult, r->k) + zp; }
 
-/* any core: acc is the true accumulator (bias included) */
+/* any core: acc is the true accumulator (bias included); a fast op's constant channel has the
+ * record {0, 2 * y + 1, 1} (see layout.rq_records) */
 TML_INLINE int32_t tml_rq_any(int32_t acc, const tml_rq *r, int32_t zp, int32_t fast) {
-  return fast ? tml_mbqm(acc, r->mult, -r->rsh) + zp : tml_rq_exact(acc, r, zp);
+  if (fast) return r->mult == 0 ? r->k >> 1 : tml_mbqm(acc, r->mult, -r->rsh) + zp;
+  return tml_rq_exact(acc, r, zp);
 }
 
 #if TML_DSP
@@ -128,25 +130,37 @@ static void tml_rqctx_init(tml_rqctx *q, const int32_t *bias, const tml_rq *rq, 
  * 4*g bytes (4 reduction indices of each of its channels in turn). Reduction index
  * k = (ky*k_w + kx)*in_c + ic, padded with zero weights to k4; channel c starts at byte c * k4. */
 
+/* copy n bytes, a word at a time while possible (gathers copy short runs: a libc call costs more) */
+TML_INLINE void tml_copy_small(int8_t *d, const int8_t *s, int32_t n) {
+  for (; n >= 4; n -= 4, d += 4, s += 4) tml_wr32(d, tml_rd32(s));
+  for (; n > 0; --n) *d++ = *s++;
+}
+
+TML_INLINE void tml_fill_small(int8_t *d, int32_t v4, int32_t n) {
+  for (; n >= 4; n -= 4, d += 4) tml_wr32(d, v4);
+  for (; n > 0; --n) *d++ = (int8_t)v4;
+}
+
 /* Gather the int8 receptive field of output pixel `pix` into col[0..k4) (zero point where padded). */
-static void tml_gather(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix, int8_t *col) {
+static TML_NOINLINE void tml_gather(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix, int8_t *col) {
   const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
   const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-  const int8_t zp = (int8_t)(-p->input_offset);
-  const int32_t row_bytes = p->k_w * p->in_c;
+  const int32_t zp4 = tml_bytes_of(-p->input_offset);
+  const int32_t row_bytes = p->k_w * p->in_c, row_in = p->in_w * p->in_c;
   const int32_t kx0 = TML_MAX(0, -ix0), kx1 = TML_MIN(p->k_w, p->in_w - ix0);
-  int32_t ky, k = 0;
-  for (ky = 0; ky < p->k_h; ++ky, k += row_bytes) {
+  const int32_t pre = kx0 * p->in_c, run = (kx1 - kx0) * p->in_c, post = row_bytes - pre - run;
+  int32_t ky;
+  for (ky = 0; ky < p->k_h; ++ky, col += row_bytes) {
     const int32_t iy = iy0 + ky;
-    if (iy < 0 || iy >= p->in_h || kx1 <= kx0) {
-      memset(col + k, zp, (size_t)row_bytes);
+    if (iy < 0 || iy >= p->in_h || run <= 0) {
+      tml_fill_small(col, zp4, row_bytes);
       continue;
     }
-    if (kx0 > 0) memset(col + k, zp, (size_t)(kx0 * p->in_c));
-    memcpy(col + k + kx0 * p->in_c, in + (iy * p->in_w + ix0 + kx0) * p->in_c, (size_t)((kx1 - kx0) * p->in_c));
-    if (kx1 < p->k_w) memset(col + k + kx1 * p->in_c, zp, (size_t)((p->k_w - kx1) * p->in_c));
+    if (pre) tml_fill_small(col, zp4, pre);
+    tml_copy_small(col + pre, in + iy * row_in + (ix0 + kx0) * p->in_c, run);
+    if (post) tml_fill_small(col + pre + run, zp4, post);
   }
-  for (; k < p->k4; ++k) col[k] = zp;
+  tml_fill_small(col, zp4, p->k4 - p->k_h * row_bytes);
 }
 
 /* the input run of output pixel `pix` of a 1x1 unpadded convolution */
@@ -236,43 +250,26 @@ static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, in
     }                                                    \
   } while (0)
 
-/* The fast path of a pixel pair: every channel pair (weights from w, 2*n4 words each) against the
- * doubled column pair, accumulators starting at 2 * bias, requantized in place (SMMLAR), saturated
- * and stored; then the odd channel. o0/o1: the two output pixels. */
-static TML_NOINLINE void tml_mm2x2_fast(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
-                                        const tml_rqctx *q, int8_t *o0, int8_t *o1) {
-  const int32_t *b2 = q->bias;
-  const tml_rq *r = q->rq;
-  const int32_t rs = q->rq_stride, lo = q->lo, hi = q->hi, clamp = lo > -128 || hi < 127;
+/* Channel pairs against the doubled column pair, accumulators starting at 2 * bias (fast path):
+ * acc[] receives (c, pixel 0), (c, pixel 1), (c+1, pixel 0), (c+1, pixel 1) per pair, then
+ * (c, pixel 0), (c, pixel 1) for an odd last channel. */
+static TML_NOINLINE void tml_mm2x2_b(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
+                                     const int32_t *b2, int32_t *acc) {
   int32_t c;
-  for (c = 0; c + 2 <= n; c += 2) {
+  for (c = 0; c + 2 <= n; c += 2, b2 += 2, acc += 4) {
     const int32_t *cols = cols0;
-    int32_t a00 = b2[c], a10 = b2[c + 1], a01, a11, y0, y1;
+    int32_t a00 = b2[0], a10 = b2[1], a01, a11;
     a01 = a00;
     a11 = a10;
     TML_PAIR_LOOP;
-    y0 = tml_ssat8(tml_rq_fast(a00, r));
-    y1 = tml_ssat8(tml_rq_fast(a01, r));
-    r += rs;
-    if (clamp) {
-      y0 = TML_MIN(TML_MAX(y0, lo), hi);
-      y1 = TML_MIN(TML_MAX(y1, lo), hi);
-    }
-    o0[c] = (int8_t)y0;
-    o1[c] = (int8_t)y1;
-    y0 = tml_ssat8(tml_rq_fast(a10, r));
-    y1 = tml_ssat8(tml_rq_fast(a11, r));
-    r += rs;
-    if (clamp) {
-      y0 = TML_MIN(TML_MAX(y0, lo), hi);
-      y1 = TML_MIN(TML_MAX(y1, lo), hi);
-    }
-    o0[c + 1] = (int8_t)y0;
-    o1[c + 1] = (int8_t)y1;
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
   }
   if (c < n) {
     const int32_t *cols = cols0;
-    int32_t a00 = b2[c], a01 = a00, k, y0, y1;
+    int32_t a00 = b2[0], a01 = a00, k;
     for (k = 0; k < n4; ++k) {
       const int32_t w0 = *w++;
       const int32_t u = tml_sxtb16(w0), v = tml_sxtb16_ror8(w0);
@@ -282,10 +279,32 @@ static TML_NOINLINE void tml_mm2x2_fast(const int32_t *cols0, int32_t n4, const 
       a01 = tml_smlad(cols[3], v, a01);
       cols += 4;
     }
-    y0 = tml_ssat8(tml_rq_fast(a00, r));
-    y1 = tml_ssat8(tml_rq_fast(a01, r));
-    o0[c] = (int8_t)TML_MIN(TML_MAX(y0, lo), hi);
-    o1[c] = (int8_t)TML_MIN(TML_MAX(y1, lo), hi);
+    acc[0] = a00;
+    acc[1] = a01;
+  }
+}
+
+/* Requantize (fast records, acc = 2 * accumulator) n channels of 2 pixels: acc[2c + j] -> o_j[c] */
+static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o0,
+                                      int8_t *o1, int32_t lo, int32_t hi) {
+  const int8_t *end = o0 + n;
+  if (lo == -128 && hi == 127) {
+    while (o0 != end) {
+      const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
+      *o0++ = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
+      *o1++ = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
+      acc += 2;
+      r += rs;
+    }
+    return;
+  }
+  while (o0 != end) {
+    const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
+    const int32_t y0 = tml_smmlar(a0, m, k + (a0 >> 31)) >> sh, y1 = tml_smmlar(a1, m, k + (a1 >> 31)) >> sh;
+    *o0++ = (int8_t)TML_MIN(TML_MAX(y0, lo), hi);
+    *o1++ = (int8_t)TML_MIN(TML_MAX(y1, lo), hi);
+    acc += 2;
+    r += rs;
   }
 }
 
@@ -495,7 +514,18 @@ static void tml_gemm_pixel(const tml_gemm_s8_params *p, const tml_rqctx *q, cons
     }
     j = 4 * k_full;
 #else
-    for (i = 0; i < g; ++i) a[i] = 0;
+    {
+      /* portable: per 4-k step, the 4 inputs once, then 4 products per channel of the group */
+      const int8_t *ws = w, *xs = x;
+      const int32_t steps = k >> 2;
+      int32_t s;
+      for (i = 0; i < g; ++i) a[i] = 0;
+      for (s = 0; s < steps; ++s, xs += 4) {
+        const int32_t x0 = xs[0] + off, x1 = xs[1] + off, x2 = xs[2] + off, x3 = xs[3] + off;
+        for (i = 0; i < g; ++i, ws += 4) a[i] += ws[0] * x0 + ws[1] * x1 + ws[2] * x2 + ws[3] * x3;
+      }
+      j = 4 * steps;
+    }
 #endif
     for (; j < k; ++j) {
       const int32_t xv = (int32_t)x[j] + off;
@@ -546,7 +576,12 @@ void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w,
           tml_widen(stage, p->k4, p->input_offset, cols + 2, p->fast, 4);
         }
         if (p->fast) {
-          tml_mm2x2_fast(cols, n4, (const int32_t *)(const void *)w, n, &q, o0, o0 + n);
+          for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
+            const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
+            tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
+            tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min,
+                         p->act_max);
+          }
           continue;
         }
         for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
@@ -568,8 +603,13 @@ void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w,
         const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
         tml_widen(src, unit ? k : p->k4, p->input_offset, cols, 1, 4);
         tml_widen(src, unit ? k : p->k4, p->input_offset, cols + 2, 1, 4);
-        tml_mm2x2_fast(cols, n4, (const int32_t *)(const void *)w, p->out_c, &q, out + pix * p->out_c,
-                       out + pix * p->out_c);
+        int32_t acc[2 * TML_CHUNK], c0;
+        for (c0 = 0; c0 < p->out_c; c0 += TML_CHUNK) {
+          const int32_t nc = TML_MIN(TML_CHUNK, p->out_c - c0);
+          int8_t *o = out + pix * p->out_c + c0;
+          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
+          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o, o, p->act_min, p->act_max);
+        }
       } else {
         const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
         tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out + pix * p->out_c);
@@ -811,17 +851,25 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
             continue;
           }
 #else
-          for (j = 0; j < n; ++j) {
-            for (c = 0; c < 4; ++c) {
-              int32_t a = p->bias[4 * g + c];
+          {
+            /* portable: the same row buffers and int16 weight lanes (c0, c2, c1, c3) */
+            const int32_t kw = p->k_w, st = 4 * p->stride_w;
+            for (j = 0; j < n; ++j) {
+              int32_t a0 = p->bias[4 * g], a1 = p->bias[4 * g + 1], a2 = p->bias[4 * g + 2], a3 = p->bias[4 * g + 3];
+              const int16_t *wp = wg;
               for (ky = 0; ky < p->k_h; ++ky) {
-                const int8_t *r = rows[ky] + g * pw * 4 + (ox + j) * p->stride_w * 4;
-                for (iy = 0; iy < p->k_w; ++iy) {
-                  const int32_t lane = (c & 1) * 2 + (c >> 1); /* (c0, c2, c1, c3) */
-                  a += (int32_t)wg[(ky * p->k_w + iy) * 4 + lane] * (int32_t)r[4 * iy + c];
+                const int8_t *r = rows[ky] + g * pw * 4 + (ox + j) * st;
+                for (iy = 0; iy < kw; ++iy, r += 4, wp += 4) {
+                  a0 += wp[0] * r[0];
+                  a2 += wp[1] * r[2];
+                  a1 += wp[2] * r[1];
+                  a3 += wp[3] * r[3];
                 }
               }
-              acc[4 * j + c] = a;
+              acc[4 * j] = a0;
+              acc[4 * j + 1] = a1;
+              acc[4 * j + 2] = a2;
+              acc[4 * j + 3] = a3;
             }
           }
 #endif
