@@ -452,6 +452,24 @@ void tml_fc_f32(const tml_fc_f32_params *p, const float *in, const float *filter
 #define TML_IN_IDX (((b * p->in_h + in_y0 + fy) * p->in_w + in_x0 + fx) * p->channels + c)
 
 void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
+  if (p->out_h == 1 && p->out_w == 1 && p->k_h == p->in_h && p->k_w == p->in_w && p->pad_h == 0 && p->pad_w == 0 &&
+      p->channels <= 256) {
+    /* global average (TFLM's arithmetic: integer sum, round half away from zero, clamp): one pass
+     * over the input, all channels of a pixel at a time */
+    int32_t sum[256], b, c, i;
+    const int32_t n = p->in_h * p->in_w, C = p->channels;
+    for (b = 0; b < p->batches; ++b, in += n * C, out += C) {
+      for (c = 0; c < C; ++c) sum[c] = 0;
+      for (i = 0; i < n; ++i)
+        for (c = 0; c < C; ++c) sum[c] += in[i * C + c];
+      for (c = 0; c < C; ++c) {
+        const int32_t acc = sum[c] > 0 ? (sum[c] + n / 2) / n : (sum[c] - n / 2) / n;
+        out[c] = tml_sat8(acc, p->act_min, p->act_max);
+      }
+    }
+    return;
+  }
+  {
   TML_POOL_LOOP_BEGIN
   int32_t acc = 0, count = 0;
   for (fy = fy0; fy < fy1; ++fy)
@@ -462,6 +480,7 @@ void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
   if (count == 0) count = 1;
   acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
   out[o_idx] = tml_sat8(acc, p->act_min, p->act_max);
+}
 }
 }
 

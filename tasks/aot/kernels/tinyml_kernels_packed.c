@@ -230,15 +230,22 @@ static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, in
     a11 = tml_smlad(db, u, a11);                                                        \
   } while (0)
 
-/* n4 steps of one channel pair: the first n4 % 4, then 4 per iteration */
+/* n4 steps of one channel pair, 4 per iteration; n4 % 4 leftover steps enter the unrolled body
+ * in the middle (pointers moved back so the step offsets line up), Duff's-device style */
 #define TML_PAIR_LOOP                                    \
   do {                                                   \
-    int32_t r_ = n4 & 3;                                 \
+    const int32_t r_ = n4 & 3;                           \
     const int32_t *end_ = w + 2 * n4;                    \
-    while (r_--) {                                       \
-      TML_STEP2X2(0);                                    \
-      w += 2;                                            \
-      cols += 4;                                         \
+    if (r_) {                                            \
+      w -= 2 * (4 - r_);                                 \
+      cols -= 4 * (4 - r_);                              \
+      switch (r_) {                                      \
+        case 3: TML_STEP2X2(1); /* fall through */       \
+        case 2: TML_STEP2X2(2); /* fall through */       \
+        default: TML_STEP2X2(3);                         \
+      }                                                  \
+      w += 8;                                            \
+      cols += 16;                                        \
     }                                                    \
     while (w != end_) {                                  \
       TML_STEP2X2(0);                                    \
@@ -288,13 +295,13 @@ static TML_NOINLINE void tml_mm2x2_b(const int32_t *cols0, int32_t n4, const int
 static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o0,
                                       int8_t *o1, int32_t lo, int32_t hi) {
   const int8_t *end = o0 + n;
-  if (lo == -128 && hi == 127) {
+  if (lo == -128 && hi == 127 && rs == 1) {
     while (o0 != end) {
       const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
       *o0++ = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
       *o1++ = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
       acc += 2;
-      r += rs;
+      ++r;
     }
     return;
   }
@@ -356,27 +363,31 @@ static TML_NOINLINE void tml_mm2x1(const int32_t *cols, int32_t n4, const int32_
     a3 = tml_smlad(x13, tml_sxtb16_ror8(w3), a3);                                \
   } while (0)
 
-static TML_NOINLINE void tml_fc4(const int32_t *x, int32_t n4, const int32_t *w, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  const int32_t *end = w + 4 * (n4 & ~3);
-  while (w != end) {
-    TML_FCSTEP4(0);
-    TML_FCSTEP4(1);
-    TML_FCSTEP4(2);
-    TML_FCSTEP4(3);
-    x += 8;
-    w += 16;
+/* ngroups quad groups (the first at w0, the next gstride bytes further) over n4 steps of x */
+static TML_NOINLINE void tml_fc4(const int32_t *x0, int32_t n4, const int8_t *w0, int32_t gstride, int32_t ngroups,
+                                 int32_t *acc) {
+  for (; ngroups--; w0 += gstride, acc += 4) {
+    const int32_t *x = x0, *w = (const int32_t *)(const void *)w0;
+    const int32_t *end = w + 4 * (n4 & ~3);
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], r = n4 & 3;
+    while (w != end) {
+      TML_FCSTEP4(0);
+      TML_FCSTEP4(1);
+      TML_FCSTEP4(2);
+      TML_FCSTEP4(3);
+      x += 8;
+      w += 16;
+    }
+    while (r--) {
+      TML_FCSTEP4(0);
+      x += 2;
+      w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
   }
-  n4 &= 3;
-  while (n4--) {
-    TML_FCSTEP4(0);
-    x += 2;
-    w += 4;
-  }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
 }
 
 static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w, int32_t g, int32_t *acc) {
@@ -401,6 +412,24 @@ static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w,
 /* The fast path of a single-pixel op (fully connected): output channels in chunks of TML_CHUNK,
  * accumulators from 2 * bias; the input widened (doubled) TML_FC_KC elements at a time into
  * `xw`; weights in the quad layout (group of g channels: k4/4 steps of 4*g bytes). */
+/* Requantize (fast records, doubled accumulators) n channels of one pixel: acc[c] -> o[c] */
+static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o,
+                                      int32_t lo, int32_t hi) {
+  const int32_t *end = acc + n;
+  if (rs == 0) { /* per-tensor: one record */
+    const int32_t m = r->mult, k = r->k, sh = r->rsh;
+    for (; acc != end; ++acc, ++o) {
+      const int32_t y = tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh;
+      *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+    }
+    return;
+  }
+  for (; acc != end; ++acc, ++o, ++r) {
+    const int32_t y = tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh;
+    *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+  }
+}
+
 static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k, const int8_t *w,
                         int32_t *xw, int8_t *out) {
   const int32_t n = p->out_c, k4 = p->k4, lo = q->lo, hi = q->hi;
@@ -421,20 +450,19 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
       if (c0 == 0 || k > TML_FC_KC) tml_widen(x + kc, kn, p->input_offset, xw, 1, 2);
       for (c = 0; c < nc;) {
         const int32_t rem = n - c0 - c, g = rem >= p->wl ? p->wl : (rem >= 2 ? 2 : 1);
-        const int32_t *ws = (const int32_t *)(const void *)(wg + kc * g);
         if (g == 4) {
-          tml_fc4(xw, s4, ws, acc + c);
+          const int32_t ng = TML_MIN(nc - c, rem) >> 2;
+          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, ng, acc + c);
+          wg += 4 * k4 * ng;
+          c += 4 * ng;
         } else {
-          tml_fc2(xw, s4, ws, g, acc + c);
+          tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, acc + c);
+          wg += k4 * g;
+          c += g;
         }
-        wg += k4 * g;
-        c += g;
       }
     }
-    for (c = 0; c < nc; ++c) {
-      int32_t y = tml_ssat8(tml_rq_fast(acc[c], q->rq + (c0 + c) * q->rq_stride));
-      out[c0 + c] = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
-    }
+    tml_rq1_fast(acc, nc, q->rq + c0 * q->rq_stride, q->rq_stride, out + c0, lo, hi);
     c0 += nc;
   }
 }
@@ -643,23 +671,25 @@ void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w,
 static void tml_dw_fill(const tml_dw_s8_params *p, const int8_t *src, int8_t *row, int32_t pw) {
   const int32_t C = p->channels, G = (C + 3) >> 2, zp = -p->input_offset;
   const int32_t zp4 = tml_bytes_of(zp);
+  const int32_t x0 = src ? TML_MIN(p->pad_w, pw) : pw;               /* [x0, x1): inside the input row */
+  const int32_t x1 = src ? TML_MAX(x0, TML_MIN(pw, p->pad_w + p->in_w)) : pw;
   int32_t g, x;
   for (g = 0; g < G; ++g) {
     int32_t *d = (int32_t *)(void *)(row + g * pw * 4);
-    const int32_t full = C - 4 * g >= 4;
-    for (x = 0; x < pw; ++x) {
-      const int32_t ix = x - p->pad_w;
-      if (src == 0 || ix < 0 || ix >= p->in_w) {
-        d[x] = zp4;
-      } else if (full) {
-        d[x] = tml_rd32(src + ix * C + 4 * g);
-      } else {
+    for (x = 0; x < x0; ++x) d[x] = zp4;
+    if (C - 4 * g >= 4) {
+      const int8_t *sp = src + (x0 - p->pad_w) * C + 4 * g;
+      int32_t *dp = d + x0, *de = d + x1;
+      for (; dp != de; ++dp, sp += C) *dp = tml_rd32(sp);
+    } else {
+      for (x = x0; x < x1; ++x) {
         int8_t v[4];
         int32_t j;
-        for (j = 0; j < 4; ++j) v[j] = 4 * g + j < C ? src[ix * C + 4 * g + j] : (int8_t)zp;
+        for (j = 0; j < 4; ++j) v[j] = 4 * g + j < C ? src[(x - p->pad_w) * C + 4 * g + j] : (int8_t)zp;
         d[x] = tml_rd32(v);
       }
     }
+    for (x = x1; x < pw; ++x) d[x] = zp4;
   }
 }
 
@@ -677,63 +707,35 @@ static void tml_dw_fill(const tml_dw_s8_params *p, const int8_t *src, int8_t *ro
     a3 = tml_smlatt(x13, w13, a3);                                             \
   } while (0)
 
-/* per-op constants of a depthwise row */
-typedef struct {
-  const int32_t *b2;  /* the group's 4 doubled folded biases */
-  const tml_rq *rq;   /* the group's 4 records (depthwise records are always per channel) */
-  int32_t lo, hi, C, step, nch;
-} tml_dwctx;
-
-#define TML_DW_Y(A, R, I) tml_ssat8(tml_smmlar((A), (R)[I].mult, (R)[I].k + ((A) >> 31)) >> (R)[I].rsh)
-
-/* the 9 taps of one output pixel: a0..a3 from the group's doubled biases */
-#define TML_DW_PIXEL                       \
-  int32_t a0 = b2[0], a1 = b2[1], a2 = b2[2], a3 = b2[3]; \
-  TML_DW_TAP(r0, w);                       \
-  TML_DW_TAP(r0 + 4, w + 4);               \
-  TML_DW_TAP(r0 + 8, w + 8);               \
-  TML_DW_TAP(r1, w + 12);                  \
-  TML_DW_TAP(r1 + 4, w + 16);              \
-  TML_DW_TAP(r1 + 8, w + 20);              \
-  TML_DW_TAP(r2, w + 24);                  \
-  TML_DW_TAP(r2 + 4, w + 28);              \
-  TML_DW_TAP(r2 + 8, w + 32)
-
-/* One output row of one channel group, 3x3, fast requantization fused: r0..r2 = the group's row
- * buffers at the first output pixel's window; w = the group's taps; o = the first output (channel
- * 4g of pixel 0); the group's accumulators start at its 2 * folded bias. */
-static TML_NOINLINE void tml_dw3x3_row_fast(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t n,
-                                            const int16_t *w, const tml_dwctx *d, int8_t *o) {
-  const int32_t step = d->step, ostep = d->C, lo = d->lo, hi = d->hi;
-  const tml_rq *rq = d->rq;
-  const int32_t *b2 = d->b2;
-  const int8_t *end = r0 + n * step;
-  if (d->nch == 4 && lo == -128 && hi == 127) {
-    while (r0 != end) {
-      TML_DW_PIXEL;
-      o[0] = (int8_t)TML_DW_Y(a0, rq, 0);
-      o[1] = (int8_t)TML_DW_Y(a1, rq, 1);
-      o[2] = (int8_t)TML_DW_Y(a2, rq, 2);
-      o[3] = (int8_t)TML_DW_Y(a3, rq, 3);
-      o += ostep;
-      r0 += step;
-      r1 += step;
-      r2 += step;
+/* Requantize (fast records, doubled accumulators) n pixels x nch channels of one channel group:
+ * acc[4j + c] -> o[j * ostep + c] */
+static TML_NOINLINE void tml_rq_group_fast(const int32_t *acc0, int32_t n, int32_t nch, const tml_rq *r, int8_t *o0,
+                                           int32_t ostep, int32_t lo, int32_t hi) {
+  const int32_t full = lo == -128 && hi == 127;
+  int32_t c;
+  for (c = 0; c < nch; ++c, ++r) {
+    const int32_t m = r->mult, k = r->k, sh = r->rsh;
+    const int32_t *acc = acc0 + c, *end = acc + 4 * n;
+    int8_t *o = o0 + c;
+    if (full) {
+      if (n & 1) {
+        *o = (int8_t)tml_ssat8(tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh);
+        acc += 4;
+        o += ostep;
+      }
+      while (acc != end) {
+        const int32_t a0 = acc[0], a1 = acc[4];
+        o[0] = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
+        o[ostep] = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
+        acc += 8;
+        o += 2 * ostep;
+      }
+    } else {
+      for (; acc != end; acc += 4, o += ostep) {
+        const int32_t y = tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh;
+        *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+      }
     }
-    return;
-  }
-  while (r0 != end) {
-    int32_t y[4], c;
-    TML_DW_PIXEL;
-    y[0] = TML_DW_Y(a0, rq, 0);
-    y[1] = TML_DW_Y(a1, rq, 1);
-    y[2] = TML_DW_Y(a2, rq, 2);
-    y[3] = TML_DW_Y(a3, rq, 3);
-    for (c = 0; c < d->nch; ++c) o[c] = (int8_t)TML_MIN(TML_MAX(y[c], lo), hi);
-    o += ostep;
-    r0 += step;
-    r1 += step;
-    r2 += step;
   }
 }
 
@@ -811,23 +813,16 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
         const int16_t *wg = w + g * taps * 4;
         const int32_t nch = TML_MIN(4, C - 4 * g);
         int8_t *o = out + oy * p->out_w * C + 4 * g;
-        int32_t acc[4 * 16];
-        for (ox = 0; ox < p->out_w; ox += 16) {
-          const int32_t n = TML_MIN(16, p->out_w - ox);
+        int32_t acc[4 * 32];
+        for (ox = 0; ox < p->out_w; ox += 32) {
+          const int32_t n = TML_MIN(32, p->out_w - ox);
           int32_t c;
 #if TML_DSP
           const int32_t *bias = p->bias + 4 * g;
           if (p->k_h == 3 && p->k_w == 3 && q.fast) {
-            tml_dwctx d;
-            d.b2 = bias;
-            d.rq = q.rq + 4 * g;
-            d.lo = q.lo;
-            d.hi = q.hi;
-            d.C = C;
-            d.step = 4 * p->stride_w;
-            d.nch = nch;
-            tml_dw3x3_row_fast(rows[0] + g * pw * 4 + ox * p->stride_w * 4, rows[1] + g * pw * 4 + ox * p->stride_w * 4,
-                               rows[2] + g * pw * 4 + ox * p->stride_w * 4, n, wg, &d, o + ox * C);
+            tml_dw3x3_row(rows[0] + g * pw * 4 + ox * p->stride_w * 4, rows[1] + g * pw * 4 + ox * p->stride_w * 4,
+                          rows[2] + g * pw * 4 + ox * p->stride_w * 4, 4 * p->stride_w, n, wg, bias, acc);
+            tml_rq_group_fast(acc, n, nch, q.rq + 4 * g, o + ox * C, C, q.lo, q.hi);
             continue;
           }
           if (p->k_h == 3 && p->k_w == 3) {
@@ -839,15 +834,7 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
             tml_dw_row(gr, p->k_h, p->k_w, 4 * p->stride_w, n, wg, bias, acc);
           }
           if (q.fast) {
-            for (c = 0; c < nch; ++c) {
-              const tml_rq *r = q.rq + 4 * g + c;
-              const int32_t clamp = q.lo > -128 || q.hi < 127;
-              for (j = 0; j < n; ++j) {
-                int32_t y = tml_ssat8(tml_rq_fast(acc[4 * j + c], r));
-                if (clamp) y = TML_MIN(TML_MAX(y, q.lo), q.hi);
-                o[(ox + j) * C + c] = (int8_t)y;
-              }
-            }
+            tml_rq_group_fast(acc, n, nch, q.rq + 4 * g, o + ox * C, C, q.lo, q.hi);
             continue;
           }
 #else
