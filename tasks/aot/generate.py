@@ -260,6 +260,7 @@ class _Gen:
         self.weights_bytes = 0
         self.tables_bytes = 0
         self.kernels: set[str] = set()
+        self.not_fast: set[int] = set()  # packed ops whose requantization needs TFLM's 64-bit arithmetic
         self.n = 0
 
     # ---- errors ----
@@ -355,6 +356,8 @@ class _Gen:
                 mults, shifts, stride = mults * geo["out_c"], shifts * geo["out_c"], 1
             const = layout.constant_channels(sums, mults)
             fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
+            if not fast:
+                self.not_fast.add(k)
             rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
                 const, b, off, wmat, mults, shifts, out.zp)))
             bb = b if b is not None else np.zeros(geo["out_c"], np.int64)
@@ -375,6 +378,8 @@ class _Gen:
         sums = np.abs(w).reshape(-1, c).sum(axis=0)
         const = layout.constant_channels(sums, mults)
         fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
+        if not fast:
+            self.not_fast.add(k)
         rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
             const, b, off, w.reshape(-1, c).T, mults, shifts, out.zp)))
         wp = layout.pack_dw(w, fast)
@@ -422,6 +427,10 @@ def _packed_kind(g: "_Gen", name: str, op) -> tuple[str | None, str]:
     if bias is not None and (bias.dtype != "int32" or bias.data is None):
         return None, "non-constant or non-int32 bias"
     opts = op.builtinOptions
+    out = T[op.outputs[0]]
+    sizes = list(ins[0].shape) + list(out.shape) + list(filt.shape) + [4 * ((int(filt.elems // max(out.shape[-1], 1)) + 3) // 4)]
+    if max(sizes) > 32767:
+        return None, "a dimension above 32767 (the packed kernels' parameters are int16)"
     if name == "FULLY_CONNECTED":
         return "gemm", ""
     if opts.dilationHFactor != 1 or opts.dilationWFactor != 1:
@@ -890,6 +899,12 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             g.fail(k, name, "not supported")
         g.body.append("  " + call)
         g.body.append(f"  TML_TRACE({k}, {rout}, {out.nbytes});")
+
+    for k in g.not_fast:
+        plans[k]["dsp_core"] = "portable"
+        plans[k]["note"] = ("requantization outside the 4-instruction shortcut's proven range (a shift >= 0, a "
+                            "multiplier of exactly 2^-1 or an accumulator bound >= 2^30): TFLM's 64-bit arithmetic "
+                            "and the portable loops")
 
     # ---- write the files ----
     P = prefix.upper()

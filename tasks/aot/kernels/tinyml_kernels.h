@@ -87,27 +87,27 @@ typedef struct {
 
 /* FULLY_CONNECTED (batches = rows, in/out 1x1 pixels) and CONV_2D (dilation 1, one group) as a
  * matrix product; weights packed by tasks/aot/layout.py (pack_gemm_weights). */
-typedef struct {
-  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
-  int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
-  int32_t k4;           /* k_h * k_w * in_c rounded up to a multiple of 4 */
-  int32_t wl;           /* weight layout: 4 = channel quads (single-pixel ops), 2 = pairs */
-  int32_t input_offset, output_offset, act_min, act_max;
-  int32_t fast;         /* 1: the 4-instruction requantization is exact (proven by the generator) */
-  int32_t rq_stride;    /* 1: per-channel rq[], 0: per-tensor rq[0] */
+typedef struct {  /* int16 fields: the generator checks every value fits */
+  int16_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+  int16_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+  int16_t k4;           /* k_h * k_w * in_c rounded up to a multiple of 4 */
+  int16_t wl;           /* weight layout: 4 = channel quads (single-pixel ops), 2 = pairs */
+  int16_t input_offset, output_offset, act_min, act_max;
+  int16_t fast;         /* 1: the 4-instruction requantization is exact (proven by the generator) */
+  int16_t rq_stride;    /* 1: per-channel rq[], 0: per-tensor rq[0] */
   const tml_rq *rq;
-  const int32_t *bias;  /* fast: 2 * bias; may be 0 */
+  const int32_t *bias;  /* fast: 2 * bias */
 } tml_gemm_s8_params;
 
 void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1 and dilation 1; weights packed by layout.pack_dw,
  * bias = bias + input_offset * sum(taps) (doubled when fast); scratch: layout.dw_scratch_bytes */
-typedef struct {
-  int32_t batches, in_h, in_w, channels, out_h, out_w;
-  int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
-  int32_t input_offset, output_offset, act_min, act_max;
-  int32_t fast, rq_stride;
+typedef struct {  /* int16 fields: the generator checks every value fits */
+  int16_t batches, in_h, in_w, channels, out_h, out_w;
+  int16_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+  int16_t input_offset, output_offset, act_min, act_max;
+  int16_t fast, rq_stride;
   const tml_rq *rq;
   const int32_t *bias;
 } tml_dw_s8_params;

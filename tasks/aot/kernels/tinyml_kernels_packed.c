@@ -91,20 +91,6 @@ static TML_NOINLINE void tml_requant(const tml_rqctx *q, const int32_t *acc, int
   const int32_t *bias = q->bias ? q->bias + c0 : 0;
   const int32_t lo = q->lo, hi = q->hi, zp = q->zp;
   int32_t c, j;
-#if TML_DSP
-  if (q->fast) {
-    const int32_t clamp = lo > -128 || hi < 127;
-    for (c = 0; c < nc; ++c, r += q->rq_stride) {
-      const int32_t b2 = bias ? bias[c] : 0;
-      for (j = 0; j < np; ++j) {
-        int32_t y = tml_ssat8(tml_rq_fast(b2 + 2 * acc[c * np + j], r));
-        if (clamp) y = TML_MIN(TML_MAX(y, lo), hi);
-        out[j * ostride + c] = (int8_t)y;
-      }
-    }
-    return;
-  }
-#endif
   for (c = 0; c < nc; ++c, r += q->rq_stride) {
     const int32_t b = bias ? (q->fast ? bias[c] >> 1 : bias[c]) : 0;
     for (j = 0; j < np; ++j) out[j * ostride + c] = tml_out8(tml_rq_any(acc[c * np + j] + b, r, zp, q->fast), lo, hi);
@@ -315,37 +301,6 @@ static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_r
   }
 }
 
-/* npairs channel pairs against the (not doubled) column pair; acc[] receives (c, pixel 0),
- * (c, pixel 1), (c+1, pixel 0), (c+1, pixel 1) per pair, without bias (exact path). */
-static TML_NOINLINE void tml_mm2x2(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t npairs, int32_t *acc) {
-  while (npairs--) {
-    const int32_t *cols = cols0;
-    int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
-    TML_PAIR_LOOP;
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
-    acc += 4;
-  }
-}
-
-/* one channel (n4 words) against the column pair */
-static TML_NOINLINE void tml_mm2x1(const int32_t *cols, int32_t n4, const int32_t *w, int32_t *acc) {
-  int32_t a00 = 0, a01 = 0;
-  while (n4--) {
-    const int32_t w0 = *w++;
-    const int32_t u = tml_sxtb16(w0), v = tml_sxtb16_ror8(w0);
-    a00 = tml_smlad(cols[0], u, a00);
-    a01 = tml_smlad(cols[2], u, a01);
-    a00 = tml_smlad(cols[1], v, a00);
-    a01 = tml_smlad(cols[3], v, a01);
-    cols += 4;
-  }
-  acc[0] = a00;
-  acc[1] = a01;
-}
-
 /* 1 pixel (widened, doubled x: 2 words per step) x g = 4, 2 or 1 channels (4*g bytes per step);
  * acc[0..g) in and out */
 /* one 4-k step of 4 channels at offset O (in steps) from x / w */
@@ -467,57 +422,6 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
   }
 }
 
-/* 1 pixel (int8 run, offset added on the fly) x 4 channels of a quad stream (16 bytes per step) */
-static TML_NOINLINE void tml_mm1x4(const int8_t *x, int32_t n4, const int32_t *w, int32_t off2, int32_t *acc) {
-  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  const int32_t *end = w + 4 * n4;
-  while (w != end) {
-    const int32_t xv = tml_rd32(x);
-    const int32_t x02 = tml_sxtab16(off2, xv), x13 = tml_sxtab16_ror8(off2, xv);
-    uint64_t ww = *(const uint64_t *)(const void *)w;
-    int32_t w0 = (int32_t)(uint32_t)ww, w1 = (int32_t)(uint32_t)(ww >> 32);
-    x += 4;
-    a0 = tml_smlad(x02, tml_sxtb16(w0), a0);
-    a0 = tml_smlad(x13, tml_sxtb16_ror8(w0), a0);
-    a1 = tml_smlad(x02, tml_sxtb16(w1), a1);
-    a1 = tml_smlad(x13, tml_sxtb16_ror8(w1), a1);
-    ww = *(const uint64_t *)(const void *)(w + 2);
-    w0 = (int32_t)(uint32_t)ww;
-    w1 = (int32_t)(uint32_t)(ww >> 32);
-    a2 = tml_smlad(x02, tml_sxtb16(w0), a2);
-    a2 = tml_smlad(x13, tml_sxtb16_ror8(w0), a2);
-    a3 = tml_smlad(x02, tml_sxtb16(w1), a3);
-    a3 = tml_smlad(x13, tml_sxtb16_ror8(w1), a3);
-    w += 4;
-  }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
-}
-
-/* 1 pixel x 1 or 2 channels (ws = 1 or 2 words per step) */
-static TML_NOINLINE void tml_mm1x2(const int8_t *x, int32_t n4, const int32_t *w, int32_t ws, int32_t off2,
-                                   int32_t *acc) {
-  int32_t a0 = 0, a1 = 0;
-  while (n4--) {
-    const int32_t xv = tml_rd32(x);
-    const int32_t x02 = tml_sxtab16(off2, xv), x13 = tml_sxtab16_ror8(off2, xv);
-    const int32_t w0 = w[0];
-    x += 4;
-    a0 = tml_smlad(x02, tml_sxtb16(w0), a0);
-    a0 = tml_smlad(x13, tml_sxtb16_ror8(w0), a0);
-    if (ws == 2) {
-      const int32_t w1 = w[1];
-      a1 = tml_smlad(x02, tml_sxtb16(w1), a1);
-      a1 = tml_smlad(x13, tml_sxtb16_ror8(w1), a1);
-    }
-    w += ws;
-  }
-  acc[0] = a0;
-  acc[1] = a1;
-}
-
 #endif /* TML_DSP */
 
 /* One pixel, all channels, from an int8 run x[0..k): the portable path, and on a DSP core the
@@ -527,23 +431,12 @@ static void tml_gemm_pixel(const tml_gemm_s8_params *p, const tml_rqctx *q, cons
   const int32_t n = p->out_c, k4 = p->k4, off = p->input_offset;
   int32_t acc[TML_CHUNK];
   int32_t c = 0, c0 = 0, na = 0;
-#if TML_DSP
-  const int32_t off2 = tml_lanes_of(off), k_full = k >> 2;
-#endif
   while (c < n) {
     const int32_t g = n - c >= p->wl ? p->wl : (n - c >= 2 ? 2 : 1); /* channels of this group */
     int32_t *a = acc + na;
-    int32_t i, j = 0;
-#if TML_DSP
-    if (g == 4) {
-      tml_mm1x4(x, k_full, (const int32_t *)(const void *)w, off2, a);
-    } else {
-      tml_mm1x2(x, k_full, (const int32_t *)(const void *)w, g, off2, a);
-    }
-    j = 4 * k_full;
-#else
+    int32_t i, j;
     {
-      /* portable: per 4-k step, the 4 inputs once, then 4 products per channel of the group */
+      /* per 4-k step, the 4 inputs once, then 4 products per channel of the group */
       const int8_t *ws = w, *xs = x;
       const int32_t steps = k >> 2;
       int32_t s;
@@ -554,7 +447,6 @@ static void tml_gemm_pixel(const tml_gemm_s8_params *p, const tml_rqctx *q, cons
       }
       j = 4 * steps;
     }
-#endif
     for (; j < k; ++j) {
       const int32_t xv = (int32_t)x[j] + off;
       const int8_t *ws = w + (j >> 2) * 4 * g + (j & 3);
@@ -587,7 +479,7 @@ void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w,
   for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
     int32_t pix = 0;
 #if TML_DSP
-    if (npix >= 2) {
+    if (npix >= 2 && p->fast) {
       const int32_t n = p->out_c, n4 = p->k4 >> 2;
       int32_t *cols = (int32_t *)scratch;
       int32_t acc[2 * TML_CHUNK];
@@ -595,29 +487,19 @@ void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w,
         int8_t *o0 = out + pix * n;
         int32_t c0;
         if (unit) {
-          tml_widen(tml_pixel_run(p, in, pix), k, p->input_offset, cols, p->fast, 4);
-          tml_widen(tml_pixel_run(p, in, pix + 1), k, p->input_offset, cols + 2, p->fast, 4);
+          tml_widen(tml_pixel_run(p, in, pix), k, p->input_offset, cols, 1, 4);
+          tml_widen(tml_pixel_run(p, in, pix + 1), k, p->input_offset, cols + 2, 1, 4);
         } else {
           tml_gather(p, in, pix, stage);
-          tml_widen(stage, p->k4, p->input_offset, cols, p->fast, 4);
+          tml_widen(stage, p->k4, p->input_offset, cols, 1, 4);
           tml_gather(p, in, pix + 1, stage);
-          tml_widen(stage, p->k4, p->input_offset, cols + 2, p->fast, 4);
-        }
-        if (p->fast) {
-          for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
-            const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
-            tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
-            tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min,
-                         p->act_max);
-          }
-          continue;
+          tml_widen(stage, p->k4, p->input_offset, cols + 2, 1, 4);
         }
         for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
           const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
-          const int32_t *wc = (const int32_t *)(const void *)(w + c0 * p->k4);
-          tml_mm2x2(cols, n4, wc, nc >> 1, acc);
-          if (nc & 1) tml_mm2x1(cols, n4, wc + (nc >> 1) * 2 * n4, acc + 2 * (nc - 1));
-          tml_requant(&q, acc, c0, nc, 2, o0 + c0, n);
+          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
+          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min,
+                       p->act_max);
         }
       }
     }
@@ -818,28 +700,23 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
           const int32_t n = TML_MIN(32, p->out_w - ox);
           int32_t c;
 #if TML_DSP
-          const int32_t *bias = p->bias + 4 * g;
-          if (p->k_h == 3 && p->k_w == 3 && q.fast) {
-            tml_dw3x3_row(rows[0] + g * pw * 4 + ox * p->stride_w * 4, rows[1] + g * pw * 4 + ox * p->stride_w * 4,
-                          rows[2] + g * pw * 4 + ox * p->stride_w * 4, 4 * p->stride_w, n, wg, bias, acc);
-            tml_rq_group_fast(acc, n, nch, q.rq + 4 * g, o + ox * C, C, q.lo, q.hi);
-            continue;
-          }
-          if (p->k_h == 3 && p->k_w == 3) {
-            tml_dw3x3_row(rows[0] + g * pw * 4 + ox * p->stride_w * 4, rows[1] + g * pw * 4 + ox * p->stride_w * 4,
-                          rows[2] + g * pw * 4 + ox * p->stride_w * 4, 4 * p->stride_w, n, wg, bias, acc);
-          } else {
-            const int8_t *gr[8];
-            for (ky = 0; ky < p->k_h; ++ky) gr[ky] = rows[ky] + g * pw * 4 + ox * p->stride_w * 4;
-            tml_dw_row(gr, p->k_h, p->k_w, 4 * p->stride_w, n, wg, bias, acc);
-          }
           if (q.fast) {
+            const int32_t *bias = p->bias + 4 * g;
+            if (p->k_h == 3 && p->k_w == 3) {
+              tml_dw3x3_row(rows[0] + g * pw * 4 + ox * p->stride_w * 4, rows[1] + g * pw * 4 + ox * p->stride_w * 4,
+                            rows[2] + g * pw * 4 + ox * p->stride_w * 4, 4 * p->stride_w, n, wg, bias, acc);
+            } else {
+              const int8_t *gr[8];
+              for (ky = 0; ky < p->k_h; ++ky) gr[ky] = rows[ky] + g * pw * 4 + ox * p->stride_w * 4;
+              tml_dw_row(gr, p->k_h, p->k_w, 4 * p->stride_w, n, wg, bias, acc);
+            }
             tml_rq_group_fast(acc, n, nch, q.rq + 4 * g, o + ox * C, C, q.lo, q.hi);
             continue;
           }
-#else
+#endif
           {
-            /* portable: the same row buffers and int16 weight lanes (c0, c2, c1, c3) */
+            /* portable (and any op whose requantization is not fast): the same row buffers and
+             * int16 weight lanes (c0, c2, c1, c3) */
             const int32_t kw = p->k_w, st = 4 * p->stride_w;
             for (j = 0; j < n; ++j) {
               int32_t a0 = p->bias[4 * g], a1 = p->bias[4 * g + 1], a2 = p->bias[4 * g + 2], a3 = p->bias[4 * g + 3];
@@ -859,8 +736,7 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
               acc[4 * j + 3] = a3;
             }
           }
-#endif
-          /* exact requantization (portable path; DSP path when not fast) */
+          /* TFLM's 64-bit requantization */
           for (c = 0; c < nch; ++c) {
             const tml_rq *r = q.rq + 4 * g + c;
             for (j = 0; j < n; ++j) {
