@@ -451,6 +451,8 @@ void tml_fc_f32(const tml_fc_f32_params *p, const float *in, const float *filter
 
 #define TML_IN_IDX (((b * p->in_h + in_y0 + fy) * p->in_w + in_x0 + fx) * p->channels + c)
 
+static void tml_avgpool_window_s8(const tml_pool_params *p, const int8_t *in, int8_t *out);
+
 void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
   if (p->out_h == 1 && p->out_w == 1 && p->k_h == p->in_h && p->k_w == p->in_w && p->pad_h == 0 && p->pad_w == 0 &&
       p->channels <= 256) {
@@ -469,28 +471,56 @@ void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
     }
     return;
   }
-  {
-  TML_POOL_LOOP_BEGIN
-  int32_t acc = 0, count = 0;
-  for (fy = fy0; fy < fy1; ++fy)
-    for (fx = fx0; fx < fx1; ++fx) {
-      acc += in[TML_IN_IDX];
-      ++count;
-    }
-  if (count == 0) count = 1;
-  acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-  out[o_idx] = tml_sat8(acc, p->act_min, p->act_max);
-}
-}
+  tml_avgpool_window_s8(p, in, out);
 }
 
+/* int8 pools, pixel-major: the window bounds once per output pixel, the channels contiguous
+ * (chunks of 64, kept locally until the pixel is written: the data flow of tasks/aot/flow.py
+ * channelwise holds) */
+#define TML_POOL_PIXELS(BODY)                                                                   \
+  int32_t b, oy, ox;                                                                           \
+  for (b = 0; b < p->batches; ++b)                                                             \
+    for (oy = 0; oy < p->out_h; ++oy)                                                          \
+      for (ox = 0; ox < p->out_w; ++ox) {                                                      \
+        const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;   \
+        const int32_t fy0 = TML_MAX(0, -iy0), fy1 = TML_MIN(p->k_h, p->in_h - iy0);            \
+        const int32_t fx0 = TML_MAX(0, -ix0), fx1 = TML_MIN(p->k_w, p->in_w - ix0);            \
+        const int8_t *ib = in + ((b * p->in_h + iy0) * p->in_w + ix0) * p->channels;           \
+        int8_t *ob = out + ((b * p->out_h + oy) * p->out_w + ox) * p->channels;                \
+        int32_t c0;                                                                            \
+        for (c0 = 0; c0 < p->channels; c0 += 64) {                                             \
+          const int32_t nc = TML_MIN(64, p->channels - c0);                                    \
+          int32_t acc[64], c, fy, fx;                                                          \
+          BODY                                                                                 \
+        }                                                                                      \
+      }
+
 void tml_maxpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
-  TML_POOL_LOOP_BEGIN
-  int32_t m = -128;
-  for (fy = fy0; fy < fy1; ++fy)
-    for (fx = fx0; fx < fx1; ++fx) m = TML_MAX(m, (int32_t)in[TML_IN_IDX]);
-  out[o_idx] = tml_sat8(m, p->act_min, p->act_max);
+  TML_POOL_PIXELS({
+    for (c = 0; c < nc; ++c) acc[c] = -128;
+    for (fy = fy0; fy < fy1; ++fy)
+      for (fx = fx0; fx < fx1; ++fx) {
+        const int8_t *x = ib + (fy * p->in_w + fx) * p->channels + c0;
+        for (c = 0; c < nc; ++c) acc[c] = TML_MAX(acc[c], (int32_t)x[c]);
+      }
+    for (c = 0; c < nc; ++c) ob[c0 + c] = tml_sat8(acc[c], p->act_min, p->act_max);
+  })
 }
+
+static void tml_avgpool_window_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
+  TML_POOL_PIXELS({
+    const int32_t count = TML_MAX(1, (fy1 - fy0) * (fx1 - fx0));
+    for (c = 0; c < nc; ++c) acc[c] = 0;
+    for (fy = fy0; fy < fy1; ++fy)
+      for (fx = fx0; fx < fx1; ++fx) {
+        const int8_t *x = ib + (fy * p->in_w + fx) * p->channels + c0;
+        for (c = 0; c < nc; ++c) acc[c] += x[c];
+      }
+    for (c = 0; c < nc; ++c) {
+      const int32_t a = acc[c] > 0 ? (acc[c] + count / 2) / count : (acc[c] - count / 2) / count;
+      ob[c0 + c] = tml_sat8(a, p->act_min, p->act_max);
+    }
+  })
 }
 
 void tml_avgpool_f32(const tml_pool_params *p, const float *in, float *out) {

@@ -371,15 +371,22 @@ static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w,
 static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o,
                                       int32_t lo, int32_t hi) {
   const int32_t *end = acc + n;
-  if (rs == 0) { /* per-tensor: one record */
+  if (rs == 0 && hi == 127) { /* per-tensor record */
     const int32_t m = r->mult, k = r->k, sh = r->rsh;
     for (; acc != end; ++acc, ++o) {
-      const int32_t y = tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh;
-      *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+      const int32_t y = tml_ssat8(tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh);
+      *o = (int8_t)(y < lo ? lo : y);
     }
     return;
   }
-  for (; acc != end; ++acc, ++o, ++r) {
+  if (hi == 127) { /* no activation, or ReLU: saturate, then raise to lo */
+    for (; acc != end; ++acc, ++o, r += rs) {
+      const int32_t y = tml_ssat8(tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh);
+      *o = (int8_t)(y < lo ? lo : y);
+    }
+    return;
+  }
+  for (; acc != end; ++acc, ++o, r += rs) {
     const int32_t y = tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh;
     *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
   }
@@ -388,33 +395,33 @@ static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_r
 static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k, const int8_t *w,
                         int32_t *xw, int8_t *out) {
   const int32_t n = p->out_c, k4 = p->k4, lo = q->lo, hi = q->hi;
+  const int32_t quads = p->wl == 4 ? n >> 2 : 0;   /* channels in quad groups, then pairs/single */
   int32_t acc[TML_CHUNK];
   int32_t c0 = 0;
+  if (k <= TML_FC_KC) tml_widen(x, k, p->input_offset, xw, 1, 2);
   while (c0 < n) {
-    int32_t c, nc = 0, kc;
-    const int8_t *wc = w + c0 * k4;
-    /* the chunk: whole groups (4, then 2, then 1), at most TML_CHUNK channels */
-    while (c0 + nc < n && nc + 4 <= TML_CHUNK) {
-      const int32_t rem = n - c0 - nc;
-      nc += rem >= p->wl ? p->wl : (rem >= 2 ? 2 : 1);
-    }
-    for (c = 0; c < nc; ++c) acc[c] = q->bias[c0 + c];
+    const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
+    int32_t c, kc;
+    memcpy(acc, q->bias + c0, (size_t)nc * sizeof(int32_t));
     for (kc = 0; kc < k; kc += TML_FC_KC) {
       const int32_t kn = TML_MIN(TML_FC_KC, k - kc), s4 = (kn + 3) >> 2;
-      const int8_t *wg = wc;
-      if (c0 == 0 || k > TML_FC_KC) tml_widen(x + kc, kn, p->input_offset, xw, 1, 2);
-      for (c = 0; c < nc;) {
-        const int32_t rem = n - c0 - c, g = rem >= p->wl ? p->wl : (rem >= 2 ? 2 : 1);
-        if (g == 4) {
-          const int32_t ng = TML_MIN(nc - c, rem) >> 2;
-          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, ng, acc + c);
-          wg += 4 * k4 * ng;
-          c += 4 * ng;
-        } else {
-          tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, acc + c);
-          wg += k4 * g;
-          c += g;
+      const int8_t *wg = w + c0 * k4;
+      if (k > TML_FC_KC) tml_widen(x + kc, kn, p->input_offset, xw, 1, 2);
+      c = 0;
+      {
+        /* whole quad groups of this chunk in one call */
+        const int32_t nq = TML_MAX(0, TML_MIN(4 * quads - c0, nc)) >> 2;
+        if (nq) {
+          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, nq, acc);
+          wg += 4 * k4 * nq;
+          c = 4 * nq;
         }
+      }
+      for (; c < nc;) {
+        const int32_t g = nc - c >= 2 ? 2 : 1;
+        tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, acc + c);
+        wg += k4 * g;
+        c += g;
       }
     }
     tml_rq1_fast(acc, nc, q->rq + c0 * q->rq_stride, q->rq_stride, out + c0, lo, hi);
