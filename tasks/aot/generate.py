@@ -366,7 +366,8 @@ class _Gen:
                 geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"], geo["out_w"], geo["out_c"],
                 geo["k_h"], geo["k_w"], geo["s_h"], geo["s_w"], geo["p_h"], geo["p_w"], layout.k4_of(kk), wl,
                 off, out.zp, lo, hi, int(fast), stride)] + [rq, rb])
-            return f"tml_gemm_s8(&{p}, {rin}, {wname}, {rout}, {scratch});"
+            fn = "tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8"
+            return f"{fn}(&{p}, {rin}, {wname}, {rout}, {scratch});"
         opts = op.builtinOptions
         n, ih, iw, c = inp.shape
         _, oh, ow, _ = out.shape
@@ -488,7 +489,8 @@ def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
     if kind == "gemm":
         geo = _gemm_geometry(g, name, op)
         kk = geo["k_h"] * geo["k_w"] * geo["in_c"]
-        rec.update(kernel="tml_gemm_s8", dsp_core="dsp", other_core="portable")
+        rec.update(kernel="tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8", dsp_core="dsp",
+                   other_core="portable")
         rec["scratch"] = layout.gemm_scratch_bytes(geo["out_h"] * geo["out_w"], kk, geo["k_h"], geo["k_w"],
                                                    geo["p_h"], geo["p_w"], geo["in_c"])
         rec["lags"][op.inputs[0]] = flow.gemm(geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"],
@@ -657,7 +659,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             g.body.append(f"  TML_TRACE({k}, {rout}, {out.nbytes});")
             continue
 
-        elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_dw_s8"):
+        elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_fc_packed_s8", "tml_dw_s8"):
             call = g.packed_call(k, name, op, act, rin, rout, scratch_ref(k), ref)
 
         elif name == "FULLY_CONNECTED":

@@ -756,3 +756,26 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
     }
   }
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* FULLY_CONNECTED: the single-pixel path of tml_gemm_s8 alone (rows = batches), so a model  */
+/* without convolutions links none of the convolution machinery                              */
+/* ------------------------------------------------------------------------------------------ */
+
+void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
+  const int32_t k = p->in_c;
+  tml_rqctx q;
+  int32_t b;
+  tml_rqctx_init(&q, p->bias, p->rq, p->rq_stride, p->output_offset, p->act_min, p->act_max, p->fast);
+  for (b = 0; b < p->batches; ++b, in += k, out += p->out_c) {
+#if TML_DSP
+    if (p->fast) {
+      tml_fc_fast(p, &q, in, k, w, (int32_t *)scratch, out);
+      continue;
+    }
+#endif
+    (void)scratch;
+    tml_gemm_pixel(p, &q, in, k, w, out);
+  }
+}
+
