@@ -12,13 +12,13 @@ import re
 import shutil
 from pathlib import Path
 
-from .aot import KERNELS_DIR
+from .aot import KERNEL_SOURCES, KERNELS_DIR
 from .engine.boards import Board
 from .engine import artifacts
 from .engine import elf as elfsize
 from .engine import platformio
 from .engine.errors import TinyMLError
-from .engine.io import atomic_path, read_json
+from .engine.io import atomic_path
 
 # Estimates for boards the local platform cannot build (Xtensa, AVR): what a minimal Arduino
 # sketch costs on that core (PlatformIO's own figures for an empty sketch on the official
@@ -42,21 +42,23 @@ def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def _size_record(board: Board, runtime: str, flash_used: int, ram_used: int, breakdown: dict,
+def _size_record(board: Board, runtime: str, flash_used: int | None, ram_used: int | None, breakdown: dict,
                  estimate: bool, **extra) -> dict:
+    """The size.json record; flash_used/ram_used None when nothing was built (the runtime cannot run it)."""
+    built = flash_used is not None and ram_used is not None
     rec = {
         "board": board.id,
         "runtime": runtime,
         "estimate": estimate,
-        "flash_used": int(flash_used),
+        "flash_used": int(flash_used) if built else None,
         "flash_limit": int(board.flash),
-        "ram_used": int(ram_used),
+        "ram_used": int(ram_used) if built else None,
         "ram_limit": int(board.ram),
-        "flash_over_by": max(0, int(flash_used) - board.flash),
-        "ram_over_by": max(0, int(ram_used) - board.ram),
+        "flash_over_by": max(0, int(flash_used) - board.flash) if built else None,
+        "ram_over_by": max(0, int(ram_used) - board.ram) if built else None,
         "breakdown": breakdown,
     }
-    rec["fits"] = rec["flash_over_by"] == 0 and rec["ram_over_by"] == 0
+    rec["fits"] = built and rec["flash_over_by"] == 0 and rec["ram_over_by"] == 0
     rec.update(extra)
     return rec
 
@@ -65,6 +67,8 @@ def _summary(label: str, rec: dict) -> str:
     def pct(u, l):
         return f"{100.0 * u / l:.1f} %" if l else "n/a"
 
+    if rec["flash_used"] is None:
+        return f"{label} @ {rec['board']}: not built: {rec.get('incompatible') or 'no firmware'}"
     line = (f"{label} @ {rec['board']}: flash {_fmt(rec['flash_used'])} / {_fmt(rec['flash_limit'])} B "
             f"({pct(rec['flash_used'], rec['flash_limit'])})  RAM {_fmt(rec['ram_used'])} / "
             f"{_fmt(rec['ram_limit'])} B ({pct(rec['ram_used'], rec['ram_limit'])})  ")
@@ -97,7 +101,7 @@ def _sources(sketch_dir: Path, variant_dir: Path, runtime: str) -> tuple[dict[st
         if not model_c.is_file():
             raise TinyMLError(f"{model_c} is missing: the aot stage must run before the firmware stage.")
         files["tinyml_aot/tinyml_model.c"] = model_c
-        files["tinyml_aot/tinyml_kernels.c"] = KERNELS_DIR / "tinyml_kernels.c"
+        files.update({f"tinyml_aot/{src.name}": src for src in KERNEL_SOURCES})
         includes += [aot_dir, KERNELS_DIR]
     else:
         cc = variant_dir / "model_data.cc"
@@ -112,8 +116,8 @@ def _sources(sketch_dir: Path, variant_dir: Path, runtime: str) -> tuple[dict[st
 def _model_figures(variant_dir: Path, runtime: str) -> tuple[int, int]:
     """(model bytes in flash, arena bytes in RAM) from the variant's artifacts (for estimates)."""
     if runtime == "aot":
-        aot = read_json(variant_dir / "aot.json")
-        return int(aot["weights_bytes"]), int(aot["planned_bytes"])
+        aot = artifacts.read_dict(variant_dir / "aot.json", artifacts.Aot)
+        return int(aot["weights_bytes"]) + int(aot.get("tables_bytes") or 0), int(aot["planned_bytes"])
     a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
     arena = (a.get("arena") or {}).get("bytes")
     if arena is None:  # TFLM cannot run it: the header sized its arena from the activation peak
@@ -138,7 +142,10 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
     label = label or f"{variant_dir.parent.name}/{variant_dir.name}"
     if runtime != "tflm":
         label = f"{label} ({runtime})"
-    if not board.buildable_offline:
+    why = _cannot_run(variant_dir, runtime)
+    if why and runtime == "aot":   # no C was generated: nothing to build or estimate
+        rec = _size_record(board, runtime, None, None, {}, False)
+    elif not board.buildable_offline:
         rec = _estimate(board, variant_dir, runtime)
     else:
         files, includes = _sources(sketch_dir, variant_dir, runtime)
@@ -153,7 +160,6 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
         bd = elfsize.breakdown(out_dir / "firmware.elf", board)
         extra = {"linker_overflow": dict(res.linker_overflow)} if res.linker_overflow else {}
         rec = _size_record(board, runtime, res.flash_used, res.ram_used, bd, False, **extra)
-    why = _cannot_run(variant_dir, runtime)
     if why:  # built for the size comparison, but the runtime cannot run it: never "fits"
         rec.update(fits=False, incompatible=why)
     record = artifacts.Size(**rec)
@@ -168,7 +174,10 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
 
 
 def _cannot_run(variant_dir: Path, runtime: str) -> str | None:
-    """Why `runtime` cannot run this variant (from analysis.json), or None."""
+    """Why `runtime` cannot run this variant (from analysis.json or aot.json), or None."""
+    if runtime == "aot":
+        aot = artifacts.read_dict(variant_dir / "aot.json", artifacts.Aot)
+        return None if aot["supported"] else f"the AOT compiler cannot take it ({aot.get('reason')})"
     if runtime != "tflm":
         return None
     a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)

@@ -31,6 +31,7 @@ def proj(built, tmp_path) -> Path:
 # failure: CI runs everything.
 NEEDS = {
     "test_aot": ("tensorflow", "tflite_micro", "gcc", "arm-none-eabi-gcc", "qemu-system-arm"),
+    "test_aot_kernels": ("tensorflow", "tflite_micro", "gcc", "arm-none-eabi-gcc"),
     "test_analyze": ("tensorflow", "tflite_micro"),
     "test_arena": ("tensorflow", "tflite_micro"),
     "test_compress": ("tensorflow", "tensorflow_model_optimization"),

@@ -8,3 +8,6 @@ or TensorFlow at module import time.
 from pathlib import Path
 
 KERNELS_DIR = Path(__file__).resolve().parent / "kernels"
+# the kernel library's C sources (every firmware and host build compiles all of them; the core picks
+# DSP or portable inner loops at compile time, see kernels/tinyml_simd.h)
+KERNEL_SOURCES = [KERNELS_DIR / "tinyml_kernels.c", KERNELS_DIR / "tinyml_kernels_packed.c"]

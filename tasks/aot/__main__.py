@@ -8,7 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..util import TinyMLError, dumps_json
+from ..engine.errors import TinyMLError
+from ..engine.io import dumps_json
 
 
 def main(argv=None) -> int:
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
               f"arena {info['planned_bytes']} B, weights {info['weights_bytes']} B")
         if args.check:
             from .check import check_generated
-            from ..util import write_json
+            from ..engine.io import write_json
 
             res = check_generated(args.tflite, args.check, args.out_dir, info, work_dir=args.out_dir / "check",
                                   prefix=args.prefix)

@@ -2,7 +2,7 @@
 
 * `host_check`: compile the generated model + kernels + a harness with the host gcc
   (-std=c99 -O2 -Wall -Wextra -Werror), run the whole test split, compare with TFLM.
-* `target_check` (in `tasks.aot.target`): the same inputs on an emulated Cortex-M4 (QEMU
+* `target.target_check`: the same inputs on an emulated Cortex-M4 (QEMU
   mps2-an386), outputs required identical to the host's, instructions per inference measured.
 
 int8 outputs must be identical on every sample; float32 outputs within 1e-5 relative.
@@ -11,66 +11,14 @@ A mismatch raises TinyMLError naming the first differing sample and output eleme
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
-from . import KERNELS_DIR
-from ..util import TinyMLError, write_bytes, write_json, write_text
+from ..engine.errors import TinyMLError
+from ..engine.io import write_bytes, write_json
+from .host import _run, compile_host  # noqa: F401  (callers import them from here too)
 
-HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 FLOAT_RTOL = 1e-5
 FLOAT_ATOL = 1e-7
-
-_HARNESS = r"""/* host harness: read raw input records from argv[1], write raw output records to argv[2] */
-#include <stdio.h>
-#include "@P@_model.h"
-
-static @P_@_INPUT_CTYPE in_buf[@P_@_INPUT_ELEMS];
-static @P_@_OUTPUT_CTYPE out_buf[@P_@_OUTPUT_ELEMS];
-
-int main(int argc, char **argv) {
-  FILE *fi, *fo;
-  long n = 0;
-  if (argc != 3) return 2;
-  fi = fopen(argv[1], "rb");
-  fo = fopen(argv[2], "wb");
-  if (!fi || !fo) return 3;
-  while (fread(in_buf, sizeof in_buf, 1, fi) == 1) {
-    if (@P@_model_invoke(in_buf, out_buf) != 0) return 4;
-    if (fwrite(out_buf, sizeof out_buf, 1, fo) != 1) return 5;
-    ++n;
-  }
-  fclose(fi);
-  fclose(fo);
-  printf("%ld\n", n);
-  return 0;
-}
-"""
-
-
-def harness_source(prefix: str) -> str:
-    return _HARNESS.replace("@P_@", prefix.upper()).replace("@P@", prefix)
-
-
-def _run(cmd: list[str], what: str, cwd: Path | None = None, timeout: int = 300) -> str:
-    try:
-        r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise TinyMLError(f"{what}: '{cmd[0]}' is not installed (install it, e.g. apt-get install {cmd[0]})") from None
-    if r.returncode != 0:
-        raise TinyMLError(f"{what} failed (exit {r.returncode}):\n{' '.join(map(str, cmd))}\n{r.stdout}{r.stderr}")
-    return r.stdout
-
-
-def compile_host(gen_dir: Path, exe: Path, prefix: str = "tinyml") -> Path:
-    """Build the generated model with the kernels and the file harness; return the executable."""
-    gen_dir = Path(gen_dir)
-    harness = gen_dir / "host_harness.c"
-    write_text(harness, harness_source(prefix))
-    cmd = ["gcc", *HOST_CFLAGS, f"-I{gen_dir}", f"-I{KERNELS_DIR}", str(gen_dir / f"{prefix}_model.c"),
-           str(KERNELS_DIR / "tinyml_kernels.c"), str(harness), "-lm", "-o", str(exe)]
-    _run(cmd, f"host compile of the AOT model in {gen_dir}")
-    return exe
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,18 +49,19 @@ def load_inputs(dataset_npz: Path, info: dict, max_samples: int | None = None):
     return quantize_inputs(x.reshape(len(x), *info["shape"][1:]), info)
 
 
-def tflm_outputs(model_bytes: bytes, xq, arena_size: int | None = None):
-    """Run every sample through the real TFLM interpreter; return outputs stacked (N, ...)."""
+def tflm_outputs(model_bytes: bytes, xq):
+    """Every (already quantized) sample through the real TFLM interpreter (engine.tflm, a child
+    process); outputs stacked (N, elements). A model TFLM cannot run is a TinyMLError with its reason."""
     import numpy as np
-    from tflite_micro.python.tflite_micro import runtime
 
-    interp = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size or max(len(model_bytes) * 10, 1 << 16))
-    outs = []
-    for s in xq:
-        interp.set_input(s[None, ...], 0)
-        interp.invoke()
-        outs.append(np.array(interp.get_output(0), copy=True).reshape(-1))
-    return np.stack(outs) if outs else np.zeros((0, 0))
+    from ..engine import tflm
+
+    raw, info = tflm.run(model_bytes, {"x": np.ascontiguousarray(xq)}, quantize_inputs=False)
+    if raw is None:
+        raise TinyMLError(f"the TFLM interpreter cannot run this model, so the AOT code has no reference: "
+                          f"{info.get('error', '')[:400]}")
+    out = raw["x"]
+    return out.reshape(len(out), -1) if len(out) else np.zeros((0, 0))
 
 
 def tflm_arena(model_bytes: bytes) -> dict:
@@ -150,6 +99,31 @@ def compare(aot, ref, dtype: str) -> dict:
             f"TFLM {float(ref[i, j])!r} (relative tolerance {FLOAT_RTOL}; {n_bad} of {len(ref)} samples differ)")
     return {"float_max_rel_error": float(rel.max()) if rel.size else 0.0,
             "float_max_abs_error": float(np.abs(aot.astype(np.float64) - ref).max()) if rel.size else 0.0}
+
+
+def compare_or_diagnose(aot, ref, info: dict, tflite_path: Path, gen_dir: Path, xq, work_dir: Path, prefix: str,
+                        variant: str = "portable") -> dict:
+    """compare(); on a mismatch, also name the first operator whose output tensor differs
+    (tasks.aot.diagnose: the sample traced through the AOT build and TFLM, operator by operator)."""
+    import numpy as np
+
+    try:
+        return compare(aot, ref, info["output"]["dtype"])
+    except TinyMLError as e:
+        aot = np.asarray(aot).reshape(ref.shape)
+        if info["output"]["dtype"] == "int8":
+            i = int(np.nonzero(np.any(aot != ref, axis=1))[0][0])
+        else:
+            i = int(np.argwhere(~np.isclose(aot, ref, rtol=FLOAT_RTOL, atol=FLOAT_ATOL))[0][0])
+        from .diagnose import describe, first_difference
+
+        try:
+            d = describe(first_difference(tflite_path, gen_dir, xq[i], Path(work_dir) / "diagnose", prefix=prefix,
+                                          variant=variant, rtol=FLOAT_RTOL, atol=FLOAT_ATOL))
+        except TinyMLError as e2:  # pragma: no cover - the diagnosis itself failed
+            d = f"(tracing the operators failed: {e2})"
+        kern = "" if variant == "portable" else " (DSP kernel code paths)"
+        raise TinyMLError(f"{e}{kern}; {d}") from None
 
 
 def run_host(exe: Path, xq, out_info: dict, work_dir: Path):
@@ -190,25 +164,32 @@ def check_generated(tflite_path: Path, dataset_npz: Path, gen_dir: Path, info: d
     exe = compile_host(gen_dir, Path(work_dir) / "aot_host", prefix)
     aot = run_host(exe, xq, info["output"], work_dir)
     ref = tflm_outputs(model_bytes, xq)
-    stats = compare(aot, ref, info["output"]["dtype"])
+    stats = compare_or_diagnose(aot, ref, info, tflite_path, gen_dir, xq, work_dir, prefix)
+    # the same model with the DSP kernels' code paths (exact C models of the instructions)
+    exe_dsp = compile_host(gen_dir, Path(work_dir) / "aot_host_dsp", prefix, variant="dsp")
+    aot_dsp = run_host(exe_dsp, xq, info["output"], work_dir)
+    compare_or_diagnose(aot_dsp, ref, info, tflite_path, gen_dir, xq, work_dir, prefix, variant="dsp")
     arena = tflm_arena(model_bytes)
     return {
         "planned_bytes": info["planned_bytes"],
+        "ram_bytes": info["planned_bytes"],
+        "io_in_arena": True,
         "tflm_arena_bytes": arena["host_bytes"],
         "tflm_arena_target32_bytes": arena["target32_bytes"],
         "io_bytes": info["io_bytes"],
+        "scratch_bytes": info["scratch_bytes"],
         "weights_bytes": info["weights_bytes"],
+        "tables_bytes": info["tables_bytes"],
         "ops": info["ops"],
+        "kernels": info["kernels"],
+        "kernel_variants": {
+            "dsp": "Cortex-M cores with the DSP extension (M4, M7, M33/M35P/M55 with DSP): the ops marked "
+                   "dsp_core 'dsp' run DSP-extension inner loops (SMLAD, SXTB16, SMMLAR), the rest portable C",
+            "portable": "cores without it (Cortex-M0, M0+, M3, M23, M33 without DSP) and the host: portable C "
+                        "for every op",
+        },
+        "host_checked": ["portable", "dsp (exact C models of the DSP instructions)"],
         "samples": int(len(xq)),
         **stats,
         "passed": True,
     }
-
-
-def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *, work_dir: Path, core_dir: Path,
-                 max_samples: int = 100) -> dict:
-    """See `tasks.aot.target.target_check` (QEMU Cortex-M4, outputs identical to the host build)."""
-    from .target import target_check as _target_check
-
-    return _target_check(tflite_path, dataset_npz, out_json, work_dir=work_dir, core_dir=core_dir,
-                         max_samples=max_samples)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 import struct
 from pathlib import Path
-from typing import Any
 
-from ..util import TinyMLError, sha256_file, write_text
+from ..engine.errors import TinyMLError
+from ..engine.io import sha256_file, write_text
 
 SUPPORTED_OPS = (
     "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
@@ -33,9 +33,8 @@ SHAPE_ONLY_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 _INPLACE_OPS = ("LOGISTIC", "TANH", "RELU", "RELU6", "QUANTIZE")  # kernels read in[i] before writing out[i]
 _FUSED_ACT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MUL")
 
-_KEEP_TFLM = 'this variant keeps the TFLM runtime (set runtime = "tflm" for it, or change the model)'
+_KEEP_TFLM = 'keep runtime = "tflm" for this variant if TFLite Micro can run it, or change the model'
 
-_DTYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
 _CTYPE = {"float32": "float", "int32": "int32_t", "uint8": "uint8_t", "int64": "int64_t",
           "int16": "int16_t", "int8": "int8_t"}
 _NPTYPE = {"float32": "<f4", "int32": "<i4", "uint8": "u1", "int64": "<i8", "int16": "<i2", "int8": "i1"}
@@ -108,28 +107,19 @@ def act_range_f(act: int) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 
 class _T:
-    """One tensor of the subgraph, with its constant data (if any)."""
+    """One tensor of the subgraph, as the generator uses it (from engine.tflite's TensorInfo)."""
 
-    def __init__(self, idx, t, model, raw: bytes, path):
-        import numpy as np
-
-        self.idx = idx
-        self.name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or f"t{idx}")
-        self.shape = [int(s) for s in (t.shape if t.shape is not None else [])]
-        self.sig = [int(s) for s in t.shapeSignature] if t.shapeSignature is not None else None
-        self.dtype = _DTYPES.get(int(t.type), f"type{int(t.type)}")
-        q = t.quantization
-        self.scales = [float(s) for s in q.scale] if q is not None and q.scale is not None else []
-        self.zps = [int(z) for z in q.zeroPoint] if q is not None and q.zeroPoint is not None else []
-        self.qdim = int(q.quantizedDimension) if q is not None else 0
-        self.data = None
-        buf = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
-        if buf is not None:
-            if buf.data is not None and len(buf.data) > 0:
-                self.data = bytes(np.asarray(buf.data, dtype=np.uint8).tobytes())
-            elif getattr(buf, "offset", 0) and buf.offset > 1:
-                self.data = raw[buf.offset: buf.offset + buf.size]
-        self.elems = int(np.prod(self.shape)) if self.shape else 1
+    def __init__(self, t):
+        self.idx = t.index
+        self.name = t.name or f"t{t.index}"
+        self.shape = list(t.shape)
+        self.sig = list(t.shape_signature) if t.shape_signature else None
+        self.dtype = t.dtype.lower()
+        self.scales = list(t.scales)
+        self.zps = list(t.zero_points)
+        self.qdim = t.quantized_dimension
+        self.data = t.data if t.data else None
+        self.elems = math.prod(self.shape) if self.shape else 1
 
     @property
     def scale(self) -> float:
@@ -150,35 +140,24 @@ class _T:
 
 
 def load(tflite_path: Path):
-    """Parse a .tflite; return (subgraph, tensors, [(op_name, op)]). Raises TinyMLError if unreadable."""
-    from ai_edge_litert import schema_py_generated as schema
+    """Parse a .tflite with engine.tflite; return (model info, main subgraph, tensors, [(op name, op)]).
+
+    Each op has `inputs`, `outputs` and `options` (the builtin options object). Raises TinyMLError
+    if the file is unreadable.
+    """
+    from ..engine import tflite
 
     tflite_path = Path(tflite_path)
     try:
         raw = tflite_path.read_bytes()
     except OSError as e:
         raise TinyMLError(f"{tflite_path}: cannot read the model ({e.strerror})") from None
-    try:
-        model = schema.ModelT.InitFromPackedBuf(raw, 0)
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
-        raise TinyMLError(f"{tflite_path}: not a valid .tflite flatbuffer ({e})") from None
-    from ..engine.tflite import builtin_op_names
-
-    names = builtin_op_names()
-    if not model.subgraphs:
-        raise TinyMLError(f"{tflite_path}: the model has no subgraph")
-    sg = model.subgraphs[0]
-    tensors = [_T(i, t, model, raw, tflite_path) for i, t in enumerate(sg.tensors or [])]
-    ops = []
-    for op in sg.operators or []:
-        oc = model.operatorCodes[op.opcodeIndex]
-        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
-        name = names.get(code, f"BUILTIN_{code}")
-        if name == "CUSTOM":
-            cc = oc.customCode
-            name = f"CUSTOM({cc.decode() if isinstance(cc, bytes) else cc})"
-        ops.append((name, op))
-    return model, sg, tensors, ops
+    info = tflite.parse(raw, tflite_path)
+    sg = info.main
+    tensors = [_T(t) for t in sg.tensors]
+    ops = [(op.op.replace("CUSTOM:", "CUSTOM(") + (")" if op.op.startswith("CUSTOM:") else ""), op)
+           for op in sg.operators]
+    return info, sg, tensors, ops
 
 
 def unsupported_ops(tflite_path: Path) -> list[dict]:
@@ -224,7 +203,7 @@ def _short_hex(x: float) -> str:
 
 
 def _int_list(vals, per_line: int = 24) -> str:
-    vals = [str(int(v)) for v in vals]
+    vals = ["(-2147483647 - 1)" if int(v) == -2 ** 31 else str(int(v)) for v in vals]
     lines = [", ".join(vals[i: i + per_line]) for i in range(0, len(vals), per_line)]
     return "  " + ",\n  ".join(lines)
 
@@ -260,6 +239,7 @@ class _Gen:
         self.weights_bytes = 0
         self.tables_bytes = 0
         self.kernels: set[str] = set()
+        self.not_fast: set[int] = set()  # packed ops whose requantization needs TFLM's 64-bit arithmetic
         self.n = 0
 
     # ---- errors ----
@@ -299,6 +279,100 @@ class _Gen:
         self.decls.append(f"static const {ctype} {name} = {{{', '.join(fields)}}};")
         return name
 
+    def packed_const(self, t: _T, arr) -> str:
+        """Emit a re-laid-out int8 weight tensor (word aligned for the kernels' 32/64-bit loads)."""
+        key = ("packed", t.idx)
+        if key in self.emitted:
+            return self.emitted[key]
+        name = f"{self.prefix}_w_p{t.idx}"  # tinyml_w_*: what tasks/elfsize.py counts as model weights
+        self.decls.append(f"/* {t.name} {t.shape} int8, re-laid out for the packed kernels */\n"
+                          f"static const int8_t {name}[{arr.size}] __attribute__((aligned(8))) = {{\n{_int_list(arr)}\n}};")
+        self.emitted[key] = name
+        self.weights_bytes += int(arr.size)
+        return name
+
+    def rq_table(self, records) -> str:
+        name = self.sym("rq")
+        rows = [f"{{{m}, {k}, {r}}}" for m, k, r in records]
+        lines = [", ".join(rows[i: i + 4]) for i in range(0, len(rows), 4)]
+        self.decls.append(f"static const tml_rq {name}[{len(rows)}] = {{\n  " + ",\n  ".join(lines) + "\n};")
+        self.tables_bytes += 12 * len(rows)
+        return name
+
+    def int32_table(self, vals, what: str) -> str:
+        """A per-channel int32 array derived from the model's tensors (counted as weights); values
+        wrap to int32 (only a constant channel's doubled bias can exceed it, and its record ignores
+        the accumulator)."""
+        return self.table([(int(v) + 2 ** 31) % 2 ** 32 - 2 ** 31 for v in vals], weights=True, what=what)
+
+    def packed_call(self, k: int, name: str, op, act: int, rin: str, rout: str, scratch: str, ref) -> str:
+        """The tml_gemm_s8 / tml_dw_s8 call of an int8 FULLY_CONNECTED, CONV_2D or DEPTHWISE_CONV_2D."""
+        import numpy as np
+
+        from . import layout
+
+        T = self.tensors
+        inp, filt, out = T[op.inputs[0]], T[op.inputs[1]], T[op.outputs[0]]
+        bias = T[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        mults, shifts = [], []
+        for sc in filt.scales or [0.0]:
+            m, sh = quantize_multiplier(float(inp.scale) * float(sc) / float(out.scale))
+            mults.append(m)
+            shifts.append(sh)
+        lo, hi = act_range_q(act, out.scale, out.zp)
+        off = -inp.zp
+        w = filt.array().astype(np.int64)
+        b = bias.array().reshape(-1).astype(np.int64) if bias is not None else None
+        stride = 1 if len(mults) > 1 else 0
+        if name in ("FULLY_CONNECTED", "CONV_2D"):
+            geo = _gemm_geometry(self, name, op)
+            wmat = w.reshape(geo["out_c"], -1)
+            kk = wmat.shape[1]
+            wl = 4 if geo["out_h"] * geo["out_w"] == 1 else 2
+            wname = self.packed_const(filt, layout.pack_gemm(wmat, wl))
+            sums = np.abs(wmat).sum(axis=1)
+            if len(mults) == 1 and any(layout.constant_channels(sums, mults)):
+                mults, shifts, stride = mults * geo["out_c"], shifts * geo["out_c"], 1
+            const = layout.constant_channels(sums, mults)
+            fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
+            if not fast:
+                self.not_fast.add(k)
+            rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
+                const, b, off, wmat, mults, shifts, out.zp)))
+            bb = b if b is not None else np.zeros(geo["out_c"], np.int64)
+            rb = self.int32_table(2 * bb if fast else bb, "w_b")
+            p = self.struct("tml_gemm_s8_params", [str(v) for v in (
+                geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"], geo["out_w"], geo["out_c"],
+                geo["k_h"], geo["k_w"], geo["s_h"], geo["s_w"], geo["p_h"], geo["p_w"], layout.k4_of(kk), wl,
+                off, out.zp, lo, hi, int(fast), stride)] + [rq, rb])
+            fn = "tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8"
+            return f"{fn}(&{p}, {rin}, {wname}, {rout}, {scratch});"
+        opts = op.options
+        n, ih, iw, c = inp.shape
+        _, oh, ow, _ = out.shape
+        kh, kw = filt.shape[1], filt.shape[2]
+        ph, _ = _conv_pad(opts.padding, opts.strideH, 1, ih, kh)
+        pw, _ = _conv_pad(opts.padding, opts.strideW, 1, iw, kw)
+        if len(mults) == 1:  # depthwise records are always per channel (contiguous for the kernel)
+            mults, shifts, stride = mults * c, shifts * c, 1
+        sums = np.abs(w).reshape(-1, c).sum(axis=0)
+        const = layout.constant_channels(sums, mults)
+        fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
+        if not fast:
+            self.not_fast.add(k)
+        rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
+            const, b, off, w.reshape(-1, c).T, mults, shifts, out.zp)))
+        wp = layout.pack_dw(w, fast)
+        wname = self.sym("w_dw")
+        self.decls.append(f"/* {filt.name} {filt.shape} int8 as int16 lanes{' x 2' if fast else ''} for tml_dw_s8 */\n"
+                          f"static const int16_t {wname}[{wp.size}] __attribute__((aligned(8))) = {{\n{_int_list(wp)}\n}};")
+        self.weights_bytes += 2 * int(wp.size)
+        rb = self.int32_table(layout.dw_bias(w, b, off, fast), "w_b")
+        p = self.struct("tml_dw_s8_params", [str(v) for v in (
+            n, ih, iw, c, oh, ow, kh, kw, opts.strideH, opts.strideW, ph, pw, off, out.zp, lo, hi, int(fast), stride)]
+            + [rq, rb])
+        return f"tml_dw_s8(&{p}, {rin}, {wname}, {rout}, {scratch});"
+
     # ---- per-channel multipliers ----
     def out_mults(self, inp: _T, filt: _T, out: _T) -> tuple[int, str, str]:
         mults, shifts = [], []
@@ -310,12 +384,148 @@ class _Gen:
         return per_channel, self.table(mults), self.table(shifts)
 
 
+# --------------------------------------------------------------------------------------------
+# kernel choice, scratch and data flow per operator (before the memory plan)
+# --------------------------------------------------------------------------------------------
+
+_ELEMENTWISE = ("LOGISTIC", "TANH", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE")
+
+
+def _packed_kind(g: "_Gen", name: str, op) -> tuple[str | None, str]:
+    """("gemm" | "dw" | None, why not) for an int8 FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D."""
+    T = g.tensors
+    ins = [T[i] if i >= 0 else None for i in op.inputs]
+    if name not in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
+        return None, "no DSP kernel for this operator"
+    if ins[0].dtype != "int8":
+        return None, "float32 operator: no DSP kernel"
+    filt, bias = ins[1], (ins[2] if len(ins) > 2 else None)
+    if filt.dtype != "int8" or filt.data is None:
+        return None, "non-constant or non-int8 weights"
+    if any(z != 0 for z in filt.zps):
+        return None, "weights with a non-zero zero point"
+    if bias is not None and (bias.dtype != "int32" or bias.data is None):
+        return None, "non-constant or non-int32 bias"
+    opts = op.options
+    out = T[op.outputs[0]]
+    sizes = list(ins[0].shape) + list(out.shape) + list(filt.shape) + [4 * ((int(filt.elems // max(out.shape[-1], 1)) + 3) // 4)]
+    if max(sizes) > 32767:
+        return None, "a dimension above 32767 (the packed kernels' parameters are int16)"
+    if name == "FULLY_CONNECTED":
+        return "gemm", ""
+    if opts.dilationHFactor != 1 or opts.dilationWFactor != 1:
+        return None, f"dilation {opts.dilationHFactor}x{opts.dilationWFactor}: the DSP kernels take dilation 1"
+    if name == "CONV_2D":
+        if filt.shape[3] != ins[0].shape[3]:
+            return None, "grouped convolution: the DSP kernels take one group"
+        return "gemm", ""
+    if T[op.outputs[0]].shape[3] != ins[0].shape[3]:
+        return None, "depth multiplier > 1: the DSP kernel takes multiplier 1"
+    return "dw", ""
+
+
+def _gemm_geometry(g: "_Gen", name: str, op) -> dict:
+    T = g.tensors
+    inp, filt, out = T[op.inputs[0]], T[op.inputs[1]], T[op.outputs[0]]
+    if name == "FULLY_CONNECTED":
+        units, k = filt.shape[0], filt.shape[-1]
+        return dict(batches=inp.elems // k, in_h=1, in_w=1, in_c=k, out_h=1, out_w=1, out_c=units,
+                    k_h=1, k_w=1, s_h=1, s_w=1, p_h=0, p_w=0)
+    opts = op.options
+    n, ih, iw, ic = inp.shape
+    _, oh, ow, oc = out.shape
+    kh, kw = filt.shape[1], filt.shape[2]
+    ph, _ = _conv_pad(opts.padding, opts.strideH, 1, ih, kh)
+    pw, _ = _conv_pad(opts.padding, opts.strideW, 1, iw, kw)
+    return dict(batches=n, in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw,
+                s_h=opts.strideH, s_w=opts.strideW, p_h=ph, p_w=pw)
+
+
+def _constant_values(const, bias, off, wmat, mults, shifts, zp):
+    """Per channel: TFLM's output before clamping for a constant channel (acc = bias + off *
+    sum(w) when every weight is zero... which leaves the bias), else None."""
+    from .layout import _mbqm
+
+    out = []
+    for c, is_const in enumerate(const):
+        if not is_const:
+            out.append(None)
+            continue
+        acc = (int(bias[c]) if bias is not None else 0) + off * int(sum(int(v) for v in wmat[c]))
+        out.append(_mbqm(acc, int(mults[c]), int(shifts[c])) + zp)
+    return out
+
+
+def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
+    """Kernel, scratch bytes and per-input overlap lags (tasks.aot.flow) of operator k."""
+    from . import flow, layout
+
+    T = g.tensors
+    ins = [T[i] if i >= 0 else None for i in op.inputs]
+    out = T[op.outputs[0]]
+    kind, why = _packed_kind(g, name, op)
+    rec = {"index": k, "op": name, "scratch": 0, "lags": {}}
+    if kind == "gemm":
+        geo = _gemm_geometry(g, name, op)
+        kk = geo["k_h"] * geo["k_w"] * geo["in_c"]
+        rec.update(kernel="tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8", dsp_core="dsp",
+                   other_core="portable")
+        rec["scratch"] = layout.gemm_scratch_bytes(geo["out_h"] * geo["out_w"], kk, geo["k_h"], geo["k_w"],
+                                                   geo["p_h"], geo["p_w"], geo["in_c"])
+        rec["lags"][op.inputs[0]] = flow.gemm(geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"],
+                                              geo["out_w"], geo["out_c"], geo["k_h"], geo["k_w"], geo["s_h"],
+                                              geo["s_w"], geo["p_h"], geo["p_w"])
+        return rec
+    if kind == "dw":
+        opts = op.options
+        n, ih, iw, c = ins[0].shape
+        _, oh, ow, _ = out.shape
+        kh, kw = ins[1].shape[1], ins[1].shape[2]
+        ph, _ = _conv_pad(opts.padding, opts.strideH, 1, ih, kh)
+        rec.update(kernel="tml_dw_s8", dsp_core="dsp", other_core="portable")
+        rec["scratch"] = layout.dw_scratch_bytes(c, ow, kh, kw, opts.strideW)
+        rec["lags"][op.inputs[0]] = flow.rows(n, ih, iw, oh, ow, kh, opts.strideH, ph, c, c)
+        return rec
+    dt = ins[0].dtype if ins and ins[0] is not None else "float32"
+    sfx = "s8" if dt == "int8" else "f32"
+    kernel = {
+        "FULLY_CONNECTED": f"tml_fc_{sfx}", "CONV_2D": f"tml_conv2d_{sfx}", "DEPTHWISE_CONV_2D": f"tml_depthwise_{sfx}",
+        "MAX_POOL_2D": f"tml_maxpool_{sfx}", "AVERAGE_POOL_2D": f"tml_avgpool_{sfx}", "MEAN": f"tml_mean_{sfx}",
+        "SOFTMAX": f"tml_softmax_{sfx}", "LOGISTIC": f"tml_logistic_{sfx}", "TANH": f"tml_tanh_{sfx}",
+        "RELU": "tml_requant_s8" if dt == "int8" else "tml_clamp_f32",
+        "RELU6": "tml_requant_s8" if dt == "int8" else "tml_clamp_f32",
+        "QUANTIZE": "tml_requant_s8" if dt == "int8" else "tml_quantize_f32_s8",
+        "DEQUANTIZE": "tml_dequantize_s8_f32", "ADD": f"tml_add_{sfx}", "MUL": f"tml_mul_{sfx}",
+        "CONCATENATION": "tml_concat", "PAD": "tml_pad",
+    }.get(name, "(alias: no code)" if name in SHAPE_ONLY_OPS else name.lower())
+    rec.update(kernel=kernel, dsp_core="portable", other_core="portable")
+    if name not in SHAPE_ONLY_OPS:
+        rec["note"] = why
+    if name in _ELEMENTWISE or (name == "SOFTMAX" and _SIZE[dt] == _SIZE[out.dtype]):
+        rec["lags"][op.inputs[0]] = flow.elementwise(out.elems, _SIZE[dt], _SIZE[out.dtype])
+    elif name in ("ADD", "MUL"):
+        for ti in op.inputs[:2]:
+            if ti >= 0 and T[ti].data is None and T[ti].elems == out.elems and _pad4(T[ti].shape) == _pad4(out.shape):
+                rec["lags"][ti] = flow.elementwise(out.elems, _SIZE[dt], _SIZE[out.dtype])
+    elif name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        opts = op.options
+        n, ih, iw, c = ins[0].shape
+        _, oh, ow, _ = out.shape
+        ph, _ = _conv_pad(opts.padding, opts.strideH, 1, ih, opts.filterHeight)
+        pw, _ = _conv_pad(opts.padding, opts.strideW, 1, iw, opts.filterWidth)
+        rec["lags"][op.inputs[0]] = flow.channelwise(n, ih, iw, oh, ow, opts.filterHeight, opts.filterWidth,
+                                                     opts.strideH, opts.strideW, ph, pw, c * _SIZE[dt])
+    # the reference CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED, MEAN, CONCATENATION and PAD do not
+    # overlap their inputs
+    return rec
+
+
 def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
     """Compile `tflite_path` into `<out_dir>/<prefix>_model.c` and `.h`; return a summary dict.
 
     Raises TinyMLError (naming the operator or reason) for a model the compiler cannot handle.
     """
-    from .plan import Buffer, check_plan, plan_memory
+    from .plan import Buffer, Overlap, check_plan, plan_memory
 
     if not prefix.isidentifier():
         raise TinyMLError(f"AOT prefix '{prefix}' is not a C identifier; use letters, digits and _")
@@ -334,66 +544,60 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             raise TinyMLError(f"{tflite_path}: model {role} '{t.name}' is {t.dtype}; the AOT compiler "
                               f"takes int8 or float32 model inputs and outputs; {_KEEP_TFLM}")
 
-    # ---- tensor -> storage: const, graph input, graph output, or an arena buffer ----
-    def storage(inplace: bool):
-        """(alias roots, copy ops, arena buffers by root, arena bytes) for one aliasing policy."""
-        root: dict[int, int] = {}  # tensor idx -> root tensor idx (aliases)
-        copies: set[int] = set()  # shape-only ops that must copy (their output is the graph output)
+    # ---- kernels, scratch and data flow per operator ----
+    plans = [_op_plan(g, k, name, op) for k, (name, op) in enumerate(g.ops)]
 
-        def find(i):
-            while root.get(i, i) != i:
-                i = root[i]
-            return i
-
-        for k, (name, op) in enumerate(g.ops):
-            if name in SHAPE_ONLY_OPS:
-                src, dst = op.inputs[0], op.outputs[0]
-                if dst == g.sg.outputs[0]:
-                    copies.add(k)
-                else:
-                    root[dst] = find(src)
-        if inplace:
-            # an elementwise op whose input dies with it writes over its input (same bytes)
-            last_reader: dict[int, int] = {}
-            for k, (name, op) in enumerate(g.ops):
-                for ti in op.inputs:
-                    if ti >= 0:
-                        last_reader[ti] = k
-            for k, (name, op) in enumerate(g.ops):
-                if name not in _INPLACE_OPS:
-                    continue
-                src, dst = op.inputs[0], op.outputs[0]
-                r = find(src)
-                if (dst == g.sg.outputs[0] or r in (find(in_t.idx), find(out_t.idx)) or T[r].data is not None
-                        or T[src].dtype != T[dst].dtype or T[src].nbytes != T[dst].nbytes):
-                    continue
-                members = [t for t in range(len(T)) if find(t) == r]
-                if max(last_reader.get(t, -1) for t in members) <= k:
-                    root[dst] = r
-        first: dict[int, int] = {}
-        last: dict[int, int] = {}
-        for k, (name, op) in enumerate(g.ops):
-            for ti in list(op.outputs) + [i for i in op.inputs if i >= 0]:
-                r = find(ti)
-                first.setdefault(r, k)
-                last[r] = max(last.get(r, k), k)
-        bufs = {}
-        for r in first:
-            t = T[r]
-            if t.data is not None or r == find(in_t.idx) or r == out_t.idx:
-                continue
-            bufs[r] = Buffer(t.name, t.nbytes, first[r], last[r])
-        total = plan_memory(list(bufs.values()))
-        check_plan(list(bufs.values()))
-        return {t: find(t) for t in range(len(T))}, copies, bufs, total
-
-    # greedy packing is not monotone in the aliases: keep the smaller of the two plans
-    roots, copies, buffers, arena_bytes = min((storage(True), storage(False)), key=lambda p: p[3])
+    # ---- tensor -> storage: a constant, or a buffer of the one arena (the model's input and output
+    # included); reshape-like operators alias their input ----
+    root: dict[int, int] = {}
 
     def find(i):
-        return roots[i]
+        while root.get(i, i) != i:
+            i = root[i]
+        return i
 
-    in_root, out_idx = find(in_t.idx), out_t.idx
+    for k, (name, op) in enumerate(g.ops):
+        if name in SHAPE_ONLY_OPS:
+            root[find(op.outputs[0])] = find(op.inputs[0])
+    n_ops = len(g.ops)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for k, (name, op) in enumerate(g.ops):
+        for ti in list(op.outputs) + [i for i in op.inputs if i >= 0]:
+            r = find(ti)
+            first.setdefault(r, k)
+            last[r] = max(last.get(r, k), k)
+    in_root, out_root = find(in_t.idx), find(out_t.idx)
+    first[in_root] = -1          # written by the caller before the first operator
+    last.setdefault(in_root, -1)
+    first.setdefault(out_root, n_ops)
+    last[out_root] = n_ops       # read by the caller after the last operator
+    buffers: dict[str, Buffer] = {}
+    tensor_buf: dict[int, str] = {}
+    for r in sorted(first):
+        t = T[r]
+        if t.data is not None:
+            continue
+        bname = f"t{r}"
+        buffers[bname] = Buffer(bname, t.nbytes, first[r], last[r])
+        tensor_buf[r] = bname
+    scratch_buf: dict[int, str] = {}
+    for pl in plans:
+        if pl["scratch"]:
+            bname = f"scratch{pl['index']}"
+            buffers[bname] = Buffer(bname, pl["scratch"], pl["index"], pl["index"])
+            scratch_buf[pl["index"]] = bname
+    overlaps = []
+    for k, (name, op) in enumerate(g.ops):
+        o = find(op.outputs[0])
+        for ti, lag in plans[k]["lags"].items():
+            r = find(ti)
+            if lag is None or r == o or r not in tensor_buf or o not in tensor_buf or last[r] != k:
+                continue
+            overlaps.append(Overlap(tensor_buf[o], tensor_buf[r], int(lag)))
+    buf_list = list(buffers.values())
+    arena_bytes = plan_memory(buf_list, overlaps)
+    check_plan(buf_list, overlaps)
     arena = f"{prefix}_arena"
 
     def ref(ti: int, const: bool = False) -> str:
@@ -403,11 +607,10 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
         q = "const " if const else ""
         if T[r].data is not None:
             return f"({q}{ct} *){g.const(T[r])}"
-        if r == in_root:
-            return f"(const {ct} *)input"
-        if r == out_idx:
-            return f"({ct} *)output"
-        return f"({q}{ct} *)({arena} + {buffers[r].offset})"
+        return f"({q}{ct} *)({arena} + {buffers[tensor_buf[r]].offset})"
+
+    def scratch_ref(k: int) -> str:
+        return f"(void *)({arena} + {buffers[scratch_buf[k]].offset})" if k in scratch_buf else "(void *)0"
 
     # ---- operators ----
     op_list = []
@@ -415,7 +618,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
         op_list.append(name)
         ins = [T[i] if i >= 0 else None for i in op.inputs]
         out = T[op.outputs[0]]
-        opts = op.builtinOptions
+        opts = op.options
         dt = ins[0].dtype
         if dt not in ("int8", "float32") and name not in SHAPE_ONLY_OPS:
             g.fail(k, name, f"input '{ins[0].name}' is {dt}; only int8 and float32 activations are supported")
@@ -431,11 +634,12 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
         call = None
 
         if name in SHAPE_ONLY_OPS:
-            if k in copies:
-                call = f"tml_copy({out.nbytes}, {rin}, {rout});"
-            else:
-                g.body.append("  /* alias: no code */")
-                continue
+            g.body.append("  /* alias: no code */")
+            g.body.append(f"  TML_TRACE({k}, {rout}, {out.nbytes});")
+            continue
+
+        elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_fc_packed_s8", "tml_dw_s8"):
+            call = g.packed_call(k, name, op, act, rin, rout, scratch_ref(k), ref)
 
         elif name == "FULLY_CONNECTED":
             filt, bias = ins[1], (ins[2] if len(ins) > 2 else None)
@@ -675,12 +879,21 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
         else:  # pragma: no cover - guarded by unsupported_ops
             g.fail(k, name, "not supported")
         g.body.append("  " + call)
+        g.body.append(f"  TML_TRACE({k}, {rout}, {out.nbytes});")
+
+    for k in g.not_fast:
+        plans[k]["dsp_core"] = "portable"
+        plans[k]["note"] = ("requantization outside the 4-instruction shortcut's proven range (a shift >= 0, a "
+                            "multiplier of exactly 2^-1 or an accumulator bound >= 2^30): TFLM's 64-bit arithmetic "
+                            "and the portable loops")
 
     # ---- write the files ----
     P = prefix.upper()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     digest = sha256_file(tflite_path)
+    in_off = buffers[tensor_buf[in_root]].offset
+    out_off = buffers[tensor_buf[out_root]].offset
 
     def io_macros(t: _T, role: str) -> str:
         R = role.upper()
@@ -704,17 +917,28 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
 
 {io_macros(in_t, "input")}
 {io_macros(out_t, "output")}
-#define {P}_ARENA_BYTES {arena_bytes}
+#define {P}_ARENA_BYTES {arena_bytes}   /* activations, the input and the output: the model's whole RAM */
+#define {P}_INPUT_OFFSET {in_off}
+#define {P}_OUTPUT_OFFSET {out_off}
 #define {P}_WEIGHTS_BYTES {g.weights_bytes}
 
 #ifdef __cplusplus
 extern "C" {{
 #endif
 
-/* Run one inference. `input` holds {P}_INPUT_ELEMS values of {P}_INPUT_CTYPE (quantized with
- * {P}_INPUT_SCALE / {P}_INPUT_ZERO_POINT when int8); `output` receives {P}_OUTPUT_ELEMS values.
- * The buffers must not overlap. Not reentrant: the activations live in one static arena.
- * Returns 0. */
+/* The input and the output live in the arena (their bytes are reused for activations):
+ *   {prefix}_model_input()  -> write {P}_INPUT_ELEMS values of {P}_INPUT_CTYPE here (quantized with
+ *                            {P}_INPUT_SCALE / {P}_INPUT_ZERO_POINT when int8),
+ *   {prefix}_model_run()    -> one inference; it overwrites the input,
+ *   {prefix}_model_output() -> {P}_OUTPUT_ELEMS values of {P}_OUTPUT_CTYPE, valid until the next
+ *                            input is written (the two may share bytes).
+ * Not reentrant: one static arena. {prefix}_model_run() returns 0. */
+{_CTYPE[in_t.dtype]} *{prefix}_model_input(void);
+{_CTYPE[out_t.dtype]} *{prefix}_model_output(void);
+int {prefix}_model_run(void);
+
+/* Convenience: copy `input` in, run, copy the output to `output`; either pointer may be 0 or the
+ * arena's own ({prefix}_model_input() / {prefix}_model_output()) to skip that copy. Returns 0. */
 int {prefix}_model_invoke(const void *input, void *output);
 
 #ifdef __cplusplus
@@ -727,18 +951,38 @@ int {prefix}_model_invoke(const void *input, void *output);
         f"/* {prefix}_model.c - generated by doit-tinyml's AOT compiler from {Path(tflite_path).name}",
         f" * (sha256 {digest}). Do not edit: re-run the generator instead.",
         f" * Operators: {', '.join(op_list)}",
-        f" * Arena: {arena_bytes} bytes; constant data: {g.weights_bytes} bytes of tensors + {g.tables_bytes} bytes of tables. */",
+        f" * Arena: {arena_bytes} bytes (input at {in_off}, output at {out_off}); constant data: {g.weights_bytes} "
+        f"bytes of tensors + {g.tables_bytes} bytes of requantization tables. */",
         f'#include "{prefix}_model.h"',
         '#include "tinyml_kernels.h"',
+        "#include <string.h>",
+        "",
+        "/* TINYML_TRACE: compile with -DTINYML_TRACE to have tinyml_trace(op, data, bytes) called with",
+        " * every operator's output (host diagnosis of a mismatch, per-operator timing on the target). */",
+        "#ifdef TINYML_TRACE",
+        "void tinyml_trace(int op, const void *data, int32_t bytes);",
+        "#define TML_TRACE(op, data, bytes) tinyml_trace((op), (data), (bytes))",
+        "#else",
+        "#define TML_TRACE(op, data, bytes) ((void)0)",
+        "#endif",
         "",
         f"static uint8_t {arena}[{max(arena_bytes, 16)}] __attribute__((aligned(16)));",
         "",
         *g.decls,
         "",
-        f"int {prefix}_model_invoke(const void *input, void *output) {{",
+        f"{_CTYPE[in_t.dtype]} *{prefix}_model_input(void) {{ return ({_CTYPE[in_t.dtype]} *)({arena} + {in_off}); }}",
+        f"{_CTYPE[out_t.dtype]} *{prefix}_model_output(void) {{ return ({_CTYPE[out_t.dtype]} *)({arena} + {out_off}); }}",
+        "",
+        f"int {prefix}_model_run(void) {{",
         *g.body,
-        "  (void)input;",
         f"  (void){arena};",
+        "  return 0;",
+        "}",
+        "",
+        f"int {prefix}_model_invoke(const void *input, void *output) {{",
+        f"  if (input && input != (const void *)({arena} + {in_off})) memcpy({arena} + {in_off}, input, {in_t.nbytes});",
+        f"  {prefix}_model_run();",
+        f"  if (output && output != (void *)({arena} + {out_off})) memcpy(output, {arena} + {out_off}, {out_t.nbytes});",
         "  return 0;",
         "}",
         "",
@@ -754,7 +998,13 @@ int {prefix}_model_invoke(const void *input, void *output);
         "unsupported": [],
         "input": {"shape": in_t.shape, "dtype": in_t.dtype, "scale": in_t.scale, "zero_point": in_t.zp},
         "output": {"shape": out_t.shape, "dtype": out_t.dtype, "scale": out_t.scale, "zero_point": out_t.zp},
+        "io_in_arena": True,
+        "input_offset": in_off,
+        "output_offset": out_off,
+        "scratch_bytes": max((b.size for n, b in buffers.items() if n.startswith("scratch")), default=0),
+        "kernels": [{k: v for k, v in pl.items() if k != "lags"} for pl in plans],
         "buffers": [{"name": b.name, "size": b.size, "offset": b.offset, "first": b.first, "last": b.last}
                     for b in buffers.values()],
+        "overlaps": [{"out": o.out, "in": o.inp, "lag": o.lag} for o in overlaps],
         "files": [f"{prefix}_model.c", f"{prefix}_model.h"],
     }

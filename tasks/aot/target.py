@@ -14,14 +14,17 @@ import re
 import shutil
 from pathlib import Path
 
-from . import KERNELS_DIR
-from ..util import TinyMLError, write_json, write_text
+from . import KERNEL_SOURCES, KERNELS_DIR
+from ..engine.errors import TinyMLError
+from ..engine.io import write_json, write_text
 
 SKETCH_DIR = Path(__file__).resolve().parent / "target_sketch"
 BOARD_ID = "mps2_an386"
 
 _OUT_RE = re.compile(r"^\[aot\] out (\d+) ([0-9a-f]*)\s*$", re.M)
 _TICKS_RE = re.compile(r"^\[aot\] invoke_ticks total=(\d+) min=(\d+) max=(\d+) n=(\d+)\s*$", re.M)
+_VARIANT_RE = re.compile(r"^\[aot\] kernels (\S+)\s*$", re.M)
+_OP_RE = re.compile(r"^\[aot\] op (\d+) ticks (\d+)\s*$", re.M)
 
 
 def _c_values(arr, dtype: str) -> str:
@@ -35,7 +38,7 @@ def _c_values(arr, dtype: str) -> str:
     return ",\n".join(rows)
 
 
-def write_vectors(xq, info: dict, out_dir: Path) -> tuple[Path, Path]:
+def write_vectors(xq, info: dict, out_dir: Path, profile: bool = False) -> tuple[Path, Path]:
     """Write aot_vectors.h/.c holding the (already quantized) test inputs as a const C array."""
     ctype = "int8_t" if info["dtype"] == "int8" else "float"
     n, elems = len(xq), int(xq[0].size) if len(xq) else 0
@@ -46,6 +49,7 @@ def write_vectors(xq, info: dict, out_dir: Path) -> tuple[Path, Path]:
 #define AOT_VECTORS_H
 #include <stdint.h>
 #define AOT_N_VECTORS {n}
+#define AOT_PROFILE {1 if profile else 0}
 extern const {ctype} aot_vectors[{n}][{elems}];
 #endif
 """)
@@ -75,17 +79,23 @@ def parse_output(stdout: str, n: int, out_dtype: str):
 
 
 def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *, work_dir: Path, core_dir: Path,
-                 max_samples: int = 100, prefix: str = "tinyml", timeout: float = 300) -> dict:
-    """Build and run the AOT model under QEMU's Cortex-M4; outputs must equal the host build's.
+                 max_samples: int = 100, prefix: str = "tinyml", timeout: float = 300,
+                 target: str = "mps2_an386", profile: bool = False, kernels: str = "auto") -> dict:
+    """Build and run the AOT model under QEMU (Cortex-M4 by default); outputs must equal the host build's.
 
-    Writes `out_json` (if given) and returns {"board", "build", "samples", "identical",
-    "instructions_per_inference", "instructions_min", "instructions_max", "flash_used", "ram_used", ...}.
+    `target` is a tasks.aot.qemu target id (mps2_an386: Cortex-M4 with DSP; mps2_an385: Cortex-M3,
+    portable kernels). `kernels="portable"` builds the portable kernels even for a DSP core (to
+    measure what the DSP code paths buy). `profile` also records the instructions of every operator (the model compiled
+    with TINYML_TRACE; the hook adds a few instructions per operator, so the total is measured
+    separately in the same run). Writes `out_json` (if given) and returns {"board", "core",
+    "kernels", "build", "samples", "identical", "instructions_per_inference", "instructions_min",
+    "instructions_max", "flash_used", "ram_used", ...}.
     """
     import numpy as np
 
-    from ..engine import platformio, qemu
+    from ..engine import platformio
+    from . import qemu
     from .check import FLOAT_ATOL, FLOAT_RTOL, compile_host, load_inputs, run_host
-    from ..engine.boards import CATALOGUE
     from .generate import generate
 
     if prefix != "tinyml":
@@ -97,42 +107,64 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
     info = generate(tflite_path, gen, prefix=prefix)
     xq = load_inputs(dataset_npz, info["input"], max_samples)
     host = run_host(compile_host(gen, work_dir / "aot_host", prefix), xq, info["output"], work_dir)
+    if profile:
+        src = gen / f"{prefix}_model.c"
+        src.write_text("#define TINYML_TRACE 1\n" + src.read_text())
 
     vec_dir = work_dir / "vectors"
-    _, vec_c = write_vectors(xq, info["input"], vec_dir)
-    board = CATALOGUE[BOARD_ID]
-    sources = {"main.c": SKETCH_DIR / "src" / "main.c", "tinyml_model.c": gen / f"{prefix}_model.c",
-               "tinyml_kernels.c": KERNELS_DIR / "tinyml_kernels.c", "aot_vectors.c": vec_c}
+    _, vec_c = write_vectors(xq, info["input"], vec_dir, profile=profile)
+    board = qemu.board(target)
+    kernel_sources = list(KERNEL_SOURCES)
+    if kernels == "portable":
+        kdir = work_dir / "kernels_portable"
+        kernel_sources = []
+        for src in KERNEL_SOURCES:
+            kernel_sources.append(kdir / src.name)
+            write_text(kdir / src.name, f'/* {src.name} with the portable loops forced */\n#define TML_FORCE_PORTABLE 1\n'
+                                        f'#include "{src}"\n')
+    elif kernels != "auto":
+        raise TinyMLError(f"kernels must be 'auto' or 'portable', not {kernels!r}")
+    sources = {"main.c": SKETCH_DIR / "src" / "main.c", "tinyml_aot/tinyml_model.c": gen / f"{prefix}_model.c",
+               "aot_vectors.c": vec_c}
+    sources.update({f"tinyml_aot/{src.name}": src for src in kernel_sources})
     res = platformio.build(work_dir / "firmware" / "pio", board, Path(core_dir), sources,
                            include_dirs=[gen, KERNELS_DIR, vec_dir], defines=["TINYML_RUNTIME_AOT"],
-                           what=f"{Path(tflite_path).stem} (AOT target check)")
+                           what=f"{Path(tflite_path).stem} (AOT target check on {target})")
     rec = {"flash_used": res.flash_used, "ram_used": res.ram_used}
-    run = qemu.run_qemu(res.elf, timeout=timeout)
+    run = qemu.run(res.elf, target, timeout=timeout)
     if run["timed_out"] or run["exit_code"] != 0:
         tail = "\n".join((run["stdout"] or "").strip().splitlines()[-15:])
-        raise TinyMLError(f"the AOT firmware did not finish under QEMU (exit {run['exit_code']}, "
-                          f"timed out: {run['timed_out']}):\n{tail}")
-    target, ticks = parse_output(run["stdout"], len(xq), info["output"]["dtype"])
+        raise TinyMLError(f"the AOT firmware did not finish under QEMU {qemu.TARGETS[target]['machine']} "
+                          f"(exit {run['exit_code']}, timed out: {run['timed_out']}):\n{tail}")
+    target_out, ticks = parse_output(run["stdout"], len(xq), info["output"]["dtype"])
+    vm = _VARIANT_RE.search(run["stdout"])
+    variant = vm.group(1) if vm else "unknown"
+    want = "dsp" if qemu.TARGETS[target]["dsp"] and kernels == "auto" else "portable"
+    if variant != want:
+        raise TinyMLError(f"the AOT firmware for {target} ({board.core}) was built with the {variant} kernels; "
+                          f"expected {want}")
     if info["output"]["dtype"] == "int8":
-        diff = np.nonzero(np.any(target != host, axis=1))[0]
+        diff = np.nonzero(np.any(target_out != host, axis=1))[0]
         if len(diff):
             i = int(diff[0])
-            j = int(np.nonzero(target[i] != host[i])[0][0])
-            raise TinyMLError(f"AOT output on the Cortex-M4 differs from the host build at sample {i}, output "
-                              f"element {j}: target {int(target[i, j])} vs host {int(host[i, j])}")
+            j = int(np.nonzero(target_out[i] != host[i])[0][0])
+            raise TinyMLError(f"AOT output on the {board.core} ({target}) differs from the host build at sample {i}, "
+                              f"output element {j}: target {int(target_out[i, j])} vs host {int(host[i, j])}")
         identical, max_rel = True, 0.0
     else:
-        close = np.isclose(target, host, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+        close = np.isclose(target_out, host, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
         if not close.all():
             i, j = (int(v) for v in np.argwhere(~close)[0])
-            raise TinyMLError(f"AOT output on the Cortex-M4 differs from the host build at sample {i}, output "
-                              f"element {j}: target {float(target[i, j])!r} vs host {float(host[i, j])!r}")
-        identical = bool(np.array_equal(target.view(np.uint32), host.view(np.uint32)))
-        rel = np.abs(target.astype(np.float64) - host) / np.maximum(np.abs(host.astype(np.float64)), 1e-30)
+            raise TinyMLError(f"AOT output on the {board.core} ({target}) differs from the host build at sample {i}, "
+                              f"output element {j}: target {float(target_out[i, j])!r} vs host {float(host[i, j])!r}")
+        identical = bool(np.array_equal(target_out.view(np.uint32), host.view(np.uint32)))
+        rel = np.abs(target_out.astype(np.float64) - host) / np.maximum(np.abs(host.astype(np.float64)), 1e-30)
         max_rel = float(np.where(np.abs(host) > 1e-6, rel, 0).max()) if rel.size else 0.0
     per_tick = 40 / (1 << qemu.QEMU_ICOUNT_SHIFT)  # instructions per 25 MHz timer tick
     result = {
-        "board": BOARD_ID,
+        "board": target,
+        "core": board.core,
+        "kernels": variant,
         "build": "platformio (engine.platformio.build, local tinyml-arm platform)",
         "samples": int(len(xq)),
         "identical": identical,
@@ -140,13 +172,17 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
         "instructions_per_inference": round(ticks["total"] * per_tick / max(ticks["n"], 1)),
         "instructions_min": round(ticks["min"] * per_tick),
         "instructions_max": round(ticks["max"] * per_tick),
-        "timing": f"qemu-system-arm -icount shift={qemu.QEMU_ICOUNT_SHIFT}: CMSDK timer ticks (25 MHz) "
-                  f"inside tinyml_model_invoke x 40 ns / {1 << qemu.QEMU_ICOUNT_SHIFT} ns per instruction",
+        "timing": f"qemu-system-arm -M {qemu.TARGETS[target]['machine']} -icount shift={qemu.QEMU_ICOUNT_SHIFT}: "
+                  f"CMSDK timer ticks (25 MHz) inside tinyml_model_run x 40 ns / {1 << qemu.QEMU_ICOUNT_SHIFT} ns "
+                  f"per instruction",
         "flash_used": rec.get("flash_used"),
         "ram_used": rec.get("ram_used"),
         "planned_bytes": info["planned_bytes"],
         "passed": True,
     }
+    if profile:
+        result["op_instructions"] = {int(m.group(1)): round(int(m.group(2)) * per_tick / max(ticks["n"], 1))
+                                     for m in _OP_RE.finditer(run["stdout"])}
     if out_json is not None:
         write_json(out_json, result)
     return result

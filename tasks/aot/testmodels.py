@@ -20,7 +20,7 @@ def _rep(x):
 
 
 def _convert(model, x_rep, *, int8: bool, int8_io: bool) -> bytes:
-    from ..util import import_tensorflow
+    from ..engine.keras_io import import_tensorflow
 
     tf, _ = import_tensorflow()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -41,7 +41,7 @@ def _fit(model, x, y, loss, epochs=1):
 
 def sine_mlp(int8: bool = True):
     import numpy as np
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(1)
@@ -59,7 +59,7 @@ def sine_mlp_float():
 
 def mlp_128():
     import numpy as np
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(2)
@@ -76,7 +76,7 @@ def mlp_128():
 def conv1d_classifier():
     """Conv1D -> GlobalAveragePooling1D -> Dense softmax, float I/O (QUANTIZE/DEQUANTIZE inside)."""
     import numpy as np
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(3)
@@ -94,7 +94,7 @@ def cnn_digits():
     """Small 2D CNN on sklearn's 8x8 digits, int8 I/O."""
     import numpy as np
     from sklearn.datasets import load_digits
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(4)
@@ -112,7 +112,7 @@ def cnn_digits():
 def autoencoder():
     """Dense 32-8-32 autoencoder, int8 I/O."""
     import numpy as np
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(5)
@@ -128,7 +128,7 @@ def autoencoder():
 def dynamic_shape():
     """A sequence model with a free time axis: shape_signature [-1, -1, 4]."""
     import numpy as np
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     _, keras = import_tensorflow()
     seed_everything(8)
@@ -140,7 +140,7 @@ def dynamic_shape():
 def unsupported_tile():
     """A model with TILE, which the AOT compiler does not support."""
     import numpy as np
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     tf, keras = import_tensorflow()
     seed_everything(6)
@@ -156,7 +156,7 @@ def ops_zoo(int8: bool = True):
     """Every other supported op: PAD, ADD, MUL, CONCATENATION, standalone RELU/RELU6/LOGISTIC/TANH,
     MAX_POOL, MEAN (global average pool 2D), SQUEEZE-like reshapes."""
     import numpy as np
-    from ..util import import_tensorflow, seed_everything
+    from ..engine.keras_io import import_tensorflow, seed_everything
 
     tf, keras = import_tensorflow()
     seed_everything(7)
@@ -191,6 +191,258 @@ def ops_zoo_float():
     return ops_zoo(int8=False)
 
 
+def random_model(seed: int):
+    """A small random architecture (the issue's "randomly generated models"): a CNN on a small
+    image (conv / depthwise / pooling / residual ADD / concatenation, then a dense head) or an MLP,
+    converted as int8 with int8 I/O, int8 with float I/O, or float32; briefly fitted on random data
+    so the activations have realistic ranges. Deterministic in `seed`."""
+    import numpy as np
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(1000 + seed)
+    rng = np.random.default_rng(seed)
+    L = keras.layers
+    acts = [None, "relu", "relu6"]
+    if rng.random() < 0.65:
+        h, w = int(rng.integers(6, 17)), int(rng.integers(6, 17))
+        c = int(rng.integers(1, 5))
+        inp = keras.Input((h, w, c))
+        x = inp
+        for _ in range(int(rng.integers(1, 5))):
+            kind = rng.choice(["conv", "conv", "dw", "pool", "res", "cat"])
+            hh, ww = x.shape[1], x.shape[2]
+            if kind == "conv" or hh < 3 or ww < 3:
+                k = int(rng.choice([1, 3, 5])) if min(hh, ww) >= 5 else 1
+                s_ = int(rng.choice([1, 1, 2])) if min(hh, ww) >= 4 else 1
+                x = L.Conv2D(int(rng.choice([2, 4, 6, 8, 12, 16])), k, strides=s_,
+                             padding=str(rng.choice(["same", "valid"])) if k > 1 else "same",
+                             activation=acts[int(rng.integers(3))])(x)
+            elif kind == "dw":
+                x = L.DepthwiseConv2D(3, strides=int(rng.choice([1, 2])), padding=str(rng.choice(["same", "valid"])),
+                                      activation=acts[int(rng.integers(3))])(x)
+            elif kind == "pool":
+                x = (L.MaxPooling2D if rng.random() < 0.5 else L.AveragePooling2D)(2, padding="same")(x)
+            elif kind == "res":
+                y = L.Conv2D(int(x.shape[-1]), 3, padding="same", activation="relu")(x)
+                x = L.Add()([x, y])
+            else:
+                y = L.Conv2D(int(rng.choice([2, 4, 8])), 1, activation="relu")(x)
+                x = L.Concatenate()([x, y])
+        x = L.GlobalAveragePooling2D()(x) if rng.random() < 0.5 else L.Flatten()(x)
+        out = L.Dense(int(rng.integers(2, 11)), activation="softmax" if rng.random() < 0.5 else None)(x)
+        shape = (h, w, c)
+    else:
+        n = int(rng.integers(2, 65))
+        inp = keras.Input((n,))
+        x = inp
+        for _ in range(int(rng.integers(1, 4))):
+            x = L.Dense(int(rng.integers(2, 65)), activation=[None, "relu", "tanh", "sigmoid"][int(rng.integers(4))])(x)
+        out = L.Dense(int(rng.integers(1, 11)))(x)
+        shape = (n,)
+    m = keras.Model(inp, out)
+    xs = rng.normal(size=(128, *shape)).astype("float32")
+    ys = rng.normal(size=(128, *out.shape[1:])).astype("float32")
+    _fit(m, xs, ys, "mse")
+    mode = rng.choice(["int8", "int8", "int8_float_io", "float"])
+    tfl = _convert(m, xs, int8=mode != "float", int8_io=mode == "int8")
+    return tfl, xs[:16]
+
+
+# ------------------------------------------------------------------------------------------------
+# benchmark models (bench/aot_speed.py): the MLPerf Tiny v1 reference architectures, the examples'
+# architectures and the sine sweep, with random weights briefly fitted on random data (so the
+# quantization ranges are realistic); int8 with int8 I/O unless said otherwise
+# ------------------------------------------------------------------------------------------------
+
+def _fit_random(model, shape, n=64, epochs=1, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *shape)).astype("float32")
+    y = rng.normal(size=(n, *model.output_shape[1:])).astype("float32")
+    _fit(model, x, y, "mse", epochs=epochs)
+    return x
+
+
+def mlperf_kws():
+    """Keyword spotting DS-CNN (MLPerf Tiny KWS reference, 2.66 M MACs): 49x10x1 MFCCs, conv
+    10x4/2 64, four depthwise-separable 3x3/64 blocks, average pool, dense 12 (batch norms fold)."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(11)
+    L = keras.layers
+    inp = keras.Input((49, 10, 1))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(64, (10, 4), strides=2, padding="same")(inp)))
+    for _ in range(4):
+        x = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same")(x)))
+        x = L.ReLU()(L.BatchNormalization()(L.Conv2D(64, 1)(x)))
+    x = L.Flatten()(L.AveragePooling2D((25, 5))(x))
+    m = keras.Model(inp, L.Dense(12, activation="softmax")(x))
+    x = _fit_random(m, (49, 10, 1))
+    return _convert(m, x, int8=True, int8_io=True), x[:8]
+
+
+def mlperf_resnet8():
+    """Image classification ResNet-8 (MLPerf Tiny IC reference, 12.5 M MACs): 32x32x3, conv 3x3 16,
+    three residual stacks (16, 32/2, 64/2 filters; 1x1/2 shortcut convolutions), average pool,
+    dense 10."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(12)
+    L = keras.layers
+
+    def cbr(x, f, s=1, relu=True, k=3):
+        x = L.BatchNormalization()(L.Conv2D(f, k, strides=s, padding="same")(x))
+        return L.ReLU()(x) if relu else x
+
+    inp = keras.Input((32, 32, 3))
+    x = cbr(inp, 16)
+    y = cbr(cbr(x, 16), 16, relu=False)
+    x = L.ReLU()(L.Add()([x, y]))
+    for f in (32, 64):
+        y = cbr(cbr(x, f, 2), f, relu=False)
+        x = L.ReLU()(L.Add()([L.Conv2D(f, 1, strides=2, padding="same")(x), y]))
+    x = L.Flatten()(L.AveragePooling2D(8)(x))
+    m = keras.Model(inp, L.Dense(10, activation="softmax")(x))
+    x = _fit_random(m, (32, 32, 3))
+    return _convert(m, x, int8=True, int8_io=True), x[:8]
+
+
+def mlperf_vww():
+    """Visual wake words MobileNetV1 alpha 0.25 (MLPerf Tiny VWW reference, 7.49 M MACs):
+    96x96x3, conv 3x3/2 8, 13 depthwise-separable blocks, average pool, dense 2."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(13)
+    L = keras.layers
+    inp = keras.Input((96, 96, 3))
+    x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(8, 3, strides=2, padding="same")(inp)))
+    for f, s in ((16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1), (128, 1), (128, 1),
+                 (128, 1), (256, 2), (256, 1)):
+        x = L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, strides=s, padding="same")(x)))
+        x = L.ReLU(6.0)(L.BatchNormalization()(L.Conv2D(f, 1)(x)))
+    x = L.Flatten()(L.AveragePooling2D(3)(x))
+    m = keras.Model(inp, L.Dense(2, activation="softmax")(x))
+    x = _fit_random(m, (96, 96, 3), n=32)
+    return _convert(m, x, int8=True, int8_io=True), x[:4]
+
+
+def mlperf_ad():
+    """Anomaly detection FC autoencoder (MLPerf Tiny AD reference, 0.26 M MACs): 640 -> 4 x 128 ->
+    8 -> 4 x 128 -> 640, batch norm and ReLU after every hidden layer."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(14)
+    L = keras.layers
+    inp = keras.Input((640,))
+    x = inp
+    for u in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+        x = L.ReLU()(L.BatchNormalization()(L.Dense(u)(x)))
+    m = keras.Model(inp, L.Dense(640)(x))
+    x = _fit_random(m, (640,), n=128)
+    return _convert(m, x, int8=True, int8_io=True), x[:16]
+
+
+def example_cancer():
+    """examples/cancer_mlp: 30 features -> 128 -> 64 -> 32 -> 1 sigmoid (int8, float I/O)."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(21)
+    L = keras.layers
+    m = keras.Sequential([keras.Input((30,)), L.Dense(128, activation="relu"), L.Dense(64, activation="relu"),
+                          L.Dense(32, activation="relu"), L.Dense(1, activation="sigmoid")])
+    x = _fit_random(m, (30,), n=128)
+    return _convert(m, x, int8=True, int8_io=False), x[:32]
+
+
+def example_digits():
+    """examples/digits_cnn: 8x8x1 -> conv 3x3 8 -> max pool 2 -> conv 3x3 16 -> dense 10 softmax."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(22)
+    L = keras.layers
+    m = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2),
+                          L.Conv2D(16, 3, activation="relu"), L.Flatten(), L.Dense(10, activation="softmax")])
+    x = _fit_random(m, (8, 8, 1), n=128)
+    return _convert(m, x, int8=True, int8_io=False), x[:32]
+
+
+def example_tap_window():
+    """examples/tapping_anomaly tap_window: 75 -> 32 -> 8 -> 32 -> 75 autoencoder."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(23)
+    L = keras.layers
+    m = keras.Sequential([keras.Input((75,)), L.Dense(32, activation="relu"), L.Dense(8, activation="relu"),
+                          L.Dense(32, activation="relu"), L.Dense(75)])
+    x = _fit_random(m, (75,), n=128)
+    return _convert(m, x, int8=True, int8_io=False), x[:32]
+
+
+def example_waveforms():
+    """examples/waveform_cnn: 64 samples -> conv1d 3 16 relu -> global average -> dense 3 softmax."""
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(24)
+    L = keras.layers
+    m = keras.Sequential([keras.Input((64, 1)), L.Conv1D(16, 3, activation="relu"), L.GlobalAveragePooling1D(),
+                          L.Dense(3, activation="softmax")])
+    x = _fit_random(m, (64, 1), n=128)
+    return _convert(m, x, int8=True, int8_io=False), x[:32]
+
+
+def sine_width(width: int, int8: bool):
+    """examples/sine_sweep: 1 -> width -> width -> 1 (relu), int8 with int8 I/O or float32."""
+    import numpy as np
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(30)
+    L = keras.layers
+    x = np.random.default_rng(0).uniform(0, 2 * np.pi, size=(256, 1)).astype("float32")
+    m = keras.Sequential([keras.Input((1,)), L.Dense(width, activation="relu"), L.Dense(width, activation="relu"),
+                          L.Dense(1)])
+    _fit(m, x, np.sin(x), "mse")
+    return _convert(m, x, int8=int8, int8_io=int8), x[:16]
+
+
+SINE_WIDTHS = (16, 32, 64, 128, 256, 512, 768)
+BENCH = {
+    "mlperf_kws": mlperf_kws, "mlperf_resnet8": mlperf_resnet8, "mlperf_vww": mlperf_vww, "mlperf_ad": mlperf_ad,
+    "ex_cancer": example_cancer, "ex_digits": example_digits, "ex_tap_window": example_tap_window,
+    "ex_waveforms": example_waveforms,
+    **{f"sine{w}_int8": (lambda w=w: sine_width(w, True)) for w in SINE_WIDTHS},
+    **{f"sine{w}_float": (lambda w=w: sine_width(w, False)) for w in SINE_WIDTHS},
+}
+
+
+def build_random(seed: int, directory: Path) -> tuple[Path, Path]:
+    """random_model(seed), cached on disk like build()."""
+    import numpy as np
+
+    from ..engine.io import write_bytes
+
+    directory = Path(directory) / _key()
+    directory.mkdir(parents=True, exist_ok=True)
+    tfl, npz = directory / f"random{seed}.tflite", directory / f"random{seed}.npz"
+    if not (tfl.exists() and npz.exists()):
+        model, x = random_model(seed)
+        tmp = directory / f".random{seed}.tmp.npz"
+        np.savez(tmp, x_test=np.asarray(x, dtype=np.float32))
+        tmp.replace(npz)
+        write_bytes(tfl, model)
+    return tfl, npz
+
+
 BUILDERS = {
     "zoo_int8": ops_zoo,
     "zoo_float": ops_zoo_float,
@@ -216,13 +468,13 @@ def build(name: str, directory: Path) -> tuple[Path, Path]:
     """Build (or reuse) model `name` in `directory`; return (tflite path, npz path with x_test)."""
     import numpy as np
 
-    from ..util import write_bytes
+    from ..engine.io import write_bytes
 
     directory = Path(directory) / _key()
     directory.mkdir(parents=True, exist_ok=True)
     tfl, npz = directory / f"{name}.tflite", directory / f"{name}.npz"
     if not (tfl.exists() and npz.exists()):
-        model, x = BUILDERS[name]()
+        model, x = {**BUILDERS, **BENCH}[name]()
         tmp = directory / f".{name}.tmp.npz"
         np.savez(tmp, x_test=np.asarray(x, dtype=np.float32))
         tmp.replace(npz)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from doit.exceptions import TaskError
+from doit.task import clean_targets
 from doit.tools import config_changed
 
 from ..config import ConfigError, Model, Project, VariantSettings, load
@@ -71,7 +72,7 @@ def _action(func: Callable, *args, failed: Path, log: Path | None = None, **kwar
             record_failure(failed, task.name, f"{type(e).__name__}: {e} (a doit-tinyml bug: see the traceback above)")
             raise
         clear_failure(failed, task.name)
-        return {"targets": {str(t): file_state(t) for t in task.targets}}
+        return {"targets": {str(t): file_state(t) for t in task.targets if os.path.exists(t)}}
     action.__name__ = getattr(func, "__qualname__", "action")
     return (action, [], {})
 
@@ -325,8 +326,10 @@ class Tasks:
                                                L.aot_dir(m.name, v.name), L.aot_json(m.name, v.name),
                                                core_dir=L.core_dir(), log=L.log(m.name, f"aot-{v.name}"))],
                        "file_dep": [L.tflite(m.name, v.name), L.dataset(m.name)],
-                       "targets": L.aot_sources(m.name, v.name) + [L.aot_json(m.name, v.name)],
-                       "uptodate": self.uptodate("aot", _tool_paths(["qemu-system-arm"])), "clean": True}
+                       # aot.json alone: it records the sha256 of the C it wrote, or why there is none
+                       "targets": [L.aot_json(m.name, v.name)],
+                       "uptodate": self.uptodate("aot", _tool_paths(["qemu-system-arm"])),
+                       "clean": [clean_targets, (_remove, [L.aot_sources(m.name, v.name)])]}
 
     @staticmethod
     def firmware_name(m: Model, v: VariantSettings, board_id: str, rt: str) -> str:
@@ -346,7 +349,7 @@ class Tasks:
                     for rt in runtimes_for(m, v):
                         out = L.firmware(m.name, v.name, board_id, rt)
                         if rt == "aot":
-                            deps = L.aot_sources(m.name, v.name) + [L.aot_json(m.name, v.name)]
+                            deps = [L.aot_json(m.name, v.name)]
                         else:
                             deps = list(L.header(m.name, v.name)) + [L.analysis(m.name, v.name)]
                         # boards that cannot be built here get an estimate: size.json only, no ELF
@@ -414,6 +417,11 @@ def _sweep_entry(m: Model, v: VariantSettings) -> dict | None:
     group = m.sweep["group"] if m.sweep else f"{m.name}/{v.sweep['group']}"
     return {"group": group, "kind": kind, "values": values, "keys": keys,
             "variant_group": v.sweep["group"] if v.sweep else v.name}
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
 
 
 def _tool_paths(tools: list[str]) -> dict:

@@ -163,12 +163,12 @@ class Size(Record):
     board: str = F("board id")
     runtime: str = F("tflm | aot")
     estimate: bool = F("true: not measured from a build (see estimate_basis)")
-    flash_used: int = F("bytes of flash the firmware uses")
+    flash_used: int | None = F("bytes of flash the firmware uses (null: nothing was built, see incompatible)")
     flash_limit: int = F("the board's flash for the application")
-    ram_used: int = F("bytes of RAM (data, bss, heap and stack reserves)")
+    ram_used: int | None = F("bytes of RAM (data, bss, heap and stack reserves; null: nothing was built)")
     ram_limit: int = F("the board's RAM")
-    flash_over_by: int = F("bytes over the flash limit (0 when it fits)")
-    ram_over_by: int = F("bytes over the RAM limit (0 when it fits)")
+    flash_over_by: int | None = F("bytes over the flash limit (0 when it fits)")
+    ram_over_by: int | None = F("bytes over the RAM limit (0 when it fits)")
     fits: bool = F("fits both limits and the runtime can run the model")
     breakdown: dict = F("where the bytes go: {flash: {model, inference, application}, "
                         "ram: {arena, stack_heap, application}}")
@@ -178,7 +178,41 @@ class Size(Record):
                                  "any, is for the size comparison only)", None)
 
 
-RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, History, Analysis, Size)
+@dataclass
+class Aot(Record):
+    KIND, FILE, WRITER = "aot", "<model>/<variant>/aot.json", "aot"
+    ABOUT = ("The ahead-of-time C model (beside `aot/tinyml_model.c/.h`) and its proof: bit-exact against the "
+             "real TFLM interpreter on the host, identical on QEMU's Cortex-M4 (DSP kernels) and Cortex-M3 "
+             "(portable kernels). A model the compiler cannot take has `supported: false` and the reason only.")
+    supported: bool = F("the compiler took the model (false: see reason; no C was written)")
+    reason: str | None = F("why the model cannot be compiled", None)
+    planned_bytes: int | None = F("the static arena: activations, input, output and kernel scratch", None)
+    ram_bytes: int | None = F("RAM the model needs (= planned_bytes: the input and output live in the arena)", None)
+    io_in_arena: bool | None = F("the input and output buffers are part of the arena", None)
+    io_bytes: int | None = F("bytes of the input and output tensors", None)
+    scratch_bytes: int | None = F("kernel scratch (im2col rows, widened inputs) inside the arena", None)
+    weights_bytes: int | None = F("constant weights and biases in flash", None)
+    tables_bytes: int | None = F("per-channel requantization records in flash", None)
+    tflm_arena_bytes: int | None = F("TFLM's minimum arena for the same model on the 64-bit host", None)
+    tflm_arena_target32_bytes: int | None = F("TFLM's arena for a 32-bit target (engine.tflm)", None)
+    ops: list | None = F("operators in graph order", None)
+    kernels: list | None = F("per operator: the kernel and variant (dsp or portable) on each kind of core", None)
+    kernel_variants: dict | None = F("what the dsp and portable variants mean", None)
+    host_checked: list | None = F("host builds compared with TFLM", None)
+    samples: int | None = F("test samples compared with TFLM", None)
+    int8_identical_fraction: float | None = F("fraction of int8 outputs identical to TFLM (1.0 when it passes)", None)
+    float_max_rel_error: float | None = F("largest relative error against TFLM (float outputs)", None)
+    float_max_abs_error: float | None = F("largest absolute error against TFLM (float outputs)", None)
+    passed: bool | None = F("every check passed", None)
+    target: dict | None = F("the Cortex-M4 run: {board, core, kernels, samples, identical, "
+                            "instructions_per_inference, instructions_min/max, flash_used, ram_used, timing}", None)
+    targets: dict | None = F("the runs per QEMU target (mps2_an386: Cortex-M4, DSP; mps2_an385: Cortex-M3, portable)",
+                             None)
+    instructions_per_inference: int | None = F("instructions per inference on QEMU's Cortex-M4", None)
+    sources_sha256: dict | None = F("sha256 of each generated C file (the firmware stage depends on this record)", None)
+
+
+RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, History, Analysis, Aot, Size)
 
 # the artifacts that are not JSON records: (path, writer, content)
 FILES = (

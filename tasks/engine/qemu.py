@@ -20,7 +20,7 @@ _TICKS = re.compile(r"^\[tinyml\] timer_ticks=(\d+)\s*$", re.M)
 QEMU_ICOUNT_SHIFT = 6  # 1 instruction = 2**6 ns of virtual time; the 25 MHz timer ticks every 40 ns
 
 
-def run_qemu(elf: Path, timeout: float = 60) -> dict:
+def run_qemu(elf: Path, timeout: float = 60, machine: str = "mps2-an386") -> dict:
     """Run an `mps2_an386` firmware under qemu-system-arm with semihosting; deterministic timing.
 
     Returns {"stdout", "exit_code", "timed_out", "timer_ticks", "instructions"}. With
@@ -31,7 +31,7 @@ def run_qemu(elf: Path, timeout: float = 60) -> dict:
     qemu = shutil.which("qemu-system-arm")
     if not qemu:
         raise TinyMLError("qemu-system-arm was not found on PATH: sudo apt-get install qemu-system-arm")
-    cmd = [qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "none",
+    cmd = [qemu, "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
            "-semihosting-config", "enable=on,target=native",
            "-icount", f"shift={QEMU_ICOUNT_SHIFT},align=off,sleep=off",
            "-kernel", str(elf)]

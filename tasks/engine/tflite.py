@@ -90,6 +90,7 @@ class TensorInfo:
     scales: list[float]
     zero_points: list[int]
     quantized_dimension: int
+    data: bytes | None = field(default=None, repr=False)  # a constant tensor's bytes (little-endian)
 
     @property
     def is_constant(self) -> bool:
@@ -185,14 +186,16 @@ def parse(data: bytes, path: str | Path | None = None) -> ModelInfo:
         raise TinyMLError(f"{where} could not be read as a TFLite flatbuffer: {e}") from None
 
     buffers = m.buffers or []
-    buffer_sizes = []
+    buffer_sizes, buffer_data = [], []
     for b in buffers:
-        if b.data is not None:
-            buffer_sizes.append(len(b.data))
-        elif getattr(b, "size", 0):
-            buffer_sizes.append(int(b.size))
+        if b.data is not None and len(b.data):
+            blob = b.data.tobytes() if hasattr(b.data, "tobytes") else bytes(bytearray(b.data))
+        elif getattr(b, "offset", 0) and b.offset > 1 and getattr(b, "size", 0):
+            blob = bytes(data[int(b.offset): int(b.offset) + int(b.size)])   # a model over 2 GB keeps data outside
         else:
-            buffer_sizes.append(0)
+            blob = None
+        buffer_data.append(blob)
+        buffer_sizes.append(len(blob) if blob is not None else int(getattr(b, "size", 0) or 0))
 
     op_names = _names("op")
     opcodes = []
@@ -219,6 +222,7 @@ def parse(data: bytes, path: str | Path | None = None) -> ModelInfo:
                 buffer_bytes=buffer_sizes[bi] if 0 <= bi < len(buffer_sizes) else 0,
                 is_variable=bool(t.isVariable), scales=scales, zero_points=zps,
                 quantized_dimension=int(q.quantizedDimension or 0) if q is not None else 0,
+                data=buffer_data[bi] if 0 <= bi < len(buffer_data) else None,
             ))
         ops = []
         for oi, o in enumerate(sg.operators or []):

@@ -403,13 +403,60 @@ def run(model_bytes: bytes, inputs: dict, *, quantize_inputs: bool = True) -> tu
             return {k: z[k] for k in z.files}, info
 
 
+def _child_tensors(model_path: str, in_npz: str, out_npz: str) -> dict[str, Any]:
+    """One invoke with every tensor preserved; saves the requested tensors' values."""
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    model = Path(model_path).read_bytes()
+    with np.load(in_npz) as z:
+        sample, indices = z["sample"], [int(i) for i in z["indices"]]
+    it, err, text = _captured(lambda: runtime.Interpreter.from_bytes(
+        model, arena_size=max(len(model) * 10, 1 << 20),
+        intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors))
+    if err is not None:
+        return {"error": (text + "\n" + str(err)).strip()}
+
+    def once():
+        it.set_input(sample[None, ...], 0)
+        it.invoke()
+        return {f"t{i}": np.asarray(it.GetTensor(i, 0)["tensor_data"]).copy() for i in indices}
+    values, err, text = _captured(once)
+    if err is not None:
+        return {"error": (text + "\n" + str(err)).strip()}
+    np.savez(out_npz, **values)
+    return {"ok": True}
+
+
+def tensors(model_bytes: bytes, sample, indices: list[int]) -> dict[int, Any]:
+    """The value of each tensor in `indices` after one invoke on `sample` (already in the model's input
+    type), from the real TFLM interpreter with every tensor preserved (a child process)."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="tinyml-tflm-") as td:
+        td = Path(td)
+        (td / "model.tflite").write_bytes(model_bytes)
+        np.savez(td / "in.npz", sample=np.asarray(sample), indices=np.asarray(indices, dtype=np.int64))
+        proc = subprocess.run([sys.executable, "-m", CHILD_MODULE, "tensors", str(td / "model.tflite"),
+                               str(td / "in.npz"), str(td / "out.npz")], capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT_S)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines or "error" in json.loads(lines[-1]):
+            return {}
+        with np.load(td / "out.npz") as z:
+            return {int(k[1:]): z[k] for k in z.files}
+
+
 def main(argv: list[str]) -> int:
-    """Child process entry: `arena MODEL [SIZE]` or `run MODEL IN_NPZ OUT_NPZ QUANTIZE`; prints one JSON line."""
+    """Child process entry: `arena MODEL [SIZE]`, `run MODEL IN_NPZ OUT_NPZ QUANTIZE` or
+    `tensors MODEL IN_NPZ OUT_NPZ`; prints one JSON line."""
     cmd, args = argv[0], argv[1:]
     if cmd == "arena":
         res = _child_probe(args[0], int(args[1])) if len(args) > 1 else _child(args[0])
     elif cmd == "run":
         res = _child_run(args[0], args[1], args[2], args[3] == "1")
+    elif cmd == "tensors":
+        res = _child_tensors(args[0], args[1], args[2])
     else:
         raise SystemExit(f"unknown command {cmd!r}")
     print(json.dumps(res), flush=True)

@@ -15,24 +15,25 @@
 
 #include "tinyml_model.h"
 
-static TINYML_INPUT_CTYPE input_buf[TINYML_INPUT_ELEMS];
-static TINYML_OUTPUT_CTYPE output_buf[TINYML_OUTPUT_ELEMS];
-
+// The input and the output live inside the model's own arena (no extra buffers): write x to
+// tinyml_model_input(), run, read tinyml_model_output() (valid until the next input is written).
 extern "C" int main(void) {
   volatile float acc = 0.0f;
   for (int step = 0; step < 20; ++step) {
     const float x = 6.2831853f * step / 20;
+    TINYML_INPUT_CTYPE *in = tinyml_model_input();
 #if TINYML_INPUT_IS_INT8
     long q = (long)(x / TINYML_INPUT_SCALE + (x >= 0 ? 0.5f : -0.5f)) + TINYML_INPUT_ZERO_POINT;
-    input_buf[0] = (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
+    in[0] = (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));
 #else
-    input_buf[0] = x;
+    in[0] = x;
 #endif
-    if (tinyml_model_invoke(input_buf, output_buf) != 0) return 1;
+    if (tinyml_model_run() != 0) return 1;
+    const TINYML_OUTPUT_CTYPE *out = tinyml_model_output();
 #if TINYML_OUTPUT_IS_INT8
-    acc = acc + (output_buf[0] - TINYML_OUTPUT_ZERO_POINT) * TINYML_OUTPUT_SCALE;
+    acc = acc + (out[0] - TINYML_OUTPUT_ZERO_POINT) * TINYML_OUTPUT_SCALE;
 #else
-    acc = acc + output_buf[0];
+    acc = acc + out[0];
 #endif
   }
   return acc > 1e9f;

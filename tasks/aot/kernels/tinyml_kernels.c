@@ -5,10 +5,11 @@
  * same operation order, same rounding, same saturation, so int8 outputs are bit-identical.
  */
 #include "tinyml_kernels.h"
+#include "tinyml_simd.h"
 
 /* Float kernels: no fused multiply-add contraction, whatever -std the firmware build uses
- * (gnu* modes default to -ffp-contract=fast), so float results match the host build bit for bit
- * (only libm's expf/tanhf may still differ in the last bit). */
+ * (gnu* modes default to -ffp-contract=fast), so float results match the host build bit for bit;
+ * exp and tanh are computed here (tml_expf, tml_tanhf), not by libm. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=off")
 #elif defined(__clang__)
@@ -160,6 +161,88 @@ static int32_t tml_get_reciprocal(int32_t x, int32_t x_integer_digits, int32_t *
       (int32_t)(((uint32_t)x << headroom_plus_one) - ((uint32_t)1 << 31));
   *num_bits_over_unit = x_integer_digits - headroom_plus_one;
   return tml_one_over_one_plus_x(shifted_sum_minus_one);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* float exp / tanh: one implementation for every core, so float outputs are bit-identical on    */
+/* the host and the target (libm's expf/tanhf differ between glibc and newlib in the last bits)  */
+/* ------------------------------------------------------------------------------------------ */
+
+static float tml_f32_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static uint32_t tml_bits_of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+/* exp(x) in float arithmetic only (additions, multiplications, one division, float<->int
+ * conversions: IEEE-exact on every FPU and in soft float), with the argument reduction and
+ * rational approximation of fdlibm/FreeBSD e_expf.c: error below 1 ulp. */
+float tml_expf(float x) {
+  const float ln2_hi = 6.9314575195e-01f, ln2_lo = 1.4286067653e-06f, inv_ln2 = 1.4426950216e+00f;
+  const float p1 = 1.6666625440e-1f, p2 = -2.7667332906e-3f;
+  const uint32_t hx = tml_bits_of(x) & 0x7FFFFFFFu;
+  const int32_t neg = (int32_t)(tml_bits_of(x) >> 31);
+  float hi = 0.0f, lo = 0.0f, t, c, y, twopk;
+  int32_t k = 0;
+  if (hx >= 0x42B17218u) {                 /* |x| >= 88.72..., inf or NaN */
+    if (hx > 0x7F800000u) return x + x;    /* NaN */
+    if (hx == 0x7F800000u) return neg ? 0.0f : x;
+    if (!neg) return tml_f32_from_bits(0x7F800000u);
+    if (x < -1.0397208405e+02f) return 0.0f;
+  }
+  if (hx > 0x3EB17218u) {                  /* |x| > ln2 / 2: x = k ln2 + r */
+    if (hx < 0x3F851592u) {                /* and < 1.5 ln2 */
+      hi = neg ? x + ln2_hi : x - ln2_hi;
+      lo = neg ? -ln2_lo : ln2_lo;
+      k = neg ? -1 : 1;
+    } else {
+      k = (int32_t)(inv_ln2 * x + (neg ? -0.5f : 0.5f));
+      t = (float)k;
+      hi = x - t * ln2_hi; /* exact */
+      lo = t * ln2_lo;
+    }
+    x = hi - lo;
+  } else if (hx < 0x39000000u) {           /* |x| < 2^-14 */
+    return 1.0f + x;
+  }
+  t = x * x;
+  c = x - t * (p1 + t * p2);
+  if (k == 0) return 1.0f - ((x * c) / (c - 2.0f) - x);
+  y = 1.0f - ((lo - (x * c) / (2.0f - c)) - hi);
+  if (k >= -125) {
+    if (k == 128) return y * 2.0f * tml_f32_from_bits(0x7F000000u); /* 2^127 */
+    twopk = tml_f32_from_bits((uint32_t)(0x3F800000 + (k << 23)));
+    return y * twopk;
+  }
+  twopk = tml_f32_from_bits((uint32_t)(0x3F800000 + ((k + 100) << 23)));
+  return y * twopk * tml_f32_from_bits(0x0D800000u); /* 2^-100 */
+}
+
+/* tanh(x): odd Taylor polynomial for |x| < 0.5 (truncation below 1e-8 absolute), else
+ * (e^2|x| - 1) / (e^2|x| + 1) with tml_expf; +-1 beyond |x| = 9 (as fdlibm's tanhf). */
+float tml_tanhf(float x) {
+  const uint32_t hx = tml_bits_of(x) & 0x7FFFFFFFu;
+  const int32_t neg = (int32_t)(tml_bits_of(x) >> 31);
+  const float a = neg ? -x : x;
+  float z;
+  if (hx > 0x7F800000u) return x + x;      /* NaN */
+  if (a >= 9.0f) {
+    z = 1.0f;
+  } else if (a < 0.5f) {
+    const float t = a * a;
+    z = a + a * t * (-3.33333333333e-1f + t * (1.33333333333e-1f + t * (-5.39682539683e-2f + t * (2.18694885362e-2f +
+        t * (-8.86323552990e-3f + t * (3.59212803657e-3f + t * (-1.45583438705e-3f + t * 5.90027440946e-4f)))))));
+  } else {
+    const float e = tml_expf(2.0f * a);
+    z = (e - 1.0f) / (e + 1.0f);
+  }
+  return neg ? -z : z;
 }
 
 static int8_t tml_sat8(int32_t v, int32_t lo, int32_t hi) { return (int8_t)TML_MIN(TML_MAX(v, lo), hi); }
@@ -368,27 +451,76 @@ void tml_fc_f32(const tml_fc_f32_params *p, const float *in, const float *filter
 
 #define TML_IN_IDX (((b * p->in_h + in_y0 + fy) * p->in_w + in_x0 + fx) * p->channels + c)
 
+static void tml_avgpool_window_s8(const tml_pool_params *p, const int8_t *in, int8_t *out);
+
 void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
-  TML_POOL_LOOP_BEGIN
-  int32_t acc = 0, count = 0;
-  for (fy = fy0; fy < fy1; ++fy)
-    for (fx = fx0; fx < fx1; ++fx) {
-      acc += in[TML_IN_IDX];
-      ++count;
+  if (p->out_h == 1 && p->out_w == 1 && p->k_h == p->in_h && p->k_w == p->in_w && p->pad_h == 0 && p->pad_w == 0 &&
+      p->channels <= 256) {
+    /* global average (TFLM's arithmetic: integer sum, round half away from zero, clamp): one pass
+     * over the input, all channels of a pixel at a time */
+    int32_t sum[256], b, c, i;
+    const int32_t n = p->in_h * p->in_w, C = p->channels;
+    for (b = 0; b < p->batches; ++b, in += n * C, out += C) {
+      for (c = 0; c < C; ++c) sum[c] = 0;
+      for (i = 0; i < n; ++i)
+        for (c = 0; c < C; ++c) sum[c] += in[i * C + c];
+      for (c = 0; c < C; ++c) {
+        const int32_t acc = sum[c] > 0 ? (sum[c] + n / 2) / n : (sum[c] - n / 2) / n;
+        out[c] = tml_sat8(acc, p->act_min, p->act_max);
+      }
     }
-  if (count == 0) count = 1;
-  acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-  out[o_idx] = tml_sat8(acc, p->act_min, p->act_max);
-}
+    return;
+  }
+  tml_avgpool_window_s8(p, in, out);
 }
 
+/* int8 pools, pixel-major: the window bounds once per output pixel, the channels contiguous
+ * (chunks of 64, kept locally until the pixel is written: the data flow of tasks/aot/flow.py
+ * channelwise holds) */
+#define TML_POOL_PIXELS(BODY)                                                                   \
+  int32_t b, oy, ox;                                                                           \
+  for (b = 0; b < p->batches; ++b)                                                             \
+    for (oy = 0; oy < p->out_h; ++oy)                                                          \
+      for (ox = 0; ox < p->out_w; ++ox) {                                                      \
+        const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;   \
+        const int32_t fy0 = TML_MAX(0, -iy0), fy1 = TML_MIN(p->k_h, p->in_h - iy0);            \
+        const int32_t fx0 = TML_MAX(0, -ix0), fx1 = TML_MIN(p->k_w, p->in_w - ix0);            \
+        const int8_t *ib = in + ((b * p->in_h + iy0) * p->in_w + ix0) * p->channels;           \
+        int8_t *ob = out + ((b * p->out_h + oy) * p->out_w + ox) * p->channels;                \
+        int32_t c0;                                                                            \
+        for (c0 = 0; c0 < p->channels; c0 += 64) {                                             \
+          const int32_t nc = TML_MIN(64, p->channels - c0);                                    \
+          int32_t acc[64], c, fy, fx;                                                          \
+          BODY                                                                                 \
+        }                                                                                      \
+      }
+
 void tml_maxpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
-  TML_POOL_LOOP_BEGIN
-  int32_t m = -128;
-  for (fy = fy0; fy < fy1; ++fy)
-    for (fx = fx0; fx < fx1; ++fx) m = TML_MAX(m, (int32_t)in[TML_IN_IDX]);
-  out[o_idx] = tml_sat8(m, p->act_min, p->act_max);
+  TML_POOL_PIXELS({
+    for (c = 0; c < nc; ++c) acc[c] = -128;
+    for (fy = fy0; fy < fy1; ++fy)
+      for (fx = fx0; fx < fx1; ++fx) {
+        const int8_t *x = ib + (fy * p->in_w + fx) * p->channels + c0;
+        for (c = 0; c < nc; ++c) acc[c] = TML_MAX(acc[c], (int32_t)x[c]);
+      }
+    for (c = 0; c < nc; ++c) ob[c0 + c] = tml_sat8(acc[c], p->act_min, p->act_max);
+  })
 }
+
+static void tml_avgpool_window_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
+  TML_POOL_PIXELS({
+    const int32_t count = TML_MAX(1, (fy1 - fy0) * (fx1 - fx0));
+    for (c = 0; c < nc; ++c) acc[c] = 0;
+    for (fy = fy0; fy < fy1; ++fy)
+      for (fx = fx0; fx < fx1; ++fx) {
+        const int8_t *x = ib + (fy * p->in_w + fx) * p->channels + c0;
+        for (c = 0; c < nc; ++c) acc[c] += x[c];
+      }
+    for (c = 0; c < nc; ++c) {
+      const int32_t a = acc[c] > 0 ? (acc[c] + count / 2) / count : (acc[c] - count / 2) / count;
+      ob[c0 + c] = tml_sat8(a, p->act_min, p->act_max);
+    }
+  })
 }
 
 void tml_avgpool_f32(const tml_pool_params *p, const float *in, float *out) {
@@ -497,7 +629,7 @@ void tml_softmax_f32(const tml_softmax_params *p, const float *in, float *out) {
     float max = row[0], sum = 0.0f;
     for (c = 1; c < p->depth; ++c) max = TML_MAX(max, row[c]);
     for (c = 0; c < p->depth; ++c) {
-      const float e = expf((row[c] - max) * p->beta);
+      const float e = tml_expf((row[c] - max) * p->beta);
       orow[c] = e;
       sum += e;
     }
@@ -542,14 +674,14 @@ void tml_logistic_f32(int32_t size, const float *in, float *out) {
   for (i = 0; i < size; ++i) {
     const float v = in[i];
     if (v > 16.619047164916992188f) out[i] = 1.0f;
-    else if (v < -9.0f) out[i] = expf(v);
-    else out[i] = 1.0f / (1.0f + expf(-v));
+    else if (v < -9.0f) out[i] = tml_expf(v);
+    else out[i] = 1.0f / (1.0f + tml_expf(-v));
   }
 }
 
 void tml_tanh_f32(int32_t size, const float *in, float *out) {
   int32_t i;
-  for (i = 0; i < size; ++i) out[i] = tanhf(in[i]);
+  for (i = 0; i < size; ++i) out[i] = tml_tanhf(in[i]);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -594,7 +726,55 @@ void tml_dequantize_s8_f32(int32_t size, float scale, int32_t zero_point, const 
           ++oi;                                                                        \
         }
 
+#if TML_DSP
+/* (t + 2^(r-1) + (t < 0 ? -1 : 0)) >> r, i.e. RoundingDivideByPOT(t, r); mask = r ? -1 : 0 */
+#define TML_RDBP(t, k, mask, r) (((t) + (k) + (((t) >> 31) & (mask))) >> (r))
+
+/* ADD without broadcasting on a DSP core: TFLM's arithmetic (left shift 20, three
+ * MultiplyByQuantizedMultiplier) with SMMULR: SaturatingRoundingDoublingHighMul(x, m) is
+ * SMMULR(2x, m), exact here because |2 (x + offset) 2^20| < 2^29 and |2 sum| < 2^30. The
+ * inputs' shifts are <= 0 (their multipliers are at most 1/2), the output's is checked. */
+static void tml_add_s8_dsp(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out, int32_t n) {
+  const int32_t o1 = (int32_t)((uint32_t)p->input1_offset << (p->left_shift + 1));
+  const int32_t o2 = (int32_t)((uint32_t)p->input2_offset << (p->left_shift + 1));
+  const int32_t sh = p->left_shift + 1;
+  const int32_t m1 = p->input1_mult, r1 = -p->input1_shift, k1 = r1 ? 1 << (r1 - 1) : 0, z1 = r1 ? -1 : 0;
+  const int32_t m2 = p->input2_mult, r2 = -p->input2_shift, k2 = r2 ? 1 << (r2 - 1) : 0, z2 = r2 ? -1 : 0;
+  const int32_t mo = p->output_mult, ro = -p->output_shift, ko = ro ? 1 << (ro - 1) : 0, zo = ro ? -1 : 0;
+  const int32_t zp = p->output_offset, lo = p->act_min, hi = p->act_max;
+  int32_t i;
+  for (i = 0; i < n; ++i) {
+    int32_t t1 = tml_smmulr(o1 + (int32_t)((uint32_t)(int32_t)a[i] << sh), m1);
+    int32_t t2 = tml_smmulr(o2 + (int32_t)((uint32_t)(int32_t)b[i] << sh), m2);
+    int32_t sum, y;
+    t1 = TML_RDBP(t1, k1, z1, r1);
+    t2 = TML_RDBP(t2, k2, z2, r2);
+    sum = t1 + t2;
+    y = tml_smmulr(sum + sum, mo);
+    y = TML_RDBP(y, ko, zo, ro) + zp;
+    out[i] = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+  }
+}
+
+/* are both inputs laid out exactly like the output (no broadcasting)? */
+static int32_t tml_same_shape(const tml_binary_params *p) {
+  int32_t k, acc = 1;
+  for (k = 3; k >= 0; --k) {
+    if (p->s1[k] != acc || p->s2[k] != acc) return 0;
+    acc *= p->out_dims[k];
+  }
+  return 1;
+}
+#endif
+
 void tml_add_s8(const tml_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+#if TML_DSP
+  if (tml_same_shape(p) && p->output_shift <= 0 && p->input1_shift <= 0 && p->input2_shift <= 0 &&
+      p->left_shift <= 20) {
+    tml_add_s8_dsp(p, a, b, out, p->out_dims[0] * p->out_dims[1] * p->out_dims[2] * p->out_dims[3]);
+    return;
+  }
+#endif
   TML_BINARY_LOOP({
     const int32_t va = tml_shl(p->input1_offset + a[ia], p->left_shift);
     const int32_t vb = tml_shl(p->input2_offset + b[ib], p->left_shift);

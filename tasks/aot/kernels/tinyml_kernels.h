@@ -19,6 +19,12 @@ extern "C" {
 /* ---- fixed-point helpers (exposed for tests) ---- */
 int32_t tml_mbqm(int32_t x, int32_t multiplier, int32_t shift);
 
+/* ---- float exp and tanh used by every float kernel: IEEE single arithmetic only, so the host
+ * and every Cortex-M (FPU or soft float) give the same bits; below 1 ulp (exp) and 2e-7
+ * relative (tanh) from the exact values ---- */
+float tml_expf(float x);
+float tml_tanhf(float x);
+
 /* ---- convolution family (NHWC, filters OHWI; depthwise 1HWO) ---- */
 typedef struct {
   int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
@@ -67,6 +73,48 @@ void tml_fc_s8(const tml_fc_s8_params *p, const int8_t *in, const int8_t *filter
                const int32_t *bias, int8_t *out);
 void tml_fc_f32(const tml_fc_f32_params *p, const float *in, const float *filter,
                 const float *bias, float *out);
+
+/* ---- int8 kernels on generator-packed weights (tinyml_kernels_packed.c) ---- */
+/* Which inner loops this build of the kernel library uses: "dsp" (Cortex-M DSP extension),
+ * "dsp-emulated" (host test build) or "portable". */
+const char *tml_kernels_variant(void);
+
+/* per output channel requantization record (see tinyml_kernels_packed.c): fast ops
+ * {mult, 2^(r-1) + zero_point * 2^r, r = -shift}, exact ops {mult, shift, 0} */
+typedef struct {
+  int32_t mult, k, rsh;
+} tml_rq;
+
+/* FULLY_CONNECTED (batches = rows, in/out 1x1 pixels) and CONV_2D (dilation 1, one group) as a
+ * matrix product; weights packed by tasks/aot/layout.py (pack_gemm_weights). */
+typedef struct {  /* int16 fields: the generator checks every value fits */
+  int16_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+  int16_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+  int16_t k4;           /* k_h * k_w * in_c rounded up to a multiple of 4 */
+  int16_t wl;           /* weight layout: 4 = channel quads (single-pixel ops), 2 = pairs */
+  int16_t input_offset, output_offset, act_min, act_max;
+  int16_t fast;         /* 1: the 4-instruction requantization is exact (proven by the generator) */
+  int16_t rq_stride;    /* 1: per-channel rq[], 0: per-tensor rq[0] */
+  const tml_rq *rq;
+  const int32_t *bias;  /* fast: 2 * bias */
+} tml_gemm_s8_params;
+
+void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
+/* FULLY_CONNECTED only (in/out 1x1 pixels, batches = rows): the same as tml_gemm_s8, smaller */
+void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
+
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and dilation 1; weights packed by layout.pack_dw,
+ * bias = bias + input_offset * sum(taps) (doubled when fast); scratch: layout.dw_scratch_bytes */
+typedef struct {  /* int16 fields: the generator checks every value fits */
+  int16_t batches, in_h, in_w, channels, out_h, out_w;
+  int16_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+  int16_t input_offset, output_offset, act_min, act_max;
+  int16_t fast, rq_stride;
+  const tml_rq *rq;
+  const int32_t *bias;
+} tml_dw_s8_params;
+
+void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, int8_t *out, void *scratch);
 
 /* ---- pooling ---- */
 typedef struct {

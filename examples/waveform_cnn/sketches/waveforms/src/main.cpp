@@ -17,14 +17,13 @@
 
 #include "tinyml_model.h"
 
-static TINYML_INPUT_CTYPE input_buf[TINYML_INPUT_ELEMS];
-static TINYML_OUTPUT_CTYPE output_buf[TINYML_OUTPUT_ELEMS];
-
+// The input and the output live inside the model's own arena (no extra buffers): write the
+// features to tinyml_model_input(), run, read tinyml_model_output() (valid until the next input).
 extern "C" int main(void) {
-  volatile TINYML_INPUT_CTYPE *in = input_buf;  // your features go here (quantized when int8)
+  volatile TINYML_INPUT_CTYPE *in = tinyml_model_input();  // your features go here (quantized when int8)
   for (size_t i = 0; i < TINYML_INPUT_ELEMS; ++i) in[i] = 0;
-  if (tinyml_model_invoke(input_buf, output_buf) != 0) return 1;
-  const volatile TINYML_OUTPUT_CTYPE *out = output_buf;
+  if (tinyml_model_run() != 0) return 1;
+  const volatile TINYML_OUTPUT_CTYPE *out = tinyml_model_output();
   return (int)(out[0] == 0 && out[TINYML_OUTPUT_ELEMS - 1] == 1);
 }
 

@@ -1,0 +1,781 @@
+/* tinyml_kernels_packed.c - int8 convolution, fully connected and depthwise kernels on weights the
+ * generator re-laid out (tasks/aot/layout.py), bit-identical with TFLM's reference kernels.
+ *
+ * Two implementations of every inner loop, chosen at compile time by the core (tinyml_simd.h):
+ *  - TML_DSP (Cortex-M4/M7/M33 with the DSP extension): int8 values widened to int16 pairs with
+ *    SXTB16/SXTAB16 (input offset added on the way), two multiply-accumulates per SMLAD.
+ *    Convolutions (1x1 and general) run as a blocked matrix product: 2 output pixels x 2 output
+ *    channels per block, the two im2col columns widened once into scratch and reused by every
+ *    channel pair; fully connected layers take 4 output channels per pass over the input;
+ *    depthwise takes 4 channels per pass (SMLABB/SMLATT) from zero-point padded row buffers, so
+ *    every pixel runs the same unrolled taps. Requantization: 4 instructions per output
+ *    (ADD, ADD, SMMLAR, ASR) when the generator proved the shortcut exact (params `fast`).
+ *  - portable C (every other core and the host): the same layouts, plain integer loops and TFLM's
+ *    64-bit requantization.
+ *
+ * Data flow, which the offline memory plan relies on (tasks/aot/flow.py: an output may overwrite the
+ * part of its input that is already consumed): the matrix product writes pixels in row-major order,
+ * a block of 2 pixels after both columns were copied to scratch, a single pixel while its own
+ * input run is still being read; depthwise writes output row oy after copying every input row it
+ * needs into its row buffers.
+ */
+#include "tinyml_kernels.h"
+#include "tinyml_simd.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__arm__)
+/* the inner loops need -O2; the pre-register-allocation scheduler only adds spills on Cortex-M */
+#pragma GCC optimize("O2", "no-schedule-insns")
+#endif
+
+#if defined(__GNUC__)
+#define TML_NOINLINE __attribute__((noinline))
+#else
+#define TML_NOINLINE
+#endif
+
+#define TML_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TML_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define TML_CHUNK 64 /* output channels per accumulator chunk (on the stack: 2 x 64 int32) */
+#define TML_FC_KC 256 /* input elements a single-pixel op widens at a time (2 * TML_FC_KC bytes of scratch) */
+
+const char *tml_kernels_variant(void) {
+#if TML_DSP_NATIVE
+  return "dsp";
+#elif TML_DSP
+  return "dsp-emulated";
+#else
+  return "portable";
+#endif
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* requantization                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+/* Per output channel a record tml_rq {mult, k, rsh}:
+ *  fast (the generator proved, for every channel: TFLM shift <= -1, multiplier > 2^30,
+ *        2*|acc| < 2^31 and no overflow below): k = 2^(r-1) + zero_point * 2^r, rsh = r = -shift.
+ *        TFLM's MultiplyByQuantizedMultiplier(acc) + zero_point is then exactly
+ *        SMMLAR(2*acc, mult, k + (acc < 0 ? -1 : 0)) >> r: SaturatingRoundingDoublingHighMul is
+ *        the rounded high word SMMULR(2*acc, mult); RoundingDivideByPOT(t, r) is
+ *        (t + 2^(r-1) + (t < 0 ? -1 : 0)) >> r, and t < 0 exactly when acc < 0 (mult > 2^30).
+ *        The bias array of a fast op holds 2 * bias.
+ *  exact: k = TFLM shift, rsh = 0; the bias array holds the bias. */
+
+TML_INLINE int32_t tml_rq_exact(int32_t acc, const tml_rq *r, int32_t zp) { return tml_mbqm(acc, r->mult, r->k) + zp; }
+
+/* any core: acc is the true accumulator (bias included); a fast op's constant channel has the
+ * record {0, 2 * y + 1, 1} (see layout.rq_records) */
+TML_INLINE int32_t tml_rq_any(int32_t acc, const tml_rq *r, int32_t zp, int32_t fast) {
+  if (fast) return r->mult == 0 ? r->k >> 1 : tml_mbqm(acc, r->mult, -r->rsh) + zp;
+  return tml_rq_exact(acc, r, zp);
+}
+
+#if TML_DSP
+/* t2 = 2 * accumulator */
+TML_INLINE int32_t tml_rq_fast(int32_t t2, const tml_rq *r) { return tml_smmlar(t2, r->mult, r->k + (t2 >> 31)) >> r->rsh; }
+#endif
+
+TML_INLINE int8_t tml_out8(int32_t y, int32_t lo, int32_t hi) { return (int8_t)TML_MIN(TML_MAX(y, lo), hi); }
+
+typedef struct {
+  const int32_t *bias; /* fast: 2 * bias */
+  const tml_rq *rq;
+  int32_t rq_stride, zp, lo, hi, fast;
+} tml_rqctx;
+
+/* Requantize nc channels of np (1 or 2) pixels from acc[channel * np + pixel] (no bias in acc),
+ * channel c0 onward; out[pixel * ostride + channel]. */
+static TML_NOINLINE void tml_requant(const tml_rqctx *q, const int32_t *acc, int32_t c0, int32_t nc, int32_t np,
+                                     int8_t *out, int32_t ostride) {
+  const tml_rq *r = q->rq + c0 * q->rq_stride;
+  const int32_t *bias = q->bias ? q->bias + c0 : 0;
+  const int32_t lo = q->lo, hi = q->hi, zp = q->zp;
+  int32_t c, j;
+  for (c = 0; c < nc; ++c, r += q->rq_stride) {
+    const int32_t b = bias ? (q->fast ? bias[c] >> 1 : bias[c]) : 0;
+    for (j = 0; j < np; ++j) out[j * ostride + c] = tml_out8(tml_rq_any(acc[c * np + j] + b, r, zp, q->fast), lo, hi);
+  }
+}
+
+static void tml_rqctx_init(tml_rqctx *q, const int32_t *bias, const tml_rq *rq, int32_t rq_stride, int32_t zp,
+                           int32_t lo, int32_t hi, int32_t fast) {
+  q->bias = bias;
+  q->rq = rq;
+  q->rq_stride = rq_stride;
+  q->zp = zp;
+  q->lo = lo;
+  q->hi = hi;
+  q->fast = fast;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* matrix-product convolution: FULLY_CONNECTED, 1x1 and general CONV_2D                        */
+/* ------------------------------------------------------------------------------------------ */
+/* Packed weights (layout.pack_gemm): output channels in groups of p->wl (4 for single-pixel ops,
+ * 2 for convolutions), then a pair and/or a single channel; a group of g channels is k4/4 steps of
+ * 4*g bytes (4 reduction indices of each of its channels in turn). Reduction index
+ * k = (ky*k_w + kx)*in_c + ic, padded with zero weights to k4; channel c starts at byte c * k4. */
+
+/* copy n bytes, a word at a time while possible (gathers copy short runs: a libc call costs more) */
+TML_INLINE void tml_copy_small(int8_t *d, const int8_t *s, int32_t n) {
+  for (; n >= 4; n -= 4, d += 4, s += 4) tml_wr32(d, tml_rd32(s));
+  for (; n > 0; --n) *d++ = *s++;
+}
+
+TML_INLINE void tml_fill_small(int8_t *d, int32_t v4, int32_t n) {
+  for (; n >= 4; n -= 4, d += 4) tml_wr32(d, v4);
+  for (; n > 0; --n) *d++ = (int8_t)v4;
+}
+
+/* Gather the int8 receptive field of output pixel `pix` into col[0..k4) (zero point where padded). */
+static TML_NOINLINE void tml_gather(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix, int8_t *col) {
+  const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
+  const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+  const int32_t zp4 = tml_bytes_of(-p->input_offset);
+  const int32_t row_bytes = p->k_w * p->in_c, row_in = p->in_w * p->in_c;
+  const int32_t kx0 = TML_MAX(0, -ix0), kx1 = TML_MIN(p->k_w, p->in_w - ix0);
+  const int32_t pre = kx0 * p->in_c, run = (kx1 - kx0) * p->in_c, post = row_bytes - pre - run;
+  int32_t ky;
+  for (ky = 0; ky < p->k_h; ++ky, col += row_bytes) {
+    const int32_t iy = iy0 + ky;
+    if (iy < 0 || iy >= p->in_h || run <= 0) {
+      tml_fill_small(col, zp4, row_bytes);
+      continue;
+    }
+    if (pre) tml_fill_small(col, zp4, pre);
+    tml_copy_small(col + pre, in + iy * row_in + (ix0 + kx0) * p->in_c, run);
+    if (post) tml_fill_small(col + pre + run, zp4, post);
+  }
+  tml_fill_small(col, zp4, p->k4 - p->k_h * row_bytes);
+}
+
+/* the input run of output pixel `pix` of a 1x1 unpadded convolution */
+static const int8_t *tml_pixel_run(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix) {
+  const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
+  return in + ((oy * p->stride_h) * p->in_w + ox * p->stride_w) * p->in_c;
+}
+
+#if TML_DSP
+
+/* Widen k int8 values (x + input offset, doubled when `dbl`) into int16 pairs: per 4-k step the
+ * words X02 = (x0, x2) and X13 = (x1, x3) (the order SXTB16 / SXTB16 ROR 8 give 4 weight bytes),
+ * written every `dstep` words (4: one lane of the interleaved column pair [A02 A13 B02 B13]; 2:
+ * compact). A last partial step is padded with the zero point (x + offset = 0). Doubled inputs
+ * make the accumulator 2 * acc, what the fast requantization consumes (|2 (x + offset)| <= 510). */
+static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, int32_t *dst, int32_t dbl, int32_t dstep) {
+  const int32_t off2 = tml_lanes_of(off);
+  int32_t n4 = k >> 2;
+  if (k & 3) {
+    int8_t v[4];
+    int32_t j, x, lo, hi;
+    for (j = 0; j < 4; ++j) v[j] = j < (k & 3) ? src[4 * n4 + j] : (int8_t)(-off);
+    x = tml_rd32(v);
+    lo = tml_sxtab16(off2, x);
+    hi = tml_sxtab16_ror8(off2, x);
+    dst[n4 * dstep] = dbl ? tml_sadd16(lo, lo) : lo;
+    dst[n4 * dstep + 1] = dbl ? tml_sadd16(hi, hi) : hi;
+  }
+  if (dbl) {
+    while (n4--) {
+      const int32_t x = tml_rd32(src);
+      const int32_t lo = tml_sxtab16(off2, x), hi = tml_sxtab16_ror8(off2, x);
+      src += 4;
+      dst[0] = tml_sadd16(lo, lo);
+      dst[1] = tml_sadd16(hi, hi);
+      dst += dstep;
+    }
+    return;
+  }
+  while (n4--) {
+    const int32_t x = tml_rd32(src);
+    src += 4;
+    dst[0] = tml_sxtab16(off2, x);
+    dst[1] = tml_sxtab16_ror8(off2, x);
+    dst += dstep;
+  }
+}
+
+/* 2 pixels x 2 channels, the 4-k step at offset O (in steps) from cols / w:
+ * cols = [A02 A13 B02 B13] per step, w = [c0 4 bytes, c1 4 bytes] per step */
+#define TML_STEP2X2(O)                                                                  \
+  do {                                                                                  \
+    const int32_t w0 = w[2 * (O)], w1 = w[2 * (O) + 1];                                 \
+    const int32_t ca = cols[4 * (O)], da = cols[4 * (O) + 1];                           \
+    const int32_t cb = cols[4 * (O) + 2], db = cols[4 * (O) + 3];                       \
+    int32_t u = tml_sxtb16(w0);                                                         \
+    a00 = tml_smlad(ca, u, a00);                                                        \
+    a01 = tml_smlad(cb, u, a01);                                                        \
+    u = tml_sxtb16(w1);                                                                 \
+    a10 = tml_smlad(ca, u, a10);                                                        \
+    a11 = tml_smlad(cb, u, a11);                                                        \
+    u = tml_sxtb16_ror8(w0);                                                            \
+    a00 = tml_smlad(da, u, a00);                                                        \
+    a01 = tml_smlad(db, u, a01);                                                        \
+    u = tml_sxtb16_ror8(w1);                                                            \
+    a10 = tml_smlad(da, u, a10);                                                        \
+    a11 = tml_smlad(db, u, a11);                                                        \
+  } while (0)
+
+/* n4 steps of one channel pair, 4 per iteration; n4 % 4 leftover steps enter the unrolled body
+ * in the middle (pointers moved back so the step offsets line up), Duff's-device style */
+#define TML_PAIR_LOOP                                    \
+  do {                                                   \
+    const int32_t r_ = n4 & 3;                           \
+    const int32_t *end_ = w + 2 * n4;                    \
+    if (r_) {                                            \
+      w -= 2 * (4 - r_);                                 \
+      cols -= 4 * (4 - r_);                              \
+      switch (r_) {                                      \
+        case 3: TML_STEP2X2(1); /* fall through */       \
+        case 2: TML_STEP2X2(2); /* fall through */       \
+        default: TML_STEP2X2(3);                         \
+      }                                                  \
+      w += 8;                                            \
+      cols += 16;                                        \
+    }                                                    \
+    while (w != end_) {                                  \
+      TML_STEP2X2(0);                                    \
+      TML_STEP2X2(1);                                    \
+      TML_STEP2X2(2);                                    \
+      TML_STEP2X2(3);                                    \
+      w += 8;                                            \
+      cols += 16;                                        \
+    }                                                    \
+  } while (0)
+
+/* Channel pairs against the doubled column pair, accumulators starting at 2 * bias (fast path):
+ * acc[] receives (c, pixel 0), (c, pixel 1), (c+1, pixel 0), (c+1, pixel 1) per pair, then
+ * (c, pixel 0), (c, pixel 1) for an odd last channel. */
+static TML_NOINLINE void tml_mm2x2_b(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
+                                     const int32_t *b2, int32_t *acc) {
+  int32_t c;
+  for (c = 0; c + 2 <= n; c += 2, b2 += 2, acc += 4) {
+    const int32_t *cols = cols0;
+    int32_t a00 = b2[0], a10 = b2[1], a01, a11;
+    a01 = a00;
+    a11 = a10;
+    TML_PAIR_LOOP;
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+  }
+  if (c < n) {
+    const int32_t *cols = cols0;
+    int32_t a00 = b2[0], a01 = a00, k;
+    for (k = 0; k < n4; ++k) {
+      const int32_t w0 = *w++;
+      const int32_t u = tml_sxtb16(w0), v = tml_sxtb16_ror8(w0);
+      a00 = tml_smlad(cols[0], u, a00);
+      a01 = tml_smlad(cols[2], u, a01);
+      a00 = tml_smlad(cols[1], v, a00);
+      a01 = tml_smlad(cols[3], v, a01);
+      cols += 4;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+  }
+}
+
+/* Requantize (fast records, acc = 2 * accumulator) n channels of 2 pixels: acc[2c + j] -> o_j[c] */
+static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o0,
+                                      int8_t *o1, int32_t lo, int32_t hi) {
+  const int8_t *end = o0 + n;
+  if (lo == -128 && hi == 127 && rs == 1) {
+    while (o0 != end) {
+      const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
+      *o0++ = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
+      *o1++ = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
+      acc += 2;
+      ++r;
+    }
+    return;
+  }
+  while (o0 != end) {
+    const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
+    const int32_t y0 = tml_smmlar(a0, m, k + (a0 >> 31)) >> sh, y1 = tml_smmlar(a1, m, k + (a1 >> 31)) >> sh;
+    *o0++ = (int8_t)TML_MIN(TML_MAX(y0, lo), hi);
+    *o1++ = (int8_t)TML_MIN(TML_MAX(y1, lo), hi);
+    acc += 2;
+    r += rs;
+  }
+}
+
+/* 1 pixel (widened, doubled x: 2 words per step) x g = 4, 2 or 1 channels (4*g bytes per step);
+ * acc[0..g) in and out */
+/* one 4-k step of 4 channels at offset O (in steps) from x / w */
+#define TML_FCSTEP4(O)                                                           \
+  do {                                                                           \
+    const int32_t x02 = x[2 * (O)], x13 = x[2 * (O) + 1];                        \
+    const int32_t w0 = w[4 * (O)], w1 = w[4 * (O) + 1], w2 = w[4 * (O) + 2], w3 = w[4 * (O) + 3]; \
+    a0 = tml_smlad(x02, tml_sxtb16(w0), a0);                                     \
+    a0 = tml_smlad(x13, tml_sxtb16_ror8(w0), a0);                                \
+    a1 = tml_smlad(x02, tml_sxtb16(w1), a1);                                     \
+    a1 = tml_smlad(x13, tml_sxtb16_ror8(w1), a1);                                \
+    a2 = tml_smlad(x02, tml_sxtb16(w2), a2);                                     \
+    a2 = tml_smlad(x13, tml_sxtb16_ror8(w2), a2);                                \
+    a3 = tml_smlad(x02, tml_sxtb16(w3), a3);                                     \
+    a3 = tml_smlad(x13, tml_sxtb16_ror8(w3), a3);                                \
+  } while (0)
+
+/* ngroups quad groups (the first at w0, the next gstride bytes further) over n4 steps of x */
+static TML_NOINLINE void tml_fc4(const int32_t *x0, int32_t n4, const int8_t *w0, int32_t gstride, int32_t ngroups,
+                                 int32_t *acc) {
+  for (; ngroups--; w0 += gstride, acc += 4) {
+    const int32_t *x = x0, *w = (const int32_t *)(const void *)w0;
+    const int32_t *end = w + 4 * (n4 & ~3);
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], r = n4 & 3;
+    while (w != end) {
+      TML_FCSTEP4(0);
+      TML_FCSTEP4(1);
+      TML_FCSTEP4(2);
+      TML_FCSTEP4(3);
+      x += 8;
+      w += 16;
+    }
+    while (r--) {
+      TML_FCSTEP4(0);
+      x += 2;
+      w += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+  }
+}
+
+static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w, int32_t g, int32_t *acc) {
+  int32_t a0 = acc[0], a1 = g == 2 ? acc[1] : 0;
+  while (n4--) {
+    const int32_t x02 = x[0], x13 = x[1], w0 = w[0];
+    a0 = tml_smlad(x02, tml_sxtb16(w0), a0);
+    a0 = tml_smlad(x13, tml_sxtb16_ror8(w0), a0);
+    if (g == 2) {
+      const int32_t w1 = w[1];
+      a1 = tml_smlad(x02, tml_sxtb16(w1), a1);
+      a1 = tml_smlad(x13, tml_sxtb16_ror8(w1), a1);
+    }
+    x += 2;
+    w += g;
+  }
+  acc[0] = a0;
+  if (g == 2) acc[1] = a1;
+}
+
+
+/* The fast path of a single-pixel op (fully connected): output channels in chunks of TML_CHUNK,
+ * accumulators from 2 * bias; the input widened (doubled) TML_FC_KC elements at a time into
+ * `xw`; weights in the quad layout (group of g channels: k4/4 steps of 4*g bytes). */
+/* Requantize (fast records, doubled accumulators) n channels of one pixel: acc[c] -> o[c] */
+static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o,
+                                      int32_t lo, int32_t hi) {
+  const int32_t *end = acc + n;
+  if (rs == 0 && hi == 127) { /* per-tensor record */
+    const int32_t m = r->mult, k = r->k, sh = r->rsh;
+    for (; acc != end; ++acc, ++o) {
+      const int32_t y = tml_ssat8(tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh);
+      *o = (int8_t)(y < lo ? lo : y);
+    }
+    return;
+  }
+  if (hi == 127) { /* no activation, or ReLU: saturate, then raise to lo */
+    for (; acc != end; ++acc, ++o, r += rs) {
+      const int32_t y = tml_ssat8(tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh);
+      *o = (int8_t)(y < lo ? lo : y);
+    }
+    return;
+  }
+  for (; acc != end; ++acc, ++o, r += rs) {
+    const int32_t y = tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh;
+    *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+  }
+}
+
+static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k, const int8_t *w,
+                        int32_t *xw, int8_t *out) {
+  const int32_t n = p->out_c, k4 = p->k4, lo = q->lo, hi = q->hi;
+  const int32_t quads = p->wl == 4 ? n >> 2 : 0;   /* channels in quad groups, then pairs/single */
+  int32_t acc[TML_CHUNK];
+  int32_t c0 = 0;
+  if (k <= TML_FC_KC) tml_widen(x, k, p->input_offset, xw, 1, 2);
+  while (c0 < n) {
+    const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
+    int32_t c, kc;
+    memcpy(acc, q->bias + c0, (size_t)nc * sizeof(int32_t));
+    for (kc = 0; kc < k; kc += TML_FC_KC) {
+      const int32_t kn = TML_MIN(TML_FC_KC, k - kc), s4 = (kn + 3) >> 2;
+      const int8_t *wg = w + c0 * k4;
+      if (k > TML_FC_KC) tml_widen(x + kc, kn, p->input_offset, xw, 1, 2);
+      c = 0;
+      {
+        /* whole quad groups of this chunk in one call */
+        const int32_t nq = TML_MAX(0, TML_MIN(4 * quads - c0, nc)) >> 2;
+        if (nq) {
+          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, nq, acc);
+          wg += 4 * k4 * nq;
+          c = 4 * nq;
+        }
+      }
+      for (; c < nc;) {
+        const int32_t g = nc - c >= 2 ? 2 : 1;
+        tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, acc + c);
+        wg += k4 * g;
+        c += g;
+      }
+    }
+    tml_rq1_fast(acc, nc, q->rq + c0 * q->rq_stride, q->rq_stride, out + c0, lo, hi);
+    c0 += nc;
+  }
+}
+
+#endif /* TML_DSP */
+
+/* One pixel, all channels, from an int8 run x[0..k): the portable path, and on a DSP core the
+ * single-pixel ops (fully connected) and a leftover pixel. Accumulators exclude the bias. */
+static void tml_gemm_pixel(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k,
+                           const int8_t *w, int8_t *out) {
+  const int32_t n = p->out_c, k4 = p->k4, off = p->input_offset;
+  int32_t acc[TML_CHUNK];
+  int32_t c = 0, c0 = 0, na = 0;
+  while (c < n) {
+    const int32_t g = n - c >= p->wl ? p->wl : (n - c >= 2 ? 2 : 1); /* channels of this group */
+    int32_t *a = acc + na;
+    int32_t i, j;
+    {
+      /* per 4-k step, the 4 inputs once, then 4 products per channel of the group */
+      const int8_t *ws = w, *xs = x;
+      const int32_t steps = k >> 2;
+      int32_t s;
+      for (i = 0; i < g; ++i) a[i] = 0;
+      for (s = 0; s < steps; ++s, xs += 4) {
+        const int32_t x0 = xs[0] + off, x1 = xs[1] + off, x2 = xs[2] + off, x3 = xs[3] + off;
+        for (i = 0; i < g; ++i, ws += 4) a[i] += ws[0] * x0 + ws[1] * x1 + ws[2] * x2 + ws[3] * x3;
+      }
+      j = 4 * steps;
+    }
+    for (; j < k; ++j) {
+      const int32_t xv = (int32_t)x[j] + off;
+      const int8_t *ws = w + (j >> 2) * 4 * g + (j & 3);
+      for (i = 0; i < g; ++i) a[i] += (int32_t)ws[4 * i] * xv;
+    }
+    w += k4 * g;
+    c += g;
+    na += g;
+    if (na > TML_CHUNK - 4 || c == n) {
+      tml_requant(q, acc, c0, na, 1, out + c0, 0);
+      c0 = c;
+      na = 0;
+    }
+  }
+}
+
+/* Scratch (planned by the generator, tasks/aot/layout.py gemm_scratch_bytes): the widened columns
+ * (4*k4 bytes for a pixel pair when there are at least 2 output pixels, else 2*min(k4, 256) bytes
+ * for a chunk of the one pixel's input), then k4 bytes for one gathered int8 column unless the
+ * convolution is 1x1 without padding (every column is a contiguous input run). */
+void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
+  const int32_t npix = p->out_h * p->out_w;
+  const int32_t k = p->k_h * p->k_w * p->in_c;
+  const int32_t unit = p->k_h == 1 && p->k_w == 1 && p->pad_h == 0 && p->pad_w == 0;
+  const int32_t in_stride = p->in_h * p->in_w * p->in_c, out_stride = npix * p->out_c;
+  int8_t *stage = (int8_t *)scratch + (npix >= 2 ? 4 * p->k4 : 2 * TML_MIN(p->k4, TML_FC_KC));
+  tml_rqctx q;
+  int32_t b;
+  tml_rqctx_init(&q, p->bias, p->rq, p->rq_stride, p->output_offset, p->act_min, p->act_max, p->fast);
+  for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
+    int32_t pix = 0;
+#if TML_DSP
+    if (npix >= 2 && p->fast) {
+      const int32_t n = p->out_c, n4 = p->k4 >> 2;
+      int32_t *cols = (int32_t *)scratch;
+      int32_t acc[2 * TML_CHUNK];
+      for (; pix + 2 <= npix; pix += 2) {
+        int8_t *o0 = out + pix * n;
+        int32_t c0;
+        if (unit) {
+          tml_widen(tml_pixel_run(p, in, pix), k, p->input_offset, cols, 1, 4);
+          tml_widen(tml_pixel_run(p, in, pix + 1), k, p->input_offset, cols + 2, 1, 4);
+        } else {
+          tml_gather(p, in, pix, stage);
+          tml_widen(stage, p->k4, p->input_offset, cols, 1, 4);
+          tml_gather(p, in, pix + 1, stage);
+          tml_widen(stage, p->k4, p->input_offset, cols + 2, 1, 4);
+        }
+        for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
+          const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
+          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
+          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min,
+                       p->act_max);
+        }
+      }
+    }
+#endif
+#if TML_DSP
+    if (p->fast && pix < npix) {
+      if (npix >= 2) {
+        /* the odd last pixel: the pair path with the same column twice, written twice */
+        int32_t *cols = (int32_t *)scratch;
+        const int32_t n4 = p->k4 >> 2;
+        const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
+        tml_widen(src, unit ? k : p->k4, p->input_offset, cols, 1, 4);
+        tml_widen(src, unit ? k : p->k4, p->input_offset, cols + 2, 1, 4);
+        int32_t acc[2 * TML_CHUNK], c0;
+        for (c0 = 0; c0 < p->out_c; c0 += TML_CHUNK) {
+          const int32_t nc = TML_MIN(TML_CHUNK, p->out_c - c0);
+          int8_t *o = out + pix * p->out_c + c0;
+          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
+          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o, o, p->act_min, p->act_max);
+        }
+      } else {
+        const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
+        tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out + pix * p->out_c);
+      }
+      continue;
+    }
+#endif
+    for (; pix < npix; ++pix) {
+      if (unit) {
+        tml_gemm_pixel(p, &q, tml_pixel_run(p, in, pix), k, w, out + pix * p->out_c);
+      } else {
+        tml_gather(p, in, pix, stage);
+        tml_gemm_pixel(p, &q, stage, k, w, out + pix * p->out_c);
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* depthwise convolution, depth multiplier 1                                                  */
+/* ------------------------------------------------------------------------------------------ */
+/* Weights (layout.pack_dw): channels in groups of 4 (the last group padded with zero weights);
+ * per group and tap two int16 pairs (w_c, w_c+2), (w_c+1, w_c+3), doubled when `fast`. The bias
+ * array holds bias + input_offset * sum(w) (doubled when fast), so the taps multiply the raw int8
+ * input: the row buffers are padded with the input zero point, whose products the folded bias
+ * cancels exactly as TFLM's skipped taps.
+ *
+ * Scratch: k_h row buffers of G * PW * 4 bytes (G = ceil(C / 4) groups, PW = (out_w - 1) *
+ * stride_w + k_w padded pixels), each holding one input row group-major: [group][pixel][4 bytes]. */
+
+static void tml_dw_fill(const tml_dw_s8_params *p, const int8_t *src, int8_t *row, int32_t pw) {
+  const int32_t C = p->channels, G = (C + 3) >> 2, zp = -p->input_offset;
+  const int32_t zp4 = tml_bytes_of(zp);
+  const int32_t x0 = src ? TML_MIN(p->pad_w, pw) : pw;               /* [x0, x1): inside the input row */
+  const int32_t x1 = src ? TML_MAX(x0, TML_MIN(pw, p->pad_w + p->in_w)) : pw;
+  int32_t g, x;
+  for (g = 0; g < G; ++g) {
+    int32_t *d = (int32_t *)(void *)(row + g * pw * 4);
+    for (x = 0; x < x0; ++x) d[x] = zp4;
+    if (C - 4 * g >= 4) {
+      const int8_t *sp = src + (x0 - p->pad_w) * C + 4 * g;
+      int32_t *dp = d + x0, *de = d + x1;
+      for (; dp != de; ++dp, sp += C) *dp = tml_rd32(sp);
+    } else {
+      for (x = x0; x < x1; ++x) {
+        int8_t v[4];
+        int32_t j;
+        for (j = 0; j < 4; ++j) v[j] = 4 * g + j < C ? src[(x - p->pad_w) * C + 4 * g + j] : (int8_t)zp;
+        d[x] = tml_rd32(v);
+      }
+    }
+    for (x = x1; x < pw; ++x) d[x] = zp4;
+  }
+}
+
+#if TML_DSP
+/* one tap of 4 channels: X = 4 input bytes, W = the tap's two int16 pairs */
+#define TML_DW_TAP(XP, WP)                                                     \
+  do {                                                                         \
+    const int32_t xv = *(const int32_t *)(const void *)(XP);                   \
+    const uint64_t wv = *(const uint64_t *)(const void *)(WP);                 \
+    const int32_t x02 = tml_sxtb16(xv), x13 = tml_sxtb16_ror8(xv);             \
+    const int32_t w02 = (int32_t)(uint32_t)wv, w13 = (int32_t)(uint32_t)(wv >> 32); \
+    a0 = tml_smlabb(x02, w02, a0);                                             \
+    a2 = tml_smlatt(x02, w02, a2);                                             \
+    a1 = tml_smlabb(x13, w13, a1);                                             \
+    a3 = tml_smlatt(x13, w13, a3);                                             \
+  } while (0)
+
+/* Requantize (fast records, doubled accumulators) n pixels x nch channels of one channel group:
+ * acc[4j + c] -> o[j * ostep + c] */
+static TML_NOINLINE void tml_rq_group_fast(const int32_t *acc0, int32_t n, int32_t nch, const tml_rq *r, int8_t *o0,
+                                           int32_t ostep, int32_t lo, int32_t hi) {
+  const int32_t full = lo == -128 && hi == 127;
+  int32_t c;
+  for (c = 0; c < nch; ++c, ++r) {
+    const int32_t m = r->mult, k = r->k, sh = r->rsh;
+    const int32_t *acc = acc0 + c, *end = acc + 4 * n;
+    int8_t *o = o0 + c;
+    if (full) {
+      if (n & 1) {
+        *o = (int8_t)tml_ssat8(tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh);
+        acc += 4;
+        o += ostep;
+      }
+      while (acc != end) {
+        const int32_t a0 = acc[0], a1 = acc[4];
+        o[0] = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
+        o[ostep] = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
+        acc += 8;
+        o += 2 * ostep;
+      }
+    } else {
+      for (; acc != end; acc += 4, o += ostep) {
+        const int32_t y = tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh;
+        *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
+      }
+    }
+  }
+}
+
+/* One output row of one channel group, 3x3: acc receives 4 accumulators (bias included) per
+ * output pixel (exact path). */
+static TML_NOINLINE void tml_dw3x3_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t step, int32_t n,
+                                       const int16_t *w, const int32_t *bias, int32_t *acc) {
+  const int32_t b0 = bias[0], b1 = bias[1], b2 = bias[2], b3 = bias[3];
+  while (n--) {
+    int32_t a0 = b0, a1 = b1, a2 = b2, a3 = b3;
+    TML_DW_TAP(r0, w);
+    TML_DW_TAP(r0 + 4, w + 4);
+    TML_DW_TAP(r0 + 8, w + 8);
+    TML_DW_TAP(r1, w + 12);
+    TML_DW_TAP(r1 + 4, w + 16);
+    TML_DW_TAP(r1 + 8, w + 20);
+    TML_DW_TAP(r2, w + 24);
+    TML_DW_TAP(r2 + 4, w + 28);
+    TML_DW_TAP(r2 + 8, w + 32);
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc += 4;
+    r0 += step;
+    r1 += step;
+    r2 += step;
+  }
+}
+
+/* any kernel size: rows[ky] = the group's row buffer at the first window */
+static TML_NOINLINE void tml_dw_row(const int8_t *const *rows, int32_t k_h, int32_t k_w, int32_t step, int32_t n,
+                                    const int16_t *w, const int32_t *bias, int32_t *acc) {
+  int32_t ox, ky, kx;
+  for (ox = 0; ox < n; ++ox) {
+    int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    const int16_t *wp = w;
+    for (ky = 0; ky < k_h; ++ky) {
+      const int8_t *r = rows[ky] + ox * step;
+      for (kx = 0; kx < k_w; ++kx, r += 4, wp += 4) TML_DW_TAP(r, wp);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc += 4;
+  }
+}
+#endif
+
+void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, int8_t *out, void *scratch) {
+  const int32_t C = p->channels, G = (C + 3) >> 2, taps = p->k_h * p->k_w;
+  const int32_t pw = (p->out_w - 1) * p->stride_w + p->k_w;
+  const int32_t rowbuf = G * pw * 4;
+  const int32_t in_stride = p->in_h * p->in_w * C, out_stride = p->out_h * p->out_w * C;
+  const int8_t *rows[8];
+  int32_t b, oy, ox, g, ky, j;
+  tml_rqctx q;
+  tml_rqctx_init(&q, p->bias, p->rq, p->rq_stride, p->output_offset, p->act_min, p->act_max, p->fast);
+  for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
+    int32_t loaded = -p->pad_h - 1; /* highest input row in the row buffers */
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_h;
+      int32_t iy;
+      for (iy = TML_MAX(iy0, loaded + 1); iy < iy0 + p->k_h; ++iy) {
+        int8_t *slot = (int8_t *)scratch + (((iy % p->k_h) + p->k_h) % p->k_h) * rowbuf;
+        tml_dw_fill(p, iy >= 0 && iy < p->in_h ? in + iy * p->in_w * C : 0, slot, pw);
+        loaded = iy;
+      }
+      for (ky = 0; ky < p->k_h; ++ky) {
+        const int32_t r = iy0 + ky;
+        rows[ky] = (const int8_t *)scratch + (((r % p->k_h) + p->k_h) % p->k_h) * rowbuf;
+      }
+      for (g = 0; g < G; ++g) {
+        const int16_t *wg = w + g * taps * 4;
+        const int32_t nch = TML_MIN(4, C - 4 * g);
+        int8_t *o = out + oy * p->out_w * C + 4 * g;
+        int32_t acc[4 * 32];
+        for (ox = 0; ox < p->out_w; ox += 32) {
+          const int32_t n = TML_MIN(32, p->out_w - ox);
+          int32_t c;
+#if TML_DSP
+          if (q.fast) {
+            const int32_t *bias = p->bias + 4 * g;
+            if (p->k_h == 3 && p->k_w == 3) {
+              tml_dw3x3_row(rows[0] + g * pw * 4 + ox * p->stride_w * 4, rows[1] + g * pw * 4 + ox * p->stride_w * 4,
+                            rows[2] + g * pw * 4 + ox * p->stride_w * 4, 4 * p->stride_w, n, wg, bias, acc);
+            } else {
+              const int8_t *gr[8];
+              for (ky = 0; ky < p->k_h; ++ky) gr[ky] = rows[ky] + g * pw * 4 + ox * p->stride_w * 4;
+              tml_dw_row(gr, p->k_h, p->k_w, 4 * p->stride_w, n, wg, bias, acc);
+            }
+            tml_rq_group_fast(acc, n, nch, q.rq + 4 * g, o + ox * C, C, q.lo, q.hi);
+            continue;
+          }
+#endif
+          {
+            /* portable (and any op whose requantization is not fast): the same row buffers and
+             * int16 weight lanes (c0, c2, c1, c3) */
+            const int32_t kw = p->k_w, st = 4 * p->stride_w;
+            for (j = 0; j < n; ++j) {
+              int32_t a0 = p->bias[4 * g], a1 = p->bias[4 * g + 1], a2 = p->bias[4 * g + 2], a3 = p->bias[4 * g + 3];
+              const int16_t *wp = wg;
+              for (ky = 0; ky < p->k_h; ++ky) {
+                const int8_t *r = rows[ky] + g * pw * 4 + (ox + j) * st;
+                for (iy = 0; iy < kw; ++iy, r += 4, wp += 4) {
+                  a0 += wp[0] * r[0];
+                  a2 += wp[1] * r[2];
+                  a1 += wp[2] * r[1];
+                  a3 += wp[3] * r[3];
+                }
+              }
+              acc[4 * j] = a0;
+              acc[4 * j + 1] = a1;
+              acc[4 * j + 2] = a2;
+              acc[4 * j + 3] = a3;
+            }
+          }
+          /* TFLM's 64-bit requantization */
+          for (c = 0; c < nch; ++c) {
+            const tml_rq *r = q.rq + 4 * g + c;
+            for (j = 0; j < n; ++j) {
+              const int32_t a = q.fast ? acc[4 * j + c] >> 1 : acc[4 * j + c];
+              o[(ox + j) * C + c] = tml_out8(tml_rq_any(a, r, q.zp, q.fast), q.lo, q.hi);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* FULLY_CONNECTED: the single-pixel path of tml_gemm_s8 alone (rows = batches), so a model  */
+/* without convolutions links none of the convolution machinery                              */
+/* ------------------------------------------------------------------------------------------ */
+
+void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
+  const int32_t k = p->in_c;
+  tml_rqctx q;
+  int32_t b;
+  tml_rqctx_init(&q, p->bias, p->rq, p->rq_stride, p->output_offset, p->act_min, p->act_max, p->fast);
+  for (b = 0; b < p->batches; ++b, in += k, out += p->out_c) {
+#if TML_DSP
+    if (p->fast) {
+      tml_fc_fast(p, &q, in, k, w, (int32_t *)scratch, out);
+      continue;
+    }
+#endif
+    (void)scratch;
+    tml_gemm_pixel(p, &q, in, k, w, out);
+  }
+}
+
