@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .engine import compression
+from .engine import artifacts, compression
 from .engine.compression import common, remove
 from .engine.compression.settings import validate_steps
 from .engine.errors import TinyMLError
@@ -87,7 +87,7 @@ def run(trained_path: Path, dataset_npz: Path, steps: tuple[dict, ...], out_kera
         fmt = save_model(model, out_keras)
     final = {"params": remove.count_params(model), "macs": int(remove.count_macs(model)), "format": fmt,
              **common.file_sizes(out_keras.read_bytes()), **weights_sizes(model)}
-    result = {"steps": records, "trained": before, "final": final,
-              "requires_full_integer": any(s["method"] == "qat" for s in steps)}
-    write_json(out_json, result)
-    return result
+    record = artifacts.Compress(steps=records, trained=before, final=final,
+                                requires_full_integer=any(s["method"] == "qat" for s in steps))
+    artifacts.write(out_json, record)
+    return record.to_dict()

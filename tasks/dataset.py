@@ -12,7 +12,8 @@ from pathlib import Path
 from .engine.data import (GENERATOR_PARAMS, GENERATORS, DEFAULT_TEST_SPLIT, check_params, class_index,  # noqa: F401
                           inspect_npz, make_windows, read_csv_columns, read_ts, time_split)
 from .engine.errors import TinyMLError
-from .engine.io import read_npz, write_json, write_npz
+from .engine import artifacts
+from .engine.io import read_npz, write_npz
 
 
 # --------------------------------------------------------------------------- loading sources
@@ -360,7 +361,9 @@ def run(ds, task: str, seed: int, out_npz: Path, out_json: Path) -> dict:
             "source": Path(ds.source).name if ds.kind in files else ds.source,
             "split": split, "test_source": Path(ds.test).name if ds.test else None,
             "window": window or None, "stride": ds.stride if window else None}
-    write_json(out_json, meta)
+    record = artifacts.Dataset(**meta)
+    artifacts.write(out_json, record)
+    meta = record.to_dict()
     return meta
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .engine import artifacts, litert, metrics, tflm
 from .engine.errors import TinyMLError
-from .engine.io import read_json, read_npz
+from .engine.io import read_npz
 from .engine.quant import dequantize
 
 TASKS = ("regression", "binary", "multiclass", "autoencoder")
@@ -41,7 +41,7 @@ def run(
     for p, what in ((tflite_path, "converted model"), (dataset_npz, "dataset"), (dataset_json, "dataset description")):
         if not p.is_file():
             raise TinyMLError(f"evaluate: the {what} {p} does not exist; run its stage first (doit {_stage_of(p)}).")
-    meta = read_json(dataset_json)
+    meta = artifacts.read_dict(dataset_json, artifacts.Dataset)
     task = meta.get("task")
     if task not in TASKS:
         raise TinyMLError(

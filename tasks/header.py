@@ -18,7 +18,7 @@ from . import __version__ as PLUGIN_VERSION
 from .engine import artifacts
 from .engine.compat import resolver_method
 from .engine.errors import TinyMLError
-from .engine.io import read_json, write_text
+from .engine.io import write_text
 from .engine.tflm import arena_bytes
 
 BYTES_PER_LINE = 12
@@ -227,7 +227,7 @@ def run(tflite_path: Path, analysis_json: Path, dataset_json: Path, out_h: Path,
     input normalisation come from the dataset's own record (dataset.json).
     """
     tflite_path, analysis_json = Path(tflite_path), Path(analysis_json)
-    meta = read_json(dataset_json)  # the dataset record (engine.artifacts.Dataset)
+    meta = artifacts.read_dict(dataset_json, artifacts.Dataset)
     provenance = dict(provenance, class_names=meta.get("class_names"),
                       norm_a=meta.get("norm_a") if meta.get("normalize") != "none" else None,
                       norm_b=meta.get("norm_b") if meta.get("normalize") != "none" else None)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .engine.reporting import collect as _collect, decide, plots, render
 from .engine.errors import TinyMLError
+from .engine import artifacts
 from .engine.io import write_bytes, write_text
 
 PLOTS_DIR = "plots"
@@ -50,7 +51,7 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
 
     write_text(out_dir / "report.md", render.markdown(doc))
     write_text(out_dir / "report.csv", render.csv_text(rows))
-    write_text(out_dir / "report.json", render.json_text(doc, where=str(out_dir / "report.json")))
+    artifacts.write(out_dir / "report.json", artifacts.Report(**render.finite(doc)))
     drawn = [plots.draw(s) for s in plots.tradeoffs(rows, headroom, doc["ship"])]  # imports matplotlib
     swept = [plots.draw(s) for s in plots.sweep_plots(rows)]
     for p in drawn + swept:

@@ -5,7 +5,8 @@ import importlib
 from pathlib import Path
 
 from .engine.errors import TinyMLError
-from .engine.io import read_json, read_npz, write_json
+from .engine import artifacts
+from .engine.io import read_npz
 from .engine.keras_io import (build_model, import_tensorflow, make_optimizer, save_model, seed_everything,
                               weights_sizes)
 
@@ -24,7 +25,7 @@ def _metrics_for(task: str):
 
 def run(arch, training, seed: int, dataset_npz: Path, dataset_json: Path,
         out_model: Path, out_history: Path) -> dict:
-    meta = read_json(dataset_json)
+    meta = artifacts.read_dict(dataset_json, artifacts.Dataset)
     data = read_npz(dataset_npz)
     _, keras = import_tensorflow()
     # Layer names are numbered per process ("dense_3"): start from zero so a model trained after others
@@ -77,7 +78,7 @@ def run(arch, training, seed: int, dataset_npz: Path, dataset_json: Path,
     history["best_val_loss"] = min(val) if val else None
     history["params"] = int(model.count_params())
     history.update(weights_sizes(model))
-    write_json(out_history, history)
+    artifacts.write_history(out_history, history)
     return history
 
 

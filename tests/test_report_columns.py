@@ -37,7 +37,7 @@ def rich_project(build):
                          sweep={"group": "w", "kind": "model", "values": {"units": width},
                                 "keys": {"units": "model.layers[0].units"}})
     aot = build / "sine" / "int8" / "aot.json"
-    write_json(aot, {"planned_bytes": 1234, "instructions_per_inference": 56789, "passed": True})
+    artifacts.write(aot, artifacts.Aot(supported=True, planned_bytes=1234, instructions_per_inference=56789, passed=True))
     failed = build / "failed"
     write_json(failed / "firmware%3Akws%2Fint8%40nano33ble.json", {"stage": "firmware", "message": "compile error"})
     for x in e:

@@ -115,8 +115,8 @@ class Metrics(Record):
 class History(Record):
     KIND, FILE, WRITER = "history", "<model>/history.json", "train"
     ABOUT = ("How training went (beside `trained.keras`). Every other key is a per-epoch curve as Keras names it "
-             "(`loss`, `val_loss`, `accuracy`, ...): a list of numbers, one per epoch run. The train stage writes "
-             "it as plain JSON: read it with `read_history`, which accepts it with or without the schema key.")
+             "(`loss`, `val_loss`, `accuracy`, ...): a list of numbers, one per epoch run: write it with "
+             "`write_history` and read it with `read_history`, which check the fields and the curves.")
     epochs_run: int = F("epochs trained (fewer than `epochs` when early stopping ended training)")
     params: int = F("parameters of the trained model")
     epochs: int | None = F("epochs configured", None)
@@ -212,7 +212,36 @@ class Aot(Record):
     sources_sha256: dict | None = F("sha256 of each generated C file (the firmware stage depends on this record)", None)
 
 
-RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, History, Analysis, Aot, Size)
+@dataclass
+class Compress(Record):
+    KIND, FILE, WRITER = "compress", "<model>/<variant>/compress.json", "compress"
+    ABOUT = ("What each compression step did (beside `compressed.keras`; see docs/compression.md). A step holds "
+             "`method`, `settings` (every default filled in), `params_before/after`, `macs_before/after`, "
+             "`keras_bytes`, `keras_gzip_bytes`, `test_loss`, `kernels` (per `<layer>/<kernel>`: shape, size, "
+             "sparsity, distinct values) and the method's own figures.")
+    steps: list = F("one record per step, in order")
+    trained: dict = F("the trained model before the steps: params, macs, format, file sizes, test_loss")
+    final: dict = F("the compressed model: params, macs, format, keras and weights-only HDF5 sizes")
+    requires_full_integer: bool = F("a qat step: the variant must convert with quantization = \"int8\"")
+
+
+@dataclass
+class Report(Record):
+    KIND, FILE, WRITER = "report", "report.json", "report"
+    ABOUT = ("Everything `doit report` printed, as data (report.md, report.csv and report.html are rendered from "
+             "the same rows; see docs/report.md). `render.terminal(report.json)` reproduces the terminal text.")
+    headroom: float = F("fraction of flash and RAM kept free when choosing what to ship")
+    rows: list = F("one row per model, variant, board and runtime: every figure of every column")
+    ship: list = F("per board and model: the variant to ship and why, or why none")
+    diff: list | None = F("changes against the previous report.json, or null without one")
+    layers: dict = F("per model/variant: the per-layer table and the activation peak")
+    previous_note: str = F("what the comparison was made against")
+    gate_failures: list = F("why the CI gate failed (empty: it passed)")
+    gates: dict = F("the gate's settings: required variants, max_accuracy_drop")
+    warnings: list = F("degenerate figures and what they keep out of the ship decision")
+
+
+RECORDS: tuple[type[Record], ...] = (Dataset, History, Compress, Convert, Metrics, Analysis, Aot, Size, Report)
 
 # the artifacts that are not JSON records: (path, writer, content)
 FILES = (
@@ -328,6 +357,20 @@ def read_history(path: str | Path) -> dict:
                 x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in v)):
             raise TinyMLError(f"{path}: {k!r} is neither a history field nor a per-epoch curve: {fix}")
     return data
+
+
+def write_history(path: str | Path, history: dict) -> None:
+    """Write <model>/history.json: the History fields plus per-epoch curves (checked like read_history)."""
+    hints = _hints(History)
+    for f in dataclasses.fields(History):
+        required = f.default is dataclasses.MISSING
+        if (f.name in history and not _check_type(history[f.name], hints[f.name])) or (required and f.name not in history):
+            raise TypeError(f"history {f.name} = {history.get(f.name)!r} is not {hints[f.name]}")
+    names = {f.name for f in dataclasses.fields(History)}
+    for k, v in history.items():
+        if k not in names and not isinstance(v, list):
+            raise TypeError(f"history {k!r} is neither a History field nor a per-epoch curve")
+    write_text(path, dumps_json({"schema": f"{History.KIND}/{SCHEMA_VERSION}", **history}, where=str(path)))
 
 
 def read(path: str | Path, cls: type[Record], *, stage_hint: str | None = None):

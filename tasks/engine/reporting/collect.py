@@ -20,7 +20,8 @@ from ..errors import TinyMLError
 
 ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot", "history")
 RECORDS = {"metrics": artifacts.Metrics, "analysis": artifacts.Analysis, "size": artifacts.Size,
-           "convert": artifacts.Convert}
+           "convert": artifacts.Convert, "compress": artifacts.Compress, "aot": artifacts.Aot,
+           "report": artifacts.Report}
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def previous_rows(path: Path | None) -> tuple[list | None, str]:
     """The rows of an earlier report.json: (rows, "ok"), or (None, "absent" / "unreadable")."""
     if path is None or not Path(path).is_file():
         return None, "absent"
-    prev, _ = load(Path(path))
+    prev, _ = load(Path(path), "report")
     if prev is not None and isinstance(prev.get("rows"), list):
         return prev["rows"], "ok"
     return None, "unreadable"
