@@ -81,3 +81,15 @@ def up_to_date(output: str) -> set[str]:
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+def write_dataset_record(path: Path, **fields) -> Path:
+    """A dataset.json as the dataset stage writes it (engine.artifacts.Dataset), from the given fields
+    over plausible defaults (a regression on one feature, no normalisation)."""
+    from doit_tinyml.engine import artifacts
+
+    base = {"task": "regression", "n_classes": None, "class_names": None, "input_shape": [1], "output_shape": [1],
+            "normalize": "none", "norm_a": [0.0], "norm_b": [1.0], "counts": {"train": 1, "test": 1},
+            "source": "test"}
+    artifacts.write(path, artifacts.Dataset(**{**base, **fields}))
+    return path

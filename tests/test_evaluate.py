@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from doit_tinyml import evaluate
+from project import write_dataset_record
 from doit_tinyml.engine import metrics
 from doit_tinyml.engine.errors import TinyMLError
 from doit_tinyml.engine.io import read_json
@@ -83,7 +84,7 @@ def convert(model, mode: str, rep: np.ndarray) -> bytes:
 def write_dataset(folder: Path, meta: dict, **arrays) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "dataset.npz", **arrays)
-    (folder / "dataset.json").write_text(json.dumps(meta))
+    write_dataset_record(folder / "dataset.json", **meta)
     return folder / "dataset.npz", folder / "dataset.json"
 
 
@@ -339,7 +340,7 @@ def test_user_mistakes_raise_tinymlerror(sine, tmp_path):
     with pytest.raises(TinyMLError, match="does not exist.*doit convert"):
         evaluate.run(tmp_path / "nope.tflite", sine["npz"], sine["json"], tmp_path / "m.json", reference_keras=None)
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"task": "clustering"}))
+    write_dataset_record(bad, task="clustering")
     with pytest.raises(TinyMLError, match="clustering.*allowed"):
         evaluate.run(sine["dir"] / "float.tflite", sine["npz"], bad, tmp_path / "m.json", reference_keras=None)
     with pytest.raises(TinyMLError, match="Keras reference.*doit train"):

@@ -145,6 +145,7 @@ def test_inference_objects_are_attributed(tmp_path, core_dir):
     )
     model_dir = make_model_dir(tmp_path / "m" / "v", 1000, 256)
     (model_dir / "aot").mkdir()
+    artifacts.write(model_dir / "aot.json", artifacts.Aot(supported=True, weights_bytes=64, planned_bytes=16))
     (model_dir / "aot" / "tinyml_model.c").write_text(kern.read_text().replace('extern "C" ', ""))  # C, as AOT is
     (sketch / "src" / "main.cpp").write_text(
         'extern "C" int tinyml_k_demo(const unsigned char *w, int n);\n'

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import conftest_models  # noqa: E402
+from project import write_dataset_record  # noqa: E402
 
 from doit_tinyml import analyze, header  # noqa: E402
 from doit_tinyml.engine.errors import TinyMLError  # noqa: E402
@@ -56,11 +57,10 @@ int main(int argc, char** argv) {
 
 def dataset_json(d: Path, prov: dict) -> Path:
     """The dataset record the header reads class names and the input normalisation from."""
-    p = d / "dataset.json"
     norm = prov.get("norm_a") is not None
-    p.write_text(json.dumps({"class_names": prov.get("class_names"), "normalize": "standard" if norm else "none",
-                             "norm_a": prov.get("norm_a"), "norm_b": prov.get("norm_b")}))
-    return p
+    return write_dataset_record(d / "dataset.json", class_names=prov.get("class_names"),
+                                normalize="standard" if norm else "none",
+                                norm_a=prov.get("norm_a") or [0.0], norm_b=prov.get("norm_b") or [1.0])
 
 
 @pytest.fixture(scope="session")
