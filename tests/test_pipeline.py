@@ -223,3 +223,32 @@ def test_aot_runtime_adds_only_aot_tasks_and_is_verified_against_tflm(proj):
     out = doit(proj, "report").stdout
     rows = [ln.split() for ln in out.splitlines() if ln.strip().startswith("int8") and "nano33ble" in ln]
     assert sorted(r[r.index("nano33ble") + 1] for r in rows) == ["aot", "tflm"], out  # the runtime column
+
+
+def test_report_only_settings_rebuild_nothing(proj):
+    toml = proj / "tinyml.toml"
+    toml.write_text(toml.read_text().replace('representative_samples = 50', 'representative_samples = 50\n'
+                                             'required = true\ndescription = "the one to ship"'))
+    assert executed(doit(proj).stdout) == set()
+
+
+def test_a_change_in_a_stages_code_reruns_exactly_that_stage(proj, tmp_path):
+    """Upgrading the plugin re-runs the stages whose code changed: a copy of the package, edited."""
+    import shutil as _shutil
+
+    import doit_tinyml
+
+    pkg = tmp_path / "site"
+    _shutil.copytree(Path(doit_tinyml.__file__).parent, pkg / "doit_tinyml",
+                     ignore=_shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": str(pkg)}
+    # the copy is another package file set, so every stage's code hash is the same as before
+    assert executed(doit(proj, env=env).stdout) == set()
+    header = pkg / "doit_tinyml" / "header.py"
+    header.write_text(header.read_text() + "\n# a comment: new code, same output\n")
+    ran = executed(doit(proj, env=env).stdout)
+    assert ran == {"header:sine/float32", "header:sine/int8"}, ran   # same bytes: the firmware stays
+    elf = pkg / "doit_tinyml" / "engine" / "elf.py"
+    elf.write_text(elf.read_text() + "\n# the firmware stage's engine changed\n")
+    ran = executed(doit(proj, env=env).stdout)
+    assert ran and all(t.startswith("firmware:") for t in ran), ran

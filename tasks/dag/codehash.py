@@ -100,6 +100,8 @@ def _closure(dotted: str) -> list[Path]:
         if path is None or path in seen:
             continue
         seen.add(path)
+        if mod == "":
+            continue  # the package root: its version string counts, not load_project's lazy imports
         for parent in _parents(mod):  # importing a.b.c runs a/__init__ and a/b/__init__ too
             todo.append(parent)
         todo += sorted(_imports(path))

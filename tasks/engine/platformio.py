@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .. import __version__ as PLUGIN_VERSION
 from .boards import CATALOGUE, Board
 from . import elf as elfsize
 from .errors import TinyMLError
@@ -33,6 +32,7 @@ from .io import atomic_path, dumps_json, write_json, write_text
 
 PLATFORM_SRC = Path(__file__).resolve().parent / "pio_platform"
 PLATFORM_NAME = "tinyml-arm"
+PLATFORM_VERSION = "1.0.0"  # the platform's files are fingerprinted; a plugin release alone changes no firmware
 SCONS_PKG_VERSION = "4.41101.0"  # what PlatformIO 6.2 requires (~4.41101.0)
 
 # Linker regions are this many times the board's limits, so a too-big firmware still links and
@@ -129,7 +129,7 @@ def board_manifest(board: Board) -> dict:
 
 def _platform_fingerprint(tools: dict[str, Path]) -> str:
     h = hashlib.sha256()
-    h.update(f"{PLUGIN_VERSION}|{SCONS_PKG_VERSION}|{LINK_REGION_FACTOR}|{sys.executable}".encode())
+    h.update(f"{PLATFORM_VERSION}|{SCONS_PKG_VERSION}|{LINK_REGION_FACTOR}|{sys.executable}".encode())
     for p in sorted(PLATFORM_SRC.rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts:
             h.update(str(p.relative_to(PLATFORM_SRC)).encode())
@@ -213,7 +213,7 @@ def ensure_core(core_dir: Path) -> Path:
             "name": PLATFORM_NAME,
             "title": "doit-tinyml bare-metal Cortex-M (offline)",
             "description": "Builds bare-metal Cortex-M firmware with the system's arm-none-eabi-gcc, no network.",
-            "version": PLUGIN_VERSION,
+            "version": PLATFORM_VERSION,
             "engines": {"platformio": "^6"},
             "frameworks": {},
             "packages": {
