@@ -158,15 +158,18 @@ class Analysis(Record):
 @dataclass
 class Size(Record):
     KIND, FILE, WRITER = "size", "<model>/<variant>/<board>[.<runtime>]/size.json", "firmware"
-    ABOUT = ("The firmware against the board's limits: PlatformIO's own RAM/Flash figures for a build, or "
-             "a marked estimate for a board that cannot be built here (beside `firmware.elf`, `firmware.map`).")
+    ABOUT = ("The firmware against the board's limits: PlatformIO's own RAM/Flash figures for a build (the sketch's "
+             "own environment, or a generated project with the real TFLite Micro linked), or a marked estimate "
+             "(a board that cannot be built here; a tflm firmware without the interpreter, which is then added "
+             "from the table of real links) (beside `firmware.elf`, `firmware.map`). Time per inference is always "
+             "an estimate from a QEMU instruction count (`latency_basis`).")
     board: str = F("board id")
     runtime: str = F("tflm | aot")
-    estimate: bool = F("true: not measured from a build (see estimate_basis)")
+    estimate: bool = F("true: flash/RAM are not (all) measured from a build (see estimate_basis)")
     flash_used: int = F("bytes of flash the firmware uses")
-    flash_limit: int = F("the board's flash for the application")
+    flash_limit: int = F("the board's flash for the application (an environment build: PlatformIO's own limit)")
     ram_used: int = F("bytes of RAM (data, bss, heap and stack reserves)")
-    ram_limit: int = F("the board's RAM")
+    ram_limit: int = F("the board's RAM (an environment build: PlatformIO's own limit)")
     flash_over_by: int = F("bytes over the flash limit (0 when it fits)")
     ram_over_by: int = F("bytes over the RAM limit (0 when it fits)")
     fits: bool = F("fits both limits and the runtime can run the model")
@@ -176,9 +179,56 @@ class Size(Record):
     linker_overflow: dict | None = F("{region: bytes} when the first link overflowed the linker's regions", None)
     incompatible: str | None = F("why the runtime cannot run this variant (then `fits` is false; the build, if "
                                  "any, is for the size comparison only)", None)
+    interpreter_estimate: dict | None = F("tflm firmware without the interpreter: {flash, ram, config, error_pct, "
+                                          "unmeasured_ops, measured_without: {flash_used, ram_used}}: what was added "
+                                          "from engine/data/tflm_size_table.json", None)
+    env: dict | None = F("built from the sketch's own platformio.ini: {name, platformio_ini, limits}", None)
+    tflm: dict | None = F("the real TFLite Micro linked: {linked, library, layout, version, kernels, archive_key, "
+                          "n_sources, per_channel_fully_connected, reference_kernels, framework}", None)
+    latency_ms: float | None = F("estimated milliseconds per inference on this board (see latency_basis)", None)
+    latency_basis: dict | None = F("{source, instructions, counted_on, core, cpu_mhz, memory, dtype, isa_factor, cpi, "
+                                   "memory_factor, band_ms: [low, high], error, formula, note}, or {why_not}", None)
+    max_latency_ms: float | None = F("the board's `[boards.<id>] max_latency_ms` (the ship decision skips slower "
+                                     "variants)", None)
 
 
-RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, History, Analysis, Size)
+@dataclass
+class TflmTarget(Record):
+    KIND, FILE, WRITER = "tflm", "<model>/<variant>/tflm.json", "tflm"
+    ABOUT = ("The real TFLite Micro (the user's library tree, prebuilt for the Cortex-M4) running the test vectors on "
+             "QEMU's mps2-an386 with the variant's model_data.h op resolver: outputs against the tflite-micro Python "
+             "interpreter, the arena and the instructions per inference, beside the AOT figures and the analyze "
+             "stage's 32-bit arena (beside `tflm/firmware.elf`).")
+    board: str = F("the emulated board (mps2_an386)")
+    core: str = F("its core (cortex-m4f)")
+    kernels: str = F("cmsis_nn | reference")
+    library: dict = F("{library, layout, version, kernels, archive_key, n_sources, per_channel_fully_connected, "
+                      "reference_kernels}")
+    samples: int = F("test vectors run")
+    outputs_equal: bool = F("every output equals the Python interpreter's (int: byte for byte; float32: within 1e-5 "
+                            "relative)")
+    bit_identical: bool = F("every output byte equal")
+    n_identical: int = F("vectors with byte-identical outputs")
+    arena_min_bytes: int = F("smallest arena (multiple of 16) in which AllocateTensors and Invoke succeed on the "
+                             "target (bisection in the firmware; 16 bytes less fails)")
+    max_abs_diff: float | int | None = F("largest output difference", None)
+    mismatch: str | None = F("the first differing output, when any", None)
+    arena_used_bytes: int | None = F("interpreter.arena_used_bytes() after AllocateTensors", None)
+    instructions_per_inference: int | None = F("mean instructions executed by Invoke() (QEMU -icount, exact)", None)
+    instructions_min: int | None = F("fewest over the vectors", None)
+    instructions_max: int | None = F("most over the vectors", None)
+    allocations: dict | None = F("RecordingMicroAllocator's table on the target: {total, head, tail, categories}", None)
+    analyze_arena: dict | None = F("the analyze stage's figures for the same model: {target32_bytes, error_pct vs "
+                                   "arena_min_bytes, model}", None)
+    aot: dict | None = F("the AOT figures of the same variant when it has them: {instructions_per_inference, "
+                         "planned_bytes, instructions_ratio_tflm_over_aot}", None)
+    runner_flash_used: int | None = F("flash of the check firmware (it holds test vectors and a 256 KiB arena: "
+                                      "not a product figure)", None)
+    runner_ram_used: int | None = F("RAM of the check firmware", None)
+    qemu_command: str | None = F("the QEMU command line", None)
+
+
+RECORDS: tuple[type[Record], ...] = (Dataset, Convert, Metrics, History, Analysis, Size, TflmTarget)
 
 # the artifacts that are not JSON records: (path, writer, content)
 FILES = (
@@ -191,6 +241,7 @@ FILES = (
      "size, the op list and resolver, provenance"),
     ("<model>/<variant>/aot/", "aot", "the model as plain C (`tinyml_model.c/.h`); `aot.json` beside it"),
     ("<model>/<variant>/<board>[.<runtime>]/firmware.elf, firmware.map", "firmware", "the linked firmware"),
+    ("<model>/<variant>/tflm/firmware.elf", "tflm", "the TFLM target-check firmware run under QEMU"),
     ("report.md, report.json, report.csv, report.html, plots/", "report", "the report"),
 )
 
