@@ -164,6 +164,7 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
     (not raised) unless `fail_on_overflow`.
     """
     sketch_dir, variant_dir, out_dir = Path(sketch_dir), Path(variant_dir), Path(out_dir)
+    wrong = None
     # a failed build must not leave the previous size.json for the report to show as current
     for stale in ("size.json", "firmware.elf", "firmware.map"):
         (out_dir / stale).unlink(missing_ok=True)
@@ -180,7 +181,7 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
             overrides = {"upload.maximum_size": board.flash, "upload.maximum_ram_size": board.ram}
         res = platformio.build_env(sketch_dir, env, core_dir, out_dir / "env", include_dirs=includes,
                                    sources=list(files.values()), defines=[define], board_overrides=overrides,
-                                   what=f"{label} @ {board.id}")
+                                   model_dir=variant_dir, what=f"{label} @ {board.id}")
         rec = _from_build(res, board, runtime, out_dir, env_build=True)
         extra["env"] = {"name": env, "platformio_ini": str(sketch_dir / "platformio.ini"),
                         "limits": "PlatformIO's own (the environment's board manifest"
@@ -191,8 +192,8 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
         files, includes = _sources(sketch_dir, variant_dir, runtime)
         defines, link_flags = [define], []
         if runtime == "tflm" and tflm and tflm.get("library"):  # link the real TFLite Micro
-            lib = _tflm_library(tflm, board, variant_dir, tflm_cache or (Path(core_dir).parent / ".tinyml" / "tflm-lib"),
-                                label)
+            lib, wrong = _tflm_library(tflm, board, variant_dir,
+                                       tflm_cache or (Path(core_dir).parent / ".tinyml" / "tflm-lib"))
             from .engine.tflm_link import app_settings
 
             app = app_settings(lib)
@@ -215,7 +216,7 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
     rec.pop("elf", None)
     rec.update(extra)
     _latency(rec, board, variant_dir, runtime, tflm)
-    why = _cannot_run(variant_dir, runtime, lib, rec)
+    why = _cannot_run(variant_dir, runtime, lib, rec) or wrong
     if why:  # built for the size comparison, but the runtime cannot run it: never "fits"
         rec.update(fits=False, incompatible=why)
     if board.max_latency_ms is not None:
@@ -255,15 +256,14 @@ def _from_build(res, board: Board, runtime: str, out_dir: Path, *, env_build: bo
     return rec
 
 
-def _tflm_library(tflm: dict, board: Board, variant_dir: Path, cache: Path, label: str):
-    """The prebuilt TFLM archive for this board's core (built once), after checking the model against the tree."""
+def _tflm_library(tflm: dict, board: Board, variant_dir: Path, cache: Path):
+    """(the prebuilt TFLM archive for this board's core (built once), why this tree computes the model wrongly or None)."""
     from .engine import tflm_link
 
     tree = tflm_link.find_tree(tflm["library"], reference_kernels=tflm.get("reference_kernels"))
     why = tflm_link.check_model(tree, (variant_dir / "model.tflite").read_bytes())
-    if why:
-        raise TinyMLError(f"{label}: {why}.")
-    return tflm_link.build_library(tree, tflm.get("kernels") or "cmsis_nn", board.gcc_flags, Path(cache), core=board.core)
+    lib = tflm_link.build_library(tree, tflm.get("kernels") or "cmsis_nn", board.gcc_flags, Path(cache), core=board.core)
+    return lib, why
 
 
 def _has_interpreter(elf: Path) -> bool:

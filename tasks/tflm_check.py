@@ -32,16 +32,19 @@ def run(variant_dir: Path, dataset_npz: Path, out_json: Path, *, tflm: dict, cor
     out_json.unlink(missing_ok=True)
     label = label or f"{variant_dir.parent.name}/{variant_dir.name}"
     a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
-    if not a["tflm_compatible"]:
-        raise TinyMLError(f"{label}: TFLite Micro cannot run this variant (analysis.json: "
-                          f"{(a['problems'] or [{}])[0].get('message', 'see problems')}); nothing to measure")
-    model = (variant_dir / "model.tflite").read_bytes()
     tree = tflm_link.find_tree(tflm["library"], reference_kernels=tflm.get("reference_kernels"))
-    why = tflm_link.check_model(tree, model)
-    if why:
-        raise TinyMLError(f"{label}: {why}.")
     board = CATALOGUE[tflm_target.BOARD_ID]
-    lib = tflm_link.build_library(tree, tflm.get("kernels") or "cmsis_nn", board.gcc_flags, Path(cache), core=board.core)
+    kernels = tflm.get("kernels") or "cmsis_nn"
+    if not a["tflm_compatible"]:
+        first = next((p for p in a["problems"] if p.get("severity") == "error"), None) or {}
+        why = f"TFLite Micro cannot run this variant ({first.get('message') or 'see analysis.json'})"
+        artifacts.write(out_json, artifacts.TflmTarget(board=board.id, core=board.core, kernels=kernels,
+                                                       library=tflm_link.describe_tree(tree, kernels), skipped=why))
+        print(f"tflm: {label}: nothing to measure: {why}", flush=True)
+        return {"skipped": why}
+    model = (variant_dir / "model.tflite").read_bytes()
+    wrong = tflm_link.check_model(tree, model)  # measured anyway: the outputs will show it
+    lib = tflm_link.build_library(tree, kernels, board.gcc_flags, Path(cache), core=board.core)
     try:
         with np.load(dataset_npz) as d:
             x = d["x_test"]
@@ -66,6 +69,8 @@ def run(variant_dir: Path, dataset_npz: Path, out_json: Path, *, tflm: dict, cor
             res["aot"] = {"instructions_per_inference": int(n), "planned_bytes": aot.get("planned_bytes"),
                           "instructions_ratio_tflm_over_aot": round(res["instructions_per_inference"] / n, 3)
                           if res.get("instructions_per_inference") else None}
+    if wrong and not res["outputs_equal"]:
+        res["mismatch"] = f"{res.get('mismatch')}: {wrong}"
     artifacts.write(out_json, artifacts.TflmTarget(**res))
     eq = "outputs equal the Python interpreter's" if res["outputs_equal"] else f"OUTPUTS DIFFER: {res.get('mismatch')}"
     err = res.get("analyze_arena", {}).get("error_pct")

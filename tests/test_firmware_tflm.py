@@ -150,7 +150,8 @@ def test_target_check_on_qemu(variant, tree, cache, core_dir):
 
 
 @needs_tflm
-def test_per_channel_dense_on_an_old_tree_is_refused(tmp_path, tree, cache, core_dir):
+def test_per_channel_dense_on_an_old_tree_never_fits(tmp_path, tree, cache, core_dir, variant):
+    """The Arduino export of 2023 reads one scale of a per-channel Dense layer: built for its size, never "fits"."""
     if tree.per_channel_fc:
         pytest.skip("this tree computes per-channel FULLY_CONNECTED")
     from doit_tinyml.aot import testmodels
@@ -158,3 +159,9 @@ def test_per_channel_dense_on_an_old_tree_is_refused(tmp_path, tree, cache, core
     tfl, _ = testmodels.build("sine_int8", tmp_path / "models")
     why = tflm_link.check_model(tree, tfl.read_bytes())
     assert why and "per_channel = false" in why and "is_per_channel" in why
+    vd = tmp_path / "v"
+    shutil.copytree(variant, vd)
+    shutil.copyfile(tfl, vd / "model.tflite")  # the header's model stays: only the check reads model.tflite
+    rec = firmware.run(ROOT / "sketches" / "sine", vd, boards.CATALOGUE["nano33ble"], tmp_path / "o", core_dir,
+                       tflm={"library": str(tree.root), "kernels": tree.kernel_sets[0]}, tflm_cache=cache, quiet=True)
+    assert rec["fits"] is False and "per_channel = false" in rec["incompatible"]

@@ -204,13 +204,15 @@ class TflmTarget(Record):
     kernels: str = F("cmsis_nn | reference")
     library: dict = F("{library, layout, version, kernels, archive_key, n_sources, per_channel_fully_connected, "
                       "reference_kernels}")
-    samples: int = F("test vectors run")
-    outputs_equal: bool = F("every output equals the Python interpreter's (int: byte for byte; float32: within 1e-5 "
-                            "relative)")
-    bit_identical: bool = F("every output byte equal")
-    n_identical: int = F("vectors with byte-identical outputs")
-    arena_min_bytes: int = F("smallest arena (multiple of 16) in which AllocateTensors and Invoke succeed on the "
-                             "target (bisection in the firmware; 16 bytes less fails)")
+    skipped: str | None = F("why nothing was measured (TFLM cannot run this variant); the figures below are then absent",
+                            None)
+    samples: int | None = F("test vectors run", None)
+    outputs_equal: bool | None = F("every output equals the Python interpreter's (int: byte for byte; float32: within "
+                                   "1e-5 relative)", None)
+    bit_identical: bool | None = F("every output byte equal", None)
+    n_identical: int | None = F("vectors with byte-identical outputs", None)
+    arena_min_bytes: int | None = F("smallest arena (multiple of 16) in which AllocateTensors and Invoke succeed on "
+                                    "the target (bisection in the firmware; 16 bytes less fails)", None)
     max_abs_diff: float | int | None = F("largest output difference", None)
     mismatch: str | None = F("the first differing output, when any", None)
     arena_used_bytes: int | None = F("interpreter.arena_used_bytes() after AllocateTensors", None)

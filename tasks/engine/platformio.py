@@ -407,11 +407,14 @@ def workspace_dir(core_dir: Path, sketch_dir: Path) -> Path:
 
 def build_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, *,
               include_dirs: Iterable[Path] = (), sources: Iterable[Path] = (), defines: Iterable[str] = (),
-              board_overrides: dict | None = None, what: str = "the firmware", timeout: float = 3600) -> BuildResult:
+              board_overrides: dict | None = None, model_dir: Path | None = None, what: str = "the firmware",
+              timeout: float = 3600) -> BuildResult:
     """`pio run -e env_name` on the sketch's own platformio.ini, with the variant's files injected.
 
     Nothing in the sketch is edited: doit's pre-script (PLATFORMIO_EXTRA_SCRIPTS, appended after the
-    environment's own extra_scripts) adds the include folders, sources and defines; the build goes to
+    environment's own extra_scripts) adds the include folders, sources and defines (a source the
+    sketch's own scripts already compile is not added twice; TINYML_MODEL_DIR is set to `model_dir`
+    for sketches whose script reads it, like the demo's tinyml_model.py); the build goes to
     `build_dir` (PLATFORMIO_BUILD_DIR) and PlatformIO's workspace (library downloads) to the build
     folder. The same call serves an official platform (it downloads what the environment names, once,
     when there is internet) and doit's local platform (`platform = symlink://${sysenv.TINYML_LOCAL_PLATFORM}`).
@@ -432,6 +435,8 @@ def build_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, 
     env.update(PLATFORMIO_BUILD_DIR=str(build_dir), PLATFORMIO_WORKSPACE_DIR=str(ws),
                PLATFORMIO_EXTRA_SCRIPTS=f"pre:{INJECT_SCRIPT}", TINYML_INJECT=str(inject),
                TINYML_LOCAL_PLATFORM=str(platform_dir), TINYML_DOIT="1")
+    if model_dir is not None:
+        env["TINYML_MODEL_DIR"] = str(Path(model_dir).resolve())
     cmd = [sys.executable, "-m", "platformio", "run", "-d", str(Path(sketch_dir).resolve()), "-e", env_name]
     with _locked(ws.parent / f".{ws.name}.lock"):  # one build of a sketch's workspace at a time (libdeps)
         try:

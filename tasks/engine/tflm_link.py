@@ -429,9 +429,12 @@ def app_settings(lib: Library) -> dict:
 
 def describe(lib: Library) -> dict:
     """For size.json and the target record: which TFLM was linked."""
-    t = lib.tree
-    return {"library": str(t.root), "layout": t.layout, "version": t.version, "kernels": lib.kernels,
-            "archive_key": lib.key, "n_sources": lib.n_sources, "per_channel_fully_connected": t.per_channel_fc,
+    return {**describe_tree(lib.tree, lib.kernels), "archive_key": lib.key, "n_sources": lib.n_sources}
+
+
+def describe_tree(t: Tree, kernels: str) -> dict:
+    return {"library": str(t.root), "layout": t.layout, "version": t.version, "kernels": kernels,
+            "per_channel_fully_connected": t.per_channel_fc,
             "reference_kernels": str(t.reference_kernels) if t.reference_kernels else None}
 
 
