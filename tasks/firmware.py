@@ -216,7 +216,7 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
     rec.pop("elf", None)
     rec.update(extra)
     _latency(rec, board, variant_dir, runtime, tflm)
-    why = _cannot_run(variant_dir, runtime, lib, rec) or wrong
+    why = wrong or _cannot_run(variant_dir, runtime, lib, rec)
     if why:  # built for the size comparison, but the runtime cannot run it: never "fits"
         rec.update(fits=False, incompatible=why)
     if board.max_latency_ms is not None:
