@@ -31,7 +31,10 @@ def analyze_bytes(data: bytes, *, arena_margin: float = 0.10, path: str | Path |
             "host_bytes": measured["host_bytes"],
             "target32_bytes": measured["target32_bytes"],
             "margin": float(arena_margin),
-            "bytes": arena_bytes(measured["target32_bytes"], float(arena_margin)),
+            # what the header reserves: enough for either kernel set the firmware may link, plus the margin
+            "bytes": arena_bytes(max([measured["target32_bytes"]] + [k["target32_bytes"] for k in
+                                      (measured.get("by_kernels") or {}).values()]), float(arena_margin)),
+            "by_kernels": measured.get("by_kernels"),
             "final32_bytes": measured["final32_bytes"],
             "exact": measured["exact"],
             "split": measured["split"],

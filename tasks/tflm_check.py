@@ -54,10 +54,11 @@ def run(variant_dir: Path, dataset_npz: Path, out_json: Path, *, tflm: dict, cor
                               Path(core_dir), max_vectors=max_vectors, what=label)
     arena = a.get("arena") or {}
     if arena.get("target32_bytes"):
-        t32 = int(arena["target32_bytes"])
+        t32 = int(((arena.get("by_kernels") or {}).get(kernels) or {}).get("target32_bytes") or arena["target32_bytes"])
         res["analyze_arena"] = {"target32_bytes": t32, "bytes_with_margin": arena.get("bytes"),
                                 "error_pct": round(100.0 * (t32 - res["arena_min_bytes"]) / res["arena_min_bytes"], 2),
-                                "model": arena.get("model") or arena.get("method", "")[:80]}
+                                "kernels": kernels,
+                                "exact": bool(((arena.get("by_kernels") or {}).get(kernels) or arena).get("exact"))}
     aot_json = variant_dir / "aot.json"
     if aot_json.is_file():
         try:

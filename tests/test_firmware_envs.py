@@ -160,3 +160,17 @@ def test_doit_builds_the_environment(tmp_path):
     assert "firmware:sine/int8@nano33ble" in proc.stdout
     rep = doit(root, "report", check=False, env={"TINYML_TFLM_DIR": ""})
     assert "nano33ble" in rep.stdout and "pico" in rep.stdout
+
+
+def test_the_demo_sketch_own_model_script_and_doits_injection_coexist(tmp_path, core_dir):
+    """sketches/sine's environments run its pre-script tinyml_model.py (it compiles model_data.cc from
+    $TINYML_MODEL_DIR); doit sets that variable and does not compile the file a second time."""
+    sk = tmp_path / "sine"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "sketches" / "sine", sk)
+    # the same environment offline: the local platform instead of nordicnrf52, no framework, no TFLM
+    (sk / "platformio.ini").write_text(
+        "[env:nano33ble]\nplatform = symlink://${sysenv.TINYML_LOCAL_PLATFORM}\nboard = nano33ble\n"
+        "extra_scripts = pre:tinyml_model.py\n")
+    vd = make_model_dir(tmp_path / "m" / "v", 2000, 512)
+    rec = firmware.run(sk, vd, boards.CATALOGUE["nano33ble"], tmp_path / "o", core_dir, env="nano33ble", quiet=True)
+    assert rec["breakdown"]["flash"]["model"] == 2000  # linked once (twice would not link at all)

@@ -145,8 +145,10 @@ class Analysis(Record):
     macs: int = F("multiply-accumulates per inference")
     hybrid: bool = F("dynamic-range ops (float activations, int8 weights)")
     float16: bool = F("float16 weights dequantized at run time")
-    arena: dict | None = F("TFLM tensor arena: {host_bytes, target32_bytes, margin, bytes (what the header "
-                           "reserves), split, host_split, method}, or null when TFLM cannot run the model")
+    arena: dict | None = F("TFLM tensor arena: {host_bytes, target32_bytes (32-bit, reference kernels), final32_bytes "
+                           "(arena_used_bytes()), exact, by_kernels: {reference, cmsis_nn: {target32_bytes, "
+                           "final32_bytes, exact}}, margin, bytes (what the header reserves: the larger kernel set's "
+                           "figure plus the margin), split, host_split, method}, or null when TFLM cannot run the model")
     arena_margin: float = F("the margin added to the 32-bit figure")
     tflm_compatible: bool = F("TFLite Micro can run it")
     problems: list = F("[{op | tensor, message, fix, severity}]")
@@ -220,8 +222,9 @@ class TflmTarget(Record):
     instructions_min: int | None = F("fewest over the vectors", None)
     instructions_max: int | None = F("most over the vectors", None)
     allocations: dict | None = F("RecordingMicroAllocator's table on the target: {total, head, tail, categories}", None)
-    analyze_arena: dict | None = F("the analyze stage's figures for the same model: {target32_bytes, error_pct vs "
-                                   "arena_min_bytes, model}", None)
+    analyze_arena: dict | None = F("the analyze stage's 32-bit arena for the same model and kernel set: "
+                                   "{target32_bytes, bytes_with_margin, error_pct vs arena_min_bytes, kernels, exact}",
+                                   None)
     aot: dict | None = F("the AOT figures of the same variant when it has them: {instructions_per_inference, "
                          "planned_bytes, instructions_ratio_tflm_over_aot}", None)
     runner_flash_used: int | None = F("flash of the check firmware (it holds test vectors and a 256 KiB arena: "

@@ -285,11 +285,20 @@ def measure(model_bytes: bytes) -> dict[str, Any]:
 def target32(model_bytes: bytes, host_bytes: int, alloc: dict[str, Any]) -> dict[str, Any]:
     """The 32-bit arena from the host's measurement: exact (engine.arena32) or, failing that, an upper bound.
 
-    {"target32_bytes", "final32_bytes", "exact", "why_not_exact", "split", "host_split", "method"}.
+    {"target32_bytes", "final32_bytes", "exact", "why_not_exact", "split", "host_split", "method",
+    "by_kernels": {"reference": {target32_bytes, final32_bytes, exact}, "cmsis_nn": {...}}}: target32_bytes is
+    for TFLM's reference kernels (what the host's interpreter runs); CMSIS-NN kernels need other OpData and
+    scratch requests, replayed with their own measured rules.
     """
     from . import arena32
 
     d = derive_target32(host_bytes, alloc)
+    by_kernels = {}
+    for kernels in ("reference", "cmsis_nn"):
+        q = arena32.predict(model_bytes, alloc, kernels)
+        by_kernels[kernels] = ({"target32_bytes": q["target32_bytes"], "final32_bytes": q["final32_bytes"], "exact": True}
+                               if q.get("exact") else {"target32_bytes": d["target32_bytes"],
+                                                       "final32_bytes": d["final32_bytes"], "exact": False})
     p = arena32.predict(model_bytes, alloc)
     if p.get("exact"):
         t32, final32, split = p["target32_bytes"], p["final32_bytes"], p["split"]
@@ -304,7 +313,8 @@ def target32(model_bytes: bytes, host_bytes: int, alloc: dict[str, Any]) -> dict
                   f"objects scaled by {UNRECORDED_TAIL_FACTOR}. host_bytes: bisection with the tflite-micro Python "
                   "interpreter on the 64-bit host. See docs/analysis.md.")
     return {"target32_bytes": int(t32), "final32_bytes": int(final32), "exact": bool(p.get("exact")),
-            "why_not_exact": p.get("why") or None, "split": split, "host_split": d["host_split"], "method": method}
+            "why_not_exact": p.get("why") or None, "split": split, "host_split": d["host_split"], "method": method,
+            "by_kernels": by_kernels}
 
 
 def probe(model_bytes: bytes, arena_size: int) -> tuple[bool, str]:

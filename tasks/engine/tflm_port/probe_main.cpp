@@ -15,8 +15,9 @@
 #define TINYML_PROBE_ARENA 4096
 #endif
 
-alignas(16) const unsigned char g_model[TINYML_PROBE_MODEL_BYTES] = {0x1c, 0, 0, 0, 'T', 'F', 'L', '3'};
-const unsigned int g_model_len = TINYML_PROBE_MODEL_BYTES;
+// defined in probe_model.cc, another translation unit: the compiler must not see (and fold) its bytes
+extern const unsigned char g_model[];
+extern const unsigned int g_model_len;
 alignas(16) static uint8_t tensor_arena[TINYML_PROBE_ARENA];
 
 #ifdef TINYML_HAVE_TFLM
