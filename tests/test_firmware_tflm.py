@@ -165,3 +165,30 @@ def test_per_channel_dense_on_an_old_tree_never_fits(tmp_path, tree, cache, core
     rec = firmware.run(ROOT / "sketches" / "sine", vd, boards.CATALOGUE["nano33ble"], tmp_path / "o", core_dir,
                        tflm={"library": str(tree.root), "kernels": tree.kernel_sets[0]}, tflm_cache=cache, quiet=True)
     assert rec["fits"] is False and "per_channel = false" in rec["incompatible"]
+
+
+@needs_tflm
+def test_doit_links_and_measures_the_real_tflm(tmp_path, tree, cache):
+    """Through doit with TINYML_TFLM_DIR: the tflm stage writes tflm.json, the firmware links the interpreter,
+    the tflm rows have a time per inference from its instruction count, and the report shows them."""
+    from project import TINY_SINE, doit, make_project
+
+    toml = TINY_SINE.replace("{epochs}", "2").replace('boards = ["nano33ble", "adafruit_pybadge_m4"]',
+                                                      'boards = ["nano33ble"]\nruntime = ["tflm", "aot"]')
+    toml = toml.replace('[models.sine.variants.int8]\nquantization = "int8"',
+                        '[models.sine.variants.int8]\nquantization = "int8"\nper_channel = false')
+    root = make_project(tmp_path / "proj", toml)
+    env = {"TINYML_TFLM_DIR": str(tree.root), "TINYML_TFLM_CACHE": str(cache)}
+    if tree.reference_kernels:
+        env["TINYML_TFLM_REFERENCE_KERNELS"] = str(tree.reference_kernels)
+    proc = doit(root, env=env, timeout=3600)
+    assert "tflm:sine/int8" in proc.stdout
+    b = root / "build" / "sine" / "int8"
+    t = json.loads((b / "tflm.json").read_text())
+    assert t["outputs_equal"] and t["instructions_per_inference"] > 0 and t["arena_min_bytes"] > 0
+    assert t["analyze_arena"]["target32_bytes"] >= t["arena_min_bytes"]
+    size = json.loads((b / "nano33ble" / "size.json").read_text())
+    assert size["estimate"] is False and size["tflm"]["linked"] and size["latency_ms"] > 0
+    assert size["latency_basis"]["instructions"] == t["instructions_per_inference"]
+    rep = doit(root, "report", env=env, check=False)
+    assert "ms/inf (est.)" in rep.stdout
