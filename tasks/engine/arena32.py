@@ -46,7 +46,7 @@ def _temp_tensor(t, r) -> list[tuple]:
     """AllocateTempTfLiteTensor on 32-bit: the struct, then (quantized) its TfLiteAffineQuantization and zero points."""
     ev = [("T", r["tflite_tensor"], 4, "tensor")]
     if _quantized(t):
-        ev += [("T", r["affine_quantization"], 4, "quant"), ("T", 4 + 4 * len(t.scales), 4, "quant")]
+        ev += [("T", r["affine_quantization"], 4, "quant"), ("T", 4 + 4 * len(t.scales), 4, "zero_points")]
     return ev
 
 
@@ -170,8 +170,9 @@ def fits(events: list[tuple], size: int) -> bool:
     for kind, n, align, _what in events:
         if kind == "P":
             t = (tail - n) // align * align
-            # below the head fails; below a live temporary TfLiteTensor overwrites it (TFLM checks only the
-            # head, but the kernel then reads a corrupted tensor): only its quantization data may be reused
+            # below the head fails; below a live temporary TfLiteTensor or its quantization struct overwrites
+            # them (TFLM checks only the head, but the kernel then reads a corrupted tensor, and freeing the
+            # temporaries reads the struct's pointers): only the last zero-point array may be reused
             if t < max(head, guard):
                 return False
             tail = t
@@ -180,7 +181,7 @@ def fits(events: list[tuple], size: int) -> bool:
             if tail - a < n:
                 return False
             temp = a + n
-            if _what == "tensor":
+            if _what in ("tensor", "quant"):
                 guard = temp
         elif kind == "PLAN":  # the greedy planner takes what is left; it needs n bytes of it
             avail = tail // 16 * 16 - (-(-temp // 16) * 16)

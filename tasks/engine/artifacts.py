@@ -218,6 +218,7 @@ class TflmTarget(Record):
     max_abs_diff: float | int | None = F("largest output difference", None)
     mismatch: str | None = F("the first differing output, when any", None)
     arena_used_bytes: int | None = F("interpreter.arena_used_bytes() after AllocateTensors", None)
+    bisection: str | None = F("how arena_min_bytes was found when not by the firmware's own bisection", None)
     instructions_per_inference: int | None = F("mean instructions executed by Invoke() (QEMU -icount, exact)", None)
     instructions_min: int | None = F("fewest over the vectors", None)
     instructions_max: int | None = F("most over the vectors", None)

@@ -92,6 +92,29 @@ def parse(stdout: str) -> dict[str, Any]:
     return res
 
 
+def _bisect_outside(elf: Path, used: int, timeout: float) -> int | None:
+    """Smallest multiple of 16 >= `used` in which the firmware allocates and runs every vector (arena=<n>)."""
+    def ok(n: int) -> bool:
+        r = qemu.run_qemu(elf, timeout=timeout, args=[f"arena={n}"])
+        return r["exit_code"] == 0 and not r["timed_out"]
+
+    lo = (used // 16) * 16 - 16   # arena_used_bytes() after AllocateTensors: the minimum is at least that
+    hi = max(lo + 16, ((2 * used + 15) // 16) * 16)
+    while not ok(hi):
+        lo, hi = hi, 2 * hi
+        if hi > ARENA_MAX:
+            return None
+    while hi - lo > 16:
+        mid = (lo + hi) // 2 // 16 * 16
+        if mid <= lo:
+            mid = lo + 16
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def compare(got: dict[int, str], expected, out_dtype: str) -> dict[str, Any]:
     """Target outputs (hex per vector) against the Python interpreter's (an array, one row per vector)."""
     import numpy as np
@@ -166,6 +189,13 @@ def measure(model_bytes: bytes, model_dir: Path, x, input_info: dict, output_inf
     shutil.copyfile(res.elf, elf)
     run = qemu.run_qemu(elf, timeout=timeout, args=["recording"] if recording else None)
     p = parse(run["stdout"] or "")
+    if p.get("arena_min_bytes") is None and p.get("instructions_per_inference") and p.get("arena_used_bytes"):
+        # the vectors ran, but a too-small arena crashed the firmware during its own bisection (a kernel read a
+        # tensor that a persistent allocation had overwritten): bisect from here, one QEMU run per size; a fault
+        # counts as "does not fit", like a failure
+        p["arena_min_bytes"] = _bisect_outside(elf, int(p["arena_used_bytes"]), timeout)
+        p["bisection"] = "one QEMU run per size (the in-firmware bisection faulted below the minimum)"
+        run["exit_code"] = 0 if p["arena_min_bytes"] else run["exit_code"]
     if run["timed_out"] or run["exit_code"] != 0 or p.get("arena_min_bytes") is None:
         tail = "\n".join((run["stdout"] or "").strip().splitlines()[-12:])
         raise TinyMLError(f"the TFLM target check of {what} ({lib.kernels} kernels) did not finish under QEMU "
@@ -181,6 +211,7 @@ def measure(model_bytes: bytes, model_dir: Path, x, input_info: dict, output_inf
         **cmp,
         "arena_used_bytes": p["arena_used_bytes"],
         "arena_min_bytes": p["arena_min_bytes"],
+        **({"bisection": p["bisection"]} if p.get("bisection") else {}),
         **({"arena_min_recording_bytes": p["arena_min_recording_bytes"]} if recording else {}),
         "instructions_per_inference": p.get("instructions_per_inference"),
         "instructions_min": p.get("instructions_min"),
