@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data" / "tflm_size_table.json"
+_MODULE = (__spec__.name if __spec__ else __name__)  # this module's import name, derived
 
 # board core -> (measured configuration core, extra relative error when it is not the board's own core)
 NEAREST = {
@@ -66,7 +67,7 @@ def estimate(core: str, kernels: str, ops: list[str]) -> dict[str, Any] | None:
     known = [o for o in ops if o in cfg["ops"]]
     unmeasured = [o for o in ops if o not in cfg["ops"]]
     flash = cfg["core"]["flash"] + sum(c["flash"] for c in cfg["components"] if set(c["ops"]) & set(known))
-    flash += sum(cfg["ops"][o]["extra_flash"] for o in known)
+    flash += _extra(cfg, known)
     ram = cfg["core"]["ram"] + sum(cfg["ops"][o]["ram"] for o in known)
     ram += max(0, len(ops) - 1) * cfg["resolver_ram_per_op"]  # MicroMutableOpResolver<N>: one slot per op
     if unmeasured:  # an op the table has not measured: the median op's own bytes
@@ -269,8 +270,10 @@ def measure_table(library: Path, *, reference_kernels: Path | None, out_json: Pa
                  "interpreter, AllocateTensors, Invoke) with doit's minimal Arduino API, against the same file "
                  "without TFLM (model and arena only)",
         "measured": datetime.date.today().isoformat(),
-        "command": f"python -m {__name__} measure --library <tree> [--reference-kernels <tflite-micro>]",
+        "command": f"python -m {_MODULE} measure --library <tree> [--reference-kernels <tflite-micro>] "
+                   "[--validate ops.json]",
     }
+    fit_extra(result)
     result["_about"] = __doc__.split("\n\n")[0]
     result["formula"] = ("flash = core.flash + sum(component.flash for components whose ops meet the model's ops) + "
                          "sum(ops[op].extra_flash); ram = core.ram + sum(ops[op].ram)")
@@ -278,11 +281,50 @@ def measure_table(library: Path, *, reference_kernels: Path | None, out_json: Pa
     return result
 
 
+def _extra(cfg: dict, ops: list[str]) -> int:
+    """Bytes a set of ops adds beyond its sections: the resolver's Add methods, registrations, alignment.
+
+    Fitted over the validation links as shared + per_op x n (a one-op link's extra is mostly shared:
+    the resolver and parser code the first op pulls in); the per-op figures when there is no fit.
+    """
+    ex = cfg.get("extra")
+    if ex and ops:
+        return int(round(ex["shared"] + ex["per_op"] * len(ops)))
+    return sum(cfg["ops"][o]["extra_flash"] for o in ops if o in cfg["ops"])
+
+
 def _estimate_with(t: dict, key: str, ops: list[str]) -> int:
     cfg = t["configs"][key]
     ops = list(dict.fromkeys(ops))
     f = cfg["core"]["flash"] + sum(c["flash"] for c in cfg["components"] if set(c["ops"]) & set(ops))
-    return f + sum(cfg["ops"][o]["extra_flash"] for o in ops if o in cfg["ops"])
+    return f + _extra(cfg, [o for o in ops if o in cfg["ops"]])
+
+
+def fit_extra(table: dict) -> dict:
+    """Fit each configuration's extra bytes (shared + per_op x n_ops) to its validation links; recheck them."""
+    for key, cfg in table["configs"].items():
+        rows = cfg.get("validation") or []
+        if len(rows) < 2:
+            continue
+        pts = []
+        for r in rows:
+            ops = [o for o in dict.fromkeys(r["ops"]) if o in cfg["ops"]]
+            comps = sum(c["flash"] for c in cfg["components"] if set(c["ops"]) & set(ops))
+            pts.append((len(ops), r["interpreter_flash"] - cfg["core"]["flash"] - comps))
+        n = len(pts)
+        mx, my = sum(p[0] for p in pts) / n, sum(p[1] for p in pts) / n
+        sxx = sum((p[0] - mx) ** 2 for p in pts)
+        b = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx else 0.0
+        cfg["extra"] = {"shared": round(my - b * mx, 1), "per_op": round(b, 1),
+                        "fit": "least squares over the validation links: interpreter - core - components = "
+                               "shared + per_op x operators"}
+        for r in rows:
+            est = _estimate_with({"configs": {key: cfg}}, key, r["ops"])
+            r["estimate"] = est
+            r["error_pct"] = round(100 * (est - r["interpreter_flash"]) / r["interpreter_flash"], 2)
+            r["firmware_error_pct"] = round(100 * (est + cfg["base_flash"] - r["firmware_flash"]) / r["firmware_flash"], 2)
+        cfg["max_abs_error_pct"] = max(abs(r["error_pct"]) for r in rows)
+    return table
 
 
 def _commit(path: Path | None) -> str:
@@ -302,9 +344,10 @@ def _commit(path: Path | None) -> str:
 def main(argv: list[str]) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog=f"python -m {__name__}")
-    ap.add_argument("command", choices=("measure",))
-    ap.add_argument("--library", required=True, type=Path)
+    ap = argparse.ArgumentParser(prog=f"python -m {_MODULE}")
+    ap.add_argument("command", choices=("measure", "refit", "merge"))
+    ap.add_argument("--library", type=Path)
+    ap.add_argument("--tables", nargs="*", type=Path, default=[], help="merge: tables whose configurations to join")
     ap.add_argument("--reference-kernels", type=Path)
     ap.add_argument("--configs", default="cortex-m4f/cmsis_nn,cortex-m4f/reference")
     ap.add_argument("--work", type=Path, default=Path("build/tflm_size"))
@@ -312,6 +355,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=DATA)
     ap.add_argument("--validate", type=Path, help="JSON {model: [ops]} of real models to link and check")
     a = ap.parse_args(argv)
+    if a.command in ("refit", "merge"):
+        base = json.loads((a.tables[0] if a.tables else a.out).read_text())
+        for extra in a.tables[1:]:
+            base["configs"].update(json.loads(extra.read_text())["configs"])
+        a.out.write_text(json.dumps(fit_extra(base), indent=1, sort_keys=True) + "\n")
+        return 0
+    if a.library is None:
+        ap.error("measure needs --library")
     from .tflm_link import default_cache
 
     work = a.work.resolve()
