@@ -221,7 +221,9 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
         rec.update(fits=False, incompatible=why)
     if board.max_latency_ms is not None:
         rec["max_latency_ms"] = float(board.max_latency_ms)
-    artifacts.write(out_dir / "size.json", artifacts.Size(**rec))
+    record = artifacts.Size(**rec)
+    artifacts.write(out_dir / "size.json", record)
+    rec = record.to_dict()  # what size.json holds
     line = _summary(label, rec)
     if not quiet:
         print(line, flush=True)

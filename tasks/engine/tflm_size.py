@@ -36,9 +36,10 @@ _MODULE = (__spec__.name if __spec__ else __name__)  # this module's import name
 NEAREST = {
     "cortex-m4f": ("cortex-m4f", 0.0), "cortex-m7": ("cortex-m4f", 0.10), "cortex-m7dp": ("cortex-m4f", 0.10),
     "cortex-m33": ("cortex-m4f", 0.10), "cortex-m55": ("cortex-m4f", 0.15), "cortex-m4": ("cortex-m4f", 0.15),
-    "cortex-m33nofp": ("cortex-m4f", 0.20), "cortex-m3": ("cortex-m0+", 0.20), "cortex-m0+": ("cortex-m0+", 0.0),
+    "cortex-m33nofp": ("cortex-m4f", 0.20), "cortex-m3": ("cortex-m4f", 0.20), "cortex-m0+": ("cortex-m0+", 0.0),
     "cortex-m0": ("cortex-m0+", 0.05),
 }
+OTHER_CONFIG_ERROR = 0.30  # the nearest core's table is missing: another core's, with this much more error
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,9 +61,10 @@ def estimate(core: str, kernels: str, ops: list[str]) -> dict[str, Any] | None:
     cfg = t["configs"].get(key)
     if cfg is None:
         key = next((k for k in t["configs"] if k.startswith(near[0] + "/")), None)
-        if key is None:
-            return None
-        cfg = t["configs"][key]
+    if key is None:  # no table for this core's family: another core's, said so, with a wider error
+        key = next((k for k in sorted(t["configs"]) if k.endswith("/" + kernels)), None) or next(iter(sorted(t["configs"])))
+        near = (key.split("/")[0], max(near[1], OTHER_CONFIG_ERROR))
+    cfg = t["configs"][key]
     ops = list(dict.fromkeys(ops))
     known = [o for o in ops if o in cfg["ops"]]
     unmeasured = [o for o in ops if o not in cfg["ops"]]

@@ -20,12 +20,14 @@ with open(os.environ["TINYML_INJECT"]) as f:
 env.Append(CPPPATH=cfg.get("include_dirs", []), CPPDEFINES=cfg.get("defines", []))  # noqa: F821
 already = {os.path.basename(str(getattr(n, "sources", [n])[0] if getattr(n, "sources", None) else n))
            for n in env.get("PIOBUILDFILES", [])}  # noqa: F821
+# the objects' folder names say what they are (the breakdown attributes AOT objects to inference by name)
+folder = "tinyml_aot" if "TINYML_RUNTIME_AOT" in cfg.get("defines", []) else "tinyml_model"
 for i, src in enumerate(cfg.get("sources", [])):
     name = os.path.basename(src)
     if name in already:
         continue
     env.BuildSources(  # noqa: F821
-        os.path.join("$BUILD_DIR", "tinyml_injected", str(i)), os.path.dirname(src), "-<*> +<%s>" % name)
+        os.path.join("$BUILD_DIR", folder, str(i)), os.path.dirname(src), "-<*> +<%s>" % name)
 if cfg.get("map"):
     env.Append(LINKFLAGS=["-Wl,-Map,%s" % cfg["map"]])  # noqa: F821
 board = env.BoardConfig()  # noqa: F821
