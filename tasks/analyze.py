@@ -14,7 +14,7 @@ from typing import Any
 from .engine import artifacts, compat
 from .engine import tflite as tflite_info
 from .engine.errors import TinyMLError
-from .engine.tflm import arena_bytes
+from .engine.tflm import arena_bytes, target32
 
 
 def analyze_bytes(data: bytes, *, arena_margin: float = 0.10, path: str | Path | None = None) -> dict[str, Any]:
@@ -22,6 +22,8 @@ def analyze_bytes(data: bytes, *, arena_margin: float = 0.10, path: str | Path |
         raise TinyMLError(f"arena_margin must be a fraction between 0 and 10 (0.10 = 10 %), got {arena_margin!r}")
     info = tflite_info.parse(data, path)
     compatible, problems, measured = compat.check(data, info)
+    if measured is not None:  # the 32-bit figure: exact where the measured rules cover the model
+        measured.update(target32(data, measured["host_bytes"], measured["allocations"]))
     rows, peak = tflite_info.layers(info)
     arena = None
     if measured is not None:
@@ -29,12 +31,18 @@ def analyze_bytes(data: bytes, *, arena_margin: float = 0.10, path: str | Path |
             "host_bytes": measured["host_bytes"],
             "target32_bytes": measured["target32_bytes"],
             "margin": float(arena_margin),
-            "bytes": arena_bytes(measured["target32_bytes"], float(arena_margin)),
+            # what the header reserves: enough for either kernel set the firmware may link, plus the margin
+            "bytes": arena_bytes(max([measured["target32_bytes"]] + [k["target32_bytes"] for k in
+                                      (measured.get("by_kernels") or {}).values()]), float(arena_margin)),
+            "by_kernels": measured.get("by_kernels"),
+            "final32_bytes": measured["final32_bytes"],
+            "exact": measured["exact"],
             "split": measured["split"],
             "host_split": measured["host_split"],
-            "method": "TFLM (tflite-micro python) bisection to 16 bytes on the 64-bit host; 32-bit "
-                      "figure derived from the allocation report (docs/analysis.md)",
+            "method": measured["method"],
         }
+        if not measured["exact"]:
+            arena["why_not_exact"] = measured["why_not_exact"]
     inp, out = info.io_tensor("input"), info.io_tensor("output")
     return {
         "tflite_bytes": info.tflite_bytes,

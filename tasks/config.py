@@ -96,7 +96,8 @@ MAX_NAME = 64                  # model, variant and board ids: they become folde
 # firmware folders are named <board>.<runtime>, and '/', '\\' or '..' would leave build/).
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 RESERVED = {"variant": ("logs",),     # build/<model>/logs holds the stage logs
-            "board": ("aot", "logs")}  # build/<model>/<variant>/aot holds the AOT C model
+            "board": ("aot", "logs", "tflm")}  # build/<model>/<variant>/aot holds the AOT C model, tflm the
+                                               # real TFLite Micro's target check
 LAYER_INT = {"units": (1, MAX_UNITS), "filters": (1, MAX_UNITS), "depth_multiplier": (1, 1024)}
 LAYER_SIZE = ("kernel_size", "strides", "pool_size")          # an integer or one per spatial dimension
 LAYER_BOOL = ("use_bias",)
@@ -160,12 +161,31 @@ class VariantSettings:
 
 
 @dataclass(frozen=True)
+class TflmSettings:
+    """Which TFLite Micro library the tflm runtime links (engine.tflm_link), if any.
+
+    `library` is None when none was found: tflm rows then add a marked estimate of the interpreter.
+    `source` says where the path came from: tinyml.toml, the TINYML_TFLM_DIR environment variable, or
+    the copy PlatformIO downloaded into the sketch's .pio/libdeps/<env>/.
+    """
+    library: Path | None = None
+    source: str = ""
+    kernels: str = "cmsis_nn"                # cmsis_nn | reference: what the firmware links and the target measures
+    reference_kernels: Path | None = None    # a tflite-micro checkout completing an Arduino export's reference kernels
+
+
+@dataclass(frozen=True)
 class FirmwareSettings:
     sketch: Path | None
-    boards: tuple[str, ...]
+    boards: tuple[str, ...]                  # every board built: `boards` plus the boards of `envs`
     runtime: tuple[str, ...] = ("tflm",)
     arena_margin: float = 0.10
     fail_if_too_big: bool = False
+    envs: tuple[tuple[str, str], ...] = ()   # (board id, environment of the sketch's platformio.ini) built as is
+    tflm: TflmSettings = TflmSettings()
+
+    def env_for(self, board: str) -> str | None:
+        return dict(self.envs).get(board)
 
 
 @dataclass(frozen=True)
@@ -1172,8 +1192,12 @@ def _runtimes(value, t: _Table) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
 
 
+FIRMWARE_KEYS = ("sketch", "boards", "runtime", "arena_margin", "fail_if_too_big", "envs", "tflm")
+TFLM_ENV_VAR = "TINYML_TFLM_DIR"
+
+
 def _load_firmware(t: _Table, root: Path) -> FirmwareSettings:
-    t.check_keys(("sketch", "boards", "runtime", "arena_margin", "fail_if_too_big"))
+    t.check_keys(FIRMWARE_KEYS)
     sketch = t.get("sketch", str, None)
     sketch_path = None
     if sketch is not None:
@@ -1186,11 +1210,114 @@ def _load_firmware(t: _Table, root: Path) -> FirmwareSettings:
             raise t.err("boards", f"must be a list of PlatformIO board ids (strings), got {_kind(b)} {b!r} in "
                                   f"{boards!r}")
         _check_name(b, "board", t.file, f"[{t.where}] key 'boards'")
-    if boards and sketch_path is None:
+    envs = _load_envs(t, sketch_path, root)
+    if (boards or envs) and sketch_path is None:
         raise t.err("sketch", "is required when boards are listed: the PlatformIO sketch to build for them")
+    all_boards = tuple(dict.fromkeys(list(boards) + [b for b, _ in envs]))
     return FirmwareSettings(
-        sketch=sketch_path, boards=tuple(dict.fromkeys(boards)),
+        sketch=sketch_path, boards=all_boards,
         runtime=_runtimes(t.get("runtime", (str, list), "tflm"), t),
         arena_margin=t.get("arena_margin", float, 0.10, check=_frac(0.0, 4.0)),
         fail_if_too_big=t.get("fail_if_too_big", bool, False),
+        envs=envs,
+        tflm=_load_tflm(t, sketch_path, root),
     )
+
+
+def _load_envs(t: _Table, sketch: Path | None, root: Path) -> tuple[tuple[str, str], ...]:
+    """`envs`: environments of the sketch's own platformio.ini to build as they are.
+
+    A list names environments (each row's board is the environment's `board`); a table maps
+    board id -> environment. Every environment must exist in the sketch's platformio.ini.
+    """
+    raw = t.raw.get("envs")
+    if raw is None:
+        return ()
+    example = 'envs = ["nano33ble"] (environments of the sketch\'s platformio.ini) or envs = { nano33ble = "nano33ble" }'
+    if isinstance(raw, list):
+        if not all(isinstance(e, str) for e in raw):
+            raise t.err("envs", f"must list environment names (strings), got {raw!r}; e.g. {example}")
+        pairs = [(None, e) for e in raw]
+    elif isinstance(raw, dict):
+        if not all(isinstance(e, str) for e in raw.values()):
+            raise t.err("envs", f"must map board ids to environment names (strings), got {raw!r}; e.g. {example}")
+        pairs = list(raw.items())
+    else:
+        raise t.err("envs", f"must be a list or a table, got {_kind(raw)} {raw!r}; e.g. {example}")
+    if not pairs:
+        return ()
+    if sketch is None:
+        raise t.err("sketch", "is required with envs: the PlatformIO sketch whose platformio.ini holds them")
+    ini = sketch / "platformio.ini"
+    shown = os.path.relpath(ini, root)
+    if not ini.is_file():
+        raise t.err("envs", f"{shown} does not exist, so the sketch has no environments to build; remove envs or "
+                            f"add the file")
+    from .engine.errors import TinyMLError as _TE
+    from .engine.pio_ini import read_envs
+
+    try:
+        have = read_envs(ini)
+    except _TE as e:
+        raise t.err("envs", str(e)) from None
+    out, seen_boards = [], {}
+    for board, env in pairs:
+        if env not in have:
+            listed = ", ".join(have) if have else "none"
+            raise t.err("envs", f"environment {env!r} is not in {shown}, which has: {listed}{_closest(env, have)}")
+        env_board = have[env].get("board", "").strip()
+        if board is None:
+            if not env_board or "${" in env_board:
+                raise t.err("envs", f"environment {env!r} in {shown} sets no plain board = <id>; map it to a board "
+                                    f"id instead: envs = {{ <board> = \"{env}\" }}")
+            board = env_board
+        _check_name(board, "board", t.file, f"[{t.where}] key 'envs' (board of environment {env!r})")
+        if board in seen_boards:
+            raise t.err("envs", f"board {board!r} is built by two environments, {seen_boards[board]!r} and {env!r}; "
+                                f"map each board to one environment with envs = {{ <board> = \"<env>\" }}")
+        seen_boards[board] = env
+        out.append((board, env))
+    return tuple(out)
+
+
+def _load_tflm(t: _Table, sketch: Path | None, root: Path) -> TflmSettings:
+    """`tflm = { library, kernels, reference_kernels }`, else $TINYML_TFLM_DIR, else the sketch's .pio/libdeps."""
+    from .engine import tflm_link
+    from .engine.errors import TinyMLError as _TE
+
+    raw = t.raw.get("tflm", {})
+    if not isinstance(raw, dict):
+        raise t.err("tflm", f"must be a table like {{ library = \"path/to/Arduino_TensorFlowLite\", kernels = "
+                            f"\"cmsis_nn\" }}, got {_kind(raw)} {raw!r}")
+    tt = t.sub("tflm")
+    tt.check_keys(("library", "kernels", "reference_kernels"))
+    lib = tt.get("library", (str, bool), None)
+    if lib is True:
+        raise tt.err("library", "must be a path to a TFLite Micro tree, or false to never link one")
+    ref = tt.get("reference_kernels", str, None)
+    ref_path = (root / Path(ref).expanduser()) if ref else None
+    kernels = tt.get("kernels", str, None, choices=tflm_link.KERNEL_SETS)
+    library, source, where = None, "", ""
+    if isinstance(lib, str):
+        library, source = root / Path(lib).expanduser(), "tinyml.toml"
+        where = f"[{tt.where}] key 'library': "
+    elif lib is None and os.environ.get(TFLM_ENV_VAR, "").strip():
+        library, source = Path(os.environ[TFLM_ENV_VAR].strip()).expanduser(), TFLM_ENV_VAR
+        where = f"environment variable {TFLM_ENV_VAR}={os.environ[TFLM_ENV_VAR].strip()}: "
+    elif lib is None and sketch is not None:
+        for cand in sorted(sketch.glob(".pio/libdeps/*/*")):
+            if cand.is_dir() and tflm_link.looks_like_tflm(cand):
+                library, source = cand, f"{os.path.relpath(cand, root)} (PlatformIO's copy)"
+                where = f"{os.path.relpath(cand, root)}: "
+                break
+    if library is None:
+        return TflmSettings(library=None, source="", kernels=kernels or "cmsis_nn", reference_kernels=ref_path)
+    try:
+        tree = tflm_link.find_tree(library, reference_kernels=ref_path)
+    except _TE as e:
+        raise ConfigError(f"{t.file}: [{t.where}] {where}{e}") from None
+    if kernels is None:
+        kernels = "cmsis_nn" if "cmsis_nn" in tree.kernel_sets else "reference"
+    if kernels not in tree.kernel_sets:
+        raise tt.err("kernels", f"is {kernels!r}, which the {tree.describe()} cannot build: {tree.missing[kernels]}")
+    return TflmSettings(library=tree.root, source=source, kernels=kernels, reference_kernels=tree.reference_kernels)

@@ -26,7 +26,7 @@ from ..engine.io import sha256_text
 from ..layout import Layout
 from . import codehash
 
-STAGES = ("dataset", "train", "compress", "convert", "evaluate", "analyze", "header", "aot", "firmware")
+STAGES = ("dataset", "train", "compress", "convert", "evaluate", "analyze", "header", "aot", "tflm", "firmware")
 _ROOT = __name__.rsplit(".", 1)[0]  # the plugin's import name (doit_tinyml), derived
 
 
@@ -184,6 +184,7 @@ class Tasks:
         self.L = Layout(_rel(project.build_dir, project.root))
         self.failed = Layout(project.build_dir.absolute()).failed_dir()
         self.code = codehash.stage_hashes(Layout(project.build_dir).code_cache())
+        self._tflm_fp: dict = {}
 
     def action(self, func: Callable, *args, **kwargs):
         return _action(func, *args, failed=self.failed, **kwargs)
@@ -211,7 +212,36 @@ class Tasks:
                 need.add("arm-none-eabi-gcc")
             if any("aot" in runtimes_for(m, v) for v in m.variants):
                 need |= {"gcc", "arm-none-eabi-gcc", "qemu-system-arm"}
+            if self.links_tflm(m) and any("tflm" in runtimes_for(m, v) for v in m.variants):
+                need |= {"arm-none-eabi-gcc", "qemu-system-arm"}
         return sorted(need)
+
+    # ---- the real TFLite Micro (engine.tflm_link): the library a model links, if any
+    @staticmethod
+    def links_tflm(m: Model) -> bool:
+        return m.firmware.sketch is not None and m.firmware.tflm.library is not None
+
+    def tflm_settings(self, m: Model) -> dict | None:
+        """{library, kernels, reference_kernels, fingerprint} of the model's TFLM tree, or None."""
+        t = m.firmware.tflm
+        if t.library is None:
+            return None
+        key = (str(t.library), str(t.reference_kernels))
+        if key not in self._tflm_fp:
+            from ..engine.tflm_link import find_tree, fingerprint
+
+            try:
+                self._tflm_fp[key] = fingerprint(find_tree(t.library, reference_kernels=t.reference_kernels))
+            except TinyMLError:
+                self._tflm_fp[key] = "unreadable"
+        return {"library": str(t.library), "kernels": t.kernels,
+                "reference_kernels": str(t.reference_kernels) if t.reference_kernels else None,
+                "source": t.source, "fingerprint": self._tflm_fp[key]}
+
+    def tflm_cache(self) -> Path:
+        from ..engine.tflm_link import default_cache
+
+        return default_cache(self.p.build_dir)
 
     def dataset(self):
         for m in self.p.models:
@@ -331,6 +361,27 @@ class Tasks:
                        "uptodate": self.uptodate("aot", _tool_paths(["qemu-system-arm"])),
                        "clean": [clean_targets, (_remove, [L.aot_sources(m.name, v.name)])]}
 
+    def tflm(self):
+        """The real TFLite Micro on the emulated Cortex-M4, for variants with the tflm runtime and a TFLM library."""
+        for m in self.p.models:
+            t = self.tflm_settings(m) if self.links_tflm(m) else None
+            if t is None:
+                continue
+            for v in m.variants:
+                if "tflm" not in runtimes_for(m, v):
+                    continue
+                L = self.L
+                vd = L.variant(m.name, v.name)
+                deps = [L.tflite(m.name, v.name), L.analysis(m.name, v.name), L.dataset(m.name),
+                        *L.header(m.name, v.name)] + ([L.aot_json(m.name, v.name)] if "aot" in runtimes_for(m, v) else [])
+                yield {"name": f"{m.name}/{v.name}",
+                       "doc": f"real TFLite Micro ({t['kernels']}) under QEMU: outputs, arena, instructions",
+                       "actions": [self.action(_lazy("tflm_check", "run"), vd, L.dataset(m.name), vd / "tflm.json",
+                                               tflm=t, core_dir=L.core_dir(), cache=self.tflm_cache(),
+                                               label=f"{m.name}/{v.name}", log=L.log(m.name, f"tflm-{v.name}"))],
+                       "file_dep": deps, "targets": [vd / "tflm.json"],
+                       "uptodate": self.uptodate("tflm", t, _tool_paths(["qemu-system-arm"])), "clean": True}
+
     @staticmethod
     def firmware_name(m: Model, v: VariantSettings, board_id: str, rt: str) -> str:
         return f"firmware:{m.name}/{v.name}@{board_id}" + ("" if rt == "tflm" else f"+{rt}")
@@ -341,27 +392,39 @@ class Tasks:
                 continue
             sketch = _rel(m.firmware.sketch, self.p.root)
             sketch_files = _sketch_files(sketch)
+            tflm = self.tflm_settings(m) if self.links_tflm(m) else None
             for v in m.variants:
                 L = self.L
                 vd = L.variant(m.name, v.name)
                 for board_id in m.firmware.boards:
                     board = self.p.boards[board_id]
+                    env = m.firmware.env_for(board_id)
                     for rt in runtimes_for(m, v):
                         out = L.firmware(m.name, v.name, board_id, rt)
                         if rt == "aot":
                             deps = [L.aot_json(m.name, v.name)]
                         else:
-                            deps = list(L.header(m.name, v.name)) + [L.analysis(m.name, v.name)]
+                            deps = list(L.header(m.name, v.name)) + [L.analysis(m.name, v.name), L.tflite(m.name, v.name)]
+                        # the real TFLM (if any) is linked into the generated projects of the tflm runtime; its
+                        # target check (tflm.json) gives the instruction count for the time per inference
+                        fw_tflm = (tflm or {"kernels": m.firmware.tflm.kernels}) if rt == "tflm" else None
+                        if rt == "tflm" and tflm is not None:
+                            deps.append(vd / "tflm.json")
                         # boards that cannot be built here get an estimate: size.json only, no ELF
-                        targets = ([L.elf(m.name, v.name, board_id, rt)] if board.buildable_offline else []) + [
+                        built = board.buildable_offline or env is not None
+                        targets = ([L.elf(m.name, v.name, board_id, rt)] if built else []) + [
                             L.size_json(m.name, v.name, board_id, rt)]
+                        how = f"environment {env!r} of the sketch" if env else (
+                            "with the real TFLite Micro" if tflm and rt == "tflm" and built else "")
                         yield {"name": self.firmware_name(m, v, board_id, rt).split(":", 1)[1],
-                               "doc": f"{rt} firmware for {board.name}",
+                               "doc": f"{rt} firmware for {board.name}" + (f" ({how})" if how else ""),
                                "actions": [self.action(_lazy("firmware", "run"), sketch, vd, board, out, L.core_dir(),
                                                        runtime=rt, fail_on_overflow=m.firmware.fail_if_too_big,
-                                                       label=f"{m.name}/{v.name}")],
+                                                       label=f"{m.name}/{v.name}", env=env, tflm=fw_tflm,
+                                                       tflm_cache=self.tflm_cache())],
                                "file_dep": deps + sketch_files, "targets": targets,
-                               "uptodate": self.uptodate("firmware", board, rt, m.firmware.fail_if_too_big),
+                               "uptodate": self.uptodate("firmware", board, rt, m.firmware.fail_if_too_big, env,
+                                                         fw_tflm),
                                "verbosity": 2, "clean": True}
 
     def chain(self, m: Model, v: VariantSettings) -> list[str]:
@@ -369,7 +432,8 @@ class Tasks:
         mv = f"{m.name}/{v.name}"
         names = ["tools", f"dataset:{m.name}", f"train:{m.name}"] + ([f"compress:{mv}"] if v.steps else [])
         names += [f"convert:{mv}", f"evaluate:{mv}", f"analyze:{mv}", f"header:{mv}"]
-        return names + ([f"aot:{mv}"] if "aot" in runtimes_for(m, v) else [])
+        names += [f"aot:{mv}"] if "aot" in runtimes_for(m, v) else []
+        return names + ([f"tflm:{mv}"] if self.links_tflm(m) and "tflm" in runtimes_for(m, v) else [])
 
     def report_entries(self) -> list[dict]:
         entries = []
@@ -513,6 +577,7 @@ def _creator(t: Tasks, stage: str):
            "analyze": "ops, TFLM compatibility, exact arena, per-layer table",
            "header": "C header: model array, arena size, op resolver, provenance",
            "aot": "ahead-of-time C inference, bit-exact against TFLM",
+           "tflm": "the real TFLite Micro on QEMU's Cortex-M4: outputs, arena, instructions",
            "firmware": "PlatformIO firmware per variant and board; flash/RAM vs limits",
            "report": "the size table: every variant on every board"}[stage]
 

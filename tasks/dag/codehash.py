@@ -27,12 +27,15 @@ PACKAGE = __name__.rsplit(".", 2)[0]  # the installed import name, derived, neve
 STAGE_MODULES = {
     "dataset": "dataset", "train": "train", "compress": "compress", "convert": "convert",
     "evaluate": "evaluate", "analyze": "analyze", "header": "header", "aot": "aot.stage",
-    "firmware": "firmware",
+    "tflm": "tflm_check", "firmware": "firmware",
 }
 # non-Python files a module reads at run time (relative to the package folder)
 RESOURCES = {
     "engine/platformio.py": ("engine/pio_platform",),
     "aot/__init__.py": ("aot/kernels", "aot/target_sketch"),
+    "engine/tflm_link.py": ("engine/tflm_port", "engine/pio_platform"),
+    "engine/latency.py": ("engine/data",),
+    "engine/tflm_size.py": ("engine/data",),
 }
 _SKIP_DIRS = {"__pycache__"}
 

@@ -145,8 +145,10 @@ class Analysis(Record):
     macs: int = F("multiply-accumulates per inference")
     hybrid: bool = F("dynamic-range ops (float activations, int8 weights)")
     float16: bool = F("float16 weights dequantized at run time")
-    arena: dict | None = F("TFLM tensor arena: {host_bytes, target32_bytes, margin, bytes (what the header "
-                           "reserves), split, host_split, method}, or null when TFLM cannot run the model")
+    arena: dict | None = F("TFLM tensor arena: {host_bytes, target32_bytes (32-bit, reference kernels), final32_bytes "
+                           "(arena_used_bytes()), exact, by_kernels: {reference, cmsis_nn: {target32_bytes, "
+                           "final32_bytes, exact}}, margin, bytes (what the header reserves: the larger kernel set's "
+                           "figure plus the margin), split, host_split, method}, or null when TFLM cannot run the model")
     arena_margin: float = F("the margin added to the 32-bit figure")
     tflm_compatible: bool = F("TFLite Micro can run it")
     problems: list = F("[{op | tensor, message, fix, severity}]")
@@ -158,15 +160,18 @@ class Analysis(Record):
 @dataclass
 class Size(Record):
     KIND, FILE, WRITER = "size", "<model>/<variant>/<board>[.<runtime>]/size.json", "firmware"
-    ABOUT = ("The firmware against the board's limits: PlatformIO's own RAM/Flash figures for a build, or "
-             "a marked estimate for a board that cannot be built here (beside `firmware.elf`, `firmware.map`).")
+    ABOUT = ("The firmware against the board's limits: PlatformIO's own RAM/Flash figures for a build (the sketch's "
+             "own environment, or a generated project with the real TFLite Micro linked), or a marked estimate "
+             "(a board that cannot be built here; a tflm firmware without the interpreter, which is then added "
+             "from the table of real links) (beside `firmware.elf`, `firmware.map`). Time per inference is always "
+             "an estimate from a QEMU instruction count (`latency_basis`).")
     board: str = F("board id")
     runtime: str = F("tflm | aot")
-    estimate: bool = F("true: not measured from a build (see estimate_basis)")
+    estimate: bool = F("true: flash/RAM are not (all) measured from a build (see estimate_basis)")
     flash_used: int | None = F("bytes of flash the firmware uses (null: nothing was built, see incompatible)")
-    flash_limit: int = F("the board's flash for the application")
+    flash_limit: int = F("the board's flash for the application (an environment build: PlatformIO's own limit)")
     ram_used: int | None = F("bytes of RAM (data, bss, heap and stack reserves; null: nothing was built)")
-    ram_limit: int = F("the board's RAM")
+    ram_limit: int = F("the board's RAM (an environment build: PlatformIO's own limit)")
     flash_over_by: int | None = F("bytes over the flash limit (0 when it fits)")
     ram_over_by: int | None = F("bytes over the RAM limit (0 when it fits)")
     fits: bool = F("fits both limits and the runtime can run the model")
@@ -176,6 +181,17 @@ class Size(Record):
     linker_overflow: dict | None = F("{region: bytes} when the first link overflowed the linker's regions", None)
     incompatible: str | None = F("why the runtime cannot run this variant (then `fits` is false; the build, if "
                                  "any, is for the size comparison only)", None)
+    interpreter_estimate: dict | None = F("tflm firmware without the interpreter: {flash, ram, config, error_pct, "
+                                          "unmeasured_ops, measured_without: {flash_used, ram_used}}: what was added "
+                                          "from engine/data/tflm_size_table.json", None)
+    env: dict | None = F("built from the sketch's own platformio.ini: {name, platformio_ini, limits}", None)
+    tflm: dict | None = F("the real TFLite Micro linked: {linked, library, layout, version, kernels, archive_key, "
+                          "n_sources, per_channel_fully_connected, reference_kernels, framework}", None)
+    latency_ms: float | None = F("estimated milliseconds per inference on this board (see latency_basis)", None)
+    latency_basis: dict | None = F("{source, instructions, counted_on, core, cpu_mhz, memory, dtype, isa_factor, cpi, "
+                                   "memory_factor, band_ms: [low, high], error, formula, note}, or {why_not}", None)
+    max_latency_ms: float | None = F("the board's `[boards.<id>] max_latency_ms` (the ship decision skips slower "
+                                     "variants)", None)
 
 
 @dataclass
@@ -241,7 +257,47 @@ class Report(Record):
     warnings: list = F("degenerate figures and what they keep out of the ship decision")
 
 
-RECORDS: tuple[type[Record], ...] = (Dataset, History, Compress, Convert, Metrics, Analysis, Aot, Size, Report)
+@dataclass
+class TflmTarget(Record):
+    KIND, FILE, WRITER = "tflm", "<model>/<variant>/tflm.json", "tflm"
+    ABOUT = ("The real TFLite Micro (the user's library tree, prebuilt for the Cortex-M4) running the test vectors on "
+             "QEMU's mps2-an386 with the variant's model_data.h op resolver: outputs against the tflite-micro Python "
+             "interpreter, the arena and the instructions per inference, beside the AOT figures and the analyze "
+             "stage's 32-bit arena (beside `tflm/firmware.elf`).")
+    board: str = F("the emulated board (mps2_an386)")
+    core: str = F("its core (cortex-m4f)")
+    kernels: str = F("cmsis_nn | reference")
+    library: dict = F("{library, layout, version, kernels, archive_key, n_sources, per_channel_fully_connected, "
+                      "reference_kernels}")
+    skipped: str | None = F("why nothing was measured (TFLM cannot run this variant); the figures below are then absent",
+                            None)
+    samples: int | None = F("test vectors run", None)
+    outputs_equal: bool | None = F("every output equals the Python interpreter's (int: byte for byte; float32: within "
+                                   "1e-5 relative)", None)
+    bit_identical: bool | None = F("every output byte equal", None)
+    n_identical: int | None = F("vectors with byte-identical outputs", None)
+    arena_min_bytes: int | None = F("smallest arena (multiple of 16) in which AllocateTensors and Invoke succeed on "
+                                    "the target (bisection in the firmware; 16 bytes less fails)", None)
+    max_abs_diff: float | int | None = F("largest output difference", None)
+    mismatch: str | None = F("the first differing output, when any", None)
+    arena_used_bytes: int | None = F("interpreter.arena_used_bytes() after AllocateTensors", None)
+    bisection: str | None = F("how arena_min_bytes was found when not by the firmware's own bisection", None)
+    instructions_per_inference: int | None = F("mean instructions executed by Invoke() (QEMU -icount, exact)", None)
+    instructions_min: int | None = F("fewest over the vectors", None)
+    instructions_max: int | None = F("most over the vectors", None)
+    allocations: dict | None = F("RecordingMicroAllocator's table on the target: {total, head, tail, categories}", None)
+    analyze_arena: dict | None = F("the analyze stage's 32-bit arena for the same model and kernel set: "
+                                   "{target32_bytes, bytes_with_margin, error_pct vs arena_min_bytes, kernels, exact}",
+                                   None)
+    aot: dict | None = F("the AOT figures of the same variant when it has them: {instructions_per_inference, "
+                         "planned_bytes, instructions_ratio_tflm_over_aot}", None)
+    runner_flash_used: int | None = F("flash of the check firmware (it holds test vectors and a 256 KiB arena: "
+                                      "not a product figure)", None)
+    runner_ram_used: int | None = F("RAM of the check firmware", None)
+    qemu_command: str | None = F("the QEMU command line", None)
+
+
+RECORDS: tuple[type[Record], ...] = (Dataset, History, Compress, Convert, Metrics, Analysis, Aot, Size, TflmTarget, Report)
 
 # the artifacts that are not JSON records: (path, writer, content)
 FILES = (
@@ -254,6 +310,7 @@ FILES = (
      "size, the op list and resolver, provenance"),
     ("<model>/<variant>/aot/", "aot", "the model as plain C (`tinyml_model.c/.h`); `aot.json` beside it"),
     ("<model>/<variant>/<board>[.<runtime>]/firmware.elf, firmware.map", "firmware", "the linked firmware"),
+    ("<model>/<variant>/tflm/firmware.elf", "tflm", "the TFLM target-check firmware run under QEMU"),
     ("report.md, report.json, report.csv, report.html, plots/", "report", "the report"),
 )
 

@@ -30,7 +30,11 @@ _ARM_FLAGS: dict[str, tuple[str, str | None, str]] = {
 }
 CORES: tuple[str, ...] = tuple(_ARM_FLAGS) + ("xtensa-lx6", "xtensa-lx7", "avr", "riscv")
 
-OVERRIDE_KEYS: tuple[str, ...] = ("name", "flash", "ram", "cpu_mhz", "core", "mcu")
+OVERRIDE_KEYS: tuple[str, ...] = ("name", "flash", "ram", "cpu_mhz", "core", "mcu", "memory", "max_latency_ms")
+
+# Where code and weights are fetched from, as far as time per inference goes: a multiplier on the
+# core's cycles per instruction (engine/latency.py, data/cpi_model.json "memory").
+MEMORY_CLASSES: tuple[str, ...] = ("sram", "flash_cache", "flash_small_cache", "flash_prefetch", "xip_cache")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Board:
     heap_size: int = 1024  # ditto (newlib-nano malloc pool)
     semihosting: bool = False  # link newlib's rdimon (printf to the host under QEMU)
     custom: bool = False
+    memory: str = "flash_cache"  # MEMORY_CLASSES: flash wait states / cache, for the latency estimate
+    max_latency_ms: float | None = None  # ship only variants at most this slow on this board (report)
 
     @property
     def buildable_offline(self) -> bool:
@@ -105,13 +111,13 @@ CATALOGUE: dict[str, Board] = {
         _b("nano33ble", "Arduino Nano 33 BLE (Sense)", "nrf52840", "cortex-m4f", 64, 983040, 262144, "arm",
            f"platformio/platform-nordicnrf52 boards/nano33ble.json {_LIMITS}"),
         _b("adafruit_pybadge_m4", "Adafruit PyBadge M4 / EdgeBadge", "samd51j19a", "cortex-m4f", 120, 524288, 196608, "arm",
-           f"platformio/platform-atmelsam boards/adafruit_pybadge_m4.json {_LIMITS}"),
+           f"platformio/platform-atmelsam boards/adafruit_pybadge_m4.json {_LIMITS}", memory="flash_small_cache"),
         _b("adafruit_feather_m4", "Adafruit Feather M4 Express (SAMD51)", "samd51j19a", "cortex-m4f", 120, 507904, 196608, "arm",
-           f"platformio/platform-atmelsam boards/adafruit_feather_m4.json {_LIMITS}"),
+           f"platformio/platform-atmelsam boards/adafruit_feather_m4.json {_LIMITS}", memory="flash_small_cache"),
         _b("nano_33_iot", "Arduino Nano 33 IoT", "samd21g18a", "cortex-m0+", 48, 262144, 32768, "arm",
-           f"platformio/platform-atmelsam boards/nano_33_iot.json {_LIMITS}"),
+           f"platformio/platform-atmelsam boards/nano_33_iot.json {_LIMITS}", memory="flash_prefetch"),
         _b("pico", "Raspberry Pi Pico", "rp2040", "cortex-m0+", 133, 2097152, 270336, "arm",
-           f"platformio/platform-raspberrypi boards/pico.json {_LIMITS}", flash_origin=0x1000_0000),
+           f"platformio/platform-raspberrypi boards/pico.json {_LIMITS}", flash_origin=0x1000_0000, memory="xip_cache"),
         _b("nucleo_f446re", "ST Nucleo F446RE", "stm32f446ret6", "cortex-m4f", 180, 524288, 131072, "arm",
            f"platformio/platform-ststm32 boards/nucleo_f446re.json {_LIMITS}", flash_origin=0x0800_0000),
         _b("nucleo_f746zg", "ST Nucleo F746ZG", "stm32f746zgt6", "cortex-m7", 216, 1048576, 327680, "arm",
@@ -119,7 +125,7 @@ CATALOGUE: dict[str, Board] = {
         _b("disco_f746ng", "ST 32F746GDISCOVERY", "stm32f746ngh6", "cortex-m7", 216, 1048576, 327680, "arm",
            f"platformio/platform-ststm32 boards/disco_f746ng.json {_LIMITS}", flash_origin=0x0800_0000),
         _b("bluepill_f103c8", "BluePill F103C8", "stm32f103c8t6", "cortex-m3", 72, 65536, 20480, "arm",
-           f"platformio/platform-ststm32 boards/bluepill_f103c8.json {_LIMITS}", flash_origin=0x0800_0000),
+           f"platformio/platform-ststm32 boards/bluepill_f103c8.json {_LIMITS}", flash_origin=0x0800_0000, memory="flash_prefetch"),
         _b("nucleo_l552ze_q", "ST Nucleo L552ZE-Q", "stm32l552zet6", "cortex-m33", 80, 524288, 196608, "arm",
            f"platformio/platform-ststm32 boards/nucleo_l552ze_q.json {_LIMITS}", flash_origin=0x0800_0000),
         _b("portenta_h7_m7", "Arduino Portenta H7 (M7 core)", "stm32h747xih6", "cortex-m7dp", 480, 786432, 523624, "arm",
@@ -133,7 +139,7 @@ CATALOGUE: dict[str, Board] = {
         _b("nrf52840_dk", "Nordic nRF52840-DK", "nrf52840", "cortex-m4f", 64, 1048576, 262144, "arm",
            f"platformio/platform-nordicnrf52 boards/nrf52840_dk.json {_LIMITS}"),
         _b("teensy41", "Teensy 4.1", "imxrt1062", "cortex-m7dp", 600, 8126464, 524288, "arm",
-           f"platformio/platform-teensy boards/teensy41.json {_LIMITS}", flash_origin=0x6000_0000),
+           f"platformio/platform-teensy boards/teensy41.json {_LIMITS}", flash_origin=0x6000_0000, memory="sram"),
         _b("esp32dev", "Espressif ESP32 Dev Module", "esp32", "xtensa-lx6", 240, 1310720, 327680, "xtensa",
            "platformio/platform-espressif32 boards/esp32dev.json upload.maximum_ram_size, build.mcu/f_cpu; "
            "flash = factory app partition of default.csv (0x140000), what PlatformIO's Flash: line uses"),
@@ -145,7 +151,7 @@ CATALOGUE: dict[str, Board] = {
         _b("mps2_an386", "QEMU mps2-an386 (Cortex-M4)", "cmsdk-cm4", "cortex-m4f", 25, 4 * 1024 * 1024, 4 * 1024 * 1024, "arm",
            "QEMU hw/arm/mps2.c machine mps2-an386: SSRAM1 4 MiB at 0x00000000 (code), SSRAM2/3 4 MiB at 0x20000000 (data), "
            "SYSCLK 25 MHz (QEMU's cortex-m4 has the FPv4-SP FPU)",
-           heap_size=16384, semihosting=True),
+           heap_size=16384, semihosting=True, memory="sram"),
     ]
 }
 
@@ -158,7 +164,7 @@ def resolve(board_id: str, overrides: dict | None = None, where: str = "tinyml.t
 
     `where` names the config file/table for error messages.
     """
-    if not isinstance(board_id, str) or not _BOARD_ID.fullmatch(board_id) or board_id in ("aot", "logs"):
+    if not isinstance(board_id, str) or not _BOARD_ID.fullmatch(board_id) or board_id in ("aot", "logs", "tflm"):
         # ids become folder names (build/<model>/<variant>/<id>/, .pio/build/<id>/, boards/<id>.json):
         # never a path, '.', '..', or an absolute name
         raise TinyMLError(
@@ -182,6 +188,21 @@ def resolve(board_id: str, overrides: dict | None = None, where: str = "tinyml.t
                     f"{where}: [boards.{board_id}] {key} = {v!r}: must be a positive integer "
                     f"({'bytes' if key != 'cpu_mhz' else 'MHz'})."
                 )
+    if "max_latency_ms" in overrides:
+        v = overrides["max_latency_ms"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+            raise TinyMLError(f"{where}: [boards.{board_id}] max_latency_ms = {v!r}: must be a positive number of "
+                              f"milliseconds per inference (the ship decision skips slower variants on this board).")
+        overrides["max_latency_ms"] = float(v)
+    if "memory" in overrides and overrides["memory"] not in MEMORY_CLASSES:
+        close = difflib.get_close_matches(str(overrides["memory"]), MEMORY_CLASSES, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise TinyMLError(
+            f"{where}: [boards.{board_id}] memory = {overrides['memory']!r} is not known.{hint} Allowed: "
+            f"{', '.join(MEMORY_CLASSES)} (sram: code and weights in zero-wait RAM/TCM; flash_cache: flash behind "
+            f"an accelerator or cache, e.g. STM32 ART, nRF52; flash_small_cache: many wait states and a small cache, "
+            f"e.g. SAMD51; flash_prefetch: wait states, prefetch only, e.g. SAMD21, STM32F1; xip_cache: external "
+            f"QSPI flash, e.g. RP2040).")
     if "core" in overrides and overrides["core"] not in CORES:
         close = difflib.get_close_matches(str(overrides["core"]), CORES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -215,12 +236,16 @@ def resolve(board_id: str, overrides: dict | None = None, where: str = "tinyml.t
             arch=arch,
             source=f"{where} [boards.{board_id}]",
             custom=True,
+            memory=overrides.get("memory", "flash_cache"),
+            max_latency_ms=overrides.get("max_latency_ms"),
         )
     if not overrides:
         return base
     changed = {k: v for k, v in overrides.items() if getattr(base, k) != v}
     if not changed:
         return base
+    if set(changed) == {"max_latency_ms"}:  # a requirement on the board, not a different board
+        return dataclasses.replace(base, max_latency_ms=changed["max_latency_ms"])
     if "core" in changed:
         core = changed["core"]
         changed["arch"] = "arm" if core.startswith("cortex") else ("xtensa" if core.startswith("xtensa") else core)

@@ -266,32 +266,55 @@ def run_child(model_bytes: bytes, timeout: float = 600, extra_args: list[str] | 
 def measure(model_bytes: bytes) -> dict[str, Any]:
     """Smallest arena the real TFLM interpreter runs this model in, on the host and for 32-bit targets.
 
-    Returns {"host_bytes", "target32_bytes", "split": {activations, persistent, scratch} (32-bit),
-    "host_split", "allocations" (parsed report), "method"}. Raises TinyMLError when TFLM cannot run
-    the model at all (the message is TFLM's own, e.g. "Didn't find op for builtin opcode 'TILE'").
+    Returns {"host_bytes", "target32_bytes", "final32_bytes", "exact", "split": {activations, persistent,
+    scratch} (32-bit), "host_split", "allocations" (parsed report), "method"}. The 32-bit figure is
+    TFLM's allocator replayed for a Cortex-M from measured rules (engine.arena32: exact, equal to the
+    target's own bisection) when the rules cover every operator of the model and agree with the host's
+    allocation counts; otherwise the conservative derivation from the host report (`exact` false, an
+    upper bound). Raises TinyMLError when TFLM cannot run the model at all (the message is TFLM's own,
+    e.g. "Didn't find op for builtin opcode 'TILE'").
     """
     res = run_child(model_bytes)
     if not res.get("ok"):
         raise TinyMLError(f"TFLite Micro cannot allocate this model: {res.get('message', '')}")
     alloc = parse_allocations(res["report"])
-    d = derive_target32(res["host_bytes"], alloc)
-    return {
-        "host_bytes": int(res["host_bytes"]),
-        "target32_bytes": d["target32_bytes"],
-        "final32_bytes": d["final32_bytes"],
-        "split": d["split"],
-        "host_split": d["host_split"],
-        "allocations": alloc,
-        "method": (
-            "host_bytes: smallest multiple of 16 bytes for which the real TFLM interpreter "
-            "(tflite-micro python, 64-bit host) allocates and invokes the model (bisection; 16 bytes "
-            "less fails). target32_bytes: host figure with TFLM's pointer-holding structs "
-            "(TfLiteEvalTensor, TfLiteTensor, NodeAndRegistration, quantization, planner records) "
-            "resized to 32-bit and the unrecorded allocator objects scaled by "
-            f"{UNRECORDED_TAIL_FACTOR}; kernel op data kept at host size (upper bound). "
-            "See docs/analysis.md."
-        ),
-    }
+    return {"host_bytes": int(res["host_bytes"]), "allocations": alloc,
+            **target32(model_bytes, int(res["host_bytes"]), alloc)}
+
+
+def target32(model_bytes: bytes, host_bytes: int, alloc: dict[str, Any]) -> dict[str, Any]:
+    """The 32-bit arena from the host's measurement: exact (engine.arena32) or, failing that, an upper bound.
+
+    {"target32_bytes", "final32_bytes", "exact", "why_not_exact", "split", "host_split", "method",
+    "by_kernels": {"reference": {target32_bytes, final32_bytes, exact}, "cmsis_nn": {...}}}: target32_bytes is
+    for TFLM's reference kernels (what the host's interpreter runs); CMSIS-NN kernels need other OpData and
+    scratch requests, replayed with their own measured rules.
+    """
+    from . import arena32
+
+    d = derive_target32(host_bytes, alloc)
+    by_kernels = {}
+    for kernels in ("reference", "cmsis_nn"):
+        q = arena32.predict(model_bytes, alloc, kernels)
+        by_kernels[kernels] = ({"target32_bytes": q["target32_bytes"], "final32_bytes": q["final32_bytes"], "exact": True}
+                               if q.get("exact") else {"target32_bytes": d["target32_bytes"],
+                                                       "final32_bytes": d["final32_bytes"], "exact": False})
+    p = arena32.predict(model_bytes, alloc)
+    if p.get("exact"):
+        t32, final32, split = p["target32_bytes"], p["final32_bytes"], p["split"]
+        method = ("target32_bytes: TFLM's AllocateTensors replayed for a 32-bit Cortex-M (engine/arena32.py: "
+                  "allocation rules measured on the target, data/tflm_arena32.json; equals the minimal arena "
+                  "bisected on QEMU's Cortex-M4 with reference kernels). host_bytes: bisection with the "
+                  "tflite-micro Python interpreter on the 64-bit host (16 bytes less fails).")
+    else:
+        t32, final32, split = d["target32_bytes"], d["final32_bytes"], d["split"]
+        method = (f"target32_bytes: an upper bound ({p.get('why')}): the host figure with TFLM's pointer-holding "
+                  "structs resized to 32-bit, kernel op data kept at host size and the unrecorded allocator "
+                  f"objects scaled by {UNRECORDED_TAIL_FACTOR}. host_bytes: bisection with the tflite-micro Python "
+                  "interpreter on the 64-bit host. See docs/analysis.md.")
+    return {"target32_bytes": int(t32), "final32_bytes": int(final32), "exact": bool(p.get("exact")),
+            "why_not_exact": p.get("why") or None, "split": split, "host_split": d["host_split"], "method": method,
+            "by_kernels": by_kernels}
 
 
 def probe(model_bytes: bytes, arena_size: int) -> tuple[bool, str]:

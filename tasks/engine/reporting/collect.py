@@ -263,6 +263,12 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
         used, limit = row[f"{what}_used"], row[f"{what}_limit"]
         row[f"{what}_pct"] = 100.0 * used / limit if used is not None and limit else None
     row["latency_ms"] = num(get(s, "latency_ms"))
+    band = get(s, "latency_basis", "band_ms")
+    ok_band = isinstance(band, list) and len(band) == 2 and all(num(b) is not None for b in band)
+    row["latency_low_ms"], row["latency_high_ms"] = (num(band[0]), num(band[1])) if ok_band else (None, None)
+    basis = get(s, "latency_basis")
+    row["latency_basis"] = basis if isinstance(basis, dict) else None
+    row["max_latency_ms"] = num(get(s, "max_latency_ms"))
     row["failed"] = failure(e, failed_dir)
     cm = block.get("confusion_matrix")
     return Collected(row, _facts(m, a, s, status["size"], row, tuple(not_finite), cm, voted.get("confusion_matrix")))

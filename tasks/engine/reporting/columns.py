@@ -99,6 +99,19 @@ def fmt_ms(v) -> str:
     return "-" if v is None else f"{v:.3g}" if v < 100 else f"{v:,.0f}"
 
 
+def fmt_latency(v) -> str:
+    """Time per inference is always an estimate (from a QEMU instruction count): '~1.23'."""
+    return "-" if v is None else f"~{fmt_ms(v)}"
+
+
+def fmt_latency_band(ms, low, high) -> str:
+    """'~1.23 (0.9-1.8)': the estimate and its band, in ms."""
+    if ms is None:
+        return "-"
+    band = f" ({fmt_ms(low)}-{fmt_ms(high)})" if low is not None and high is not None else ""
+    return f"~{fmt_ms(ms)}{band}"
+
+
 def fmt_times(v) -> str:
     """A ratio as a factor: 0.27x."""
     return "-" if v is None else f"{v:.2f}x"
@@ -168,6 +181,10 @@ def _breakdown(part: str, key: str) -> Callable[[dict], Any]:
 
 def _any_runtime_but_tflm(rows: list[dict]) -> bool:
     return any(r.get("runtime") not in (None, "tflm") for r in rows)
+
+
+def _any_latency(rows: list[dict]) -> bool:
+    return any(r.get("latency_ms") is not None for r in rows)
 
 
 def _any_aot(rows: list[dict]) -> bool:
@@ -264,7 +281,13 @@ COLUMNS: tuple[Column, ...] = (
            uses=("ram_used", "ram_limit", "ram_pct")),
     Column("sweep_flash", "flash B", fmt_int, RIGHT, views=TERMINAL_ONLY, tables=(SWEEP,), uses=("flash_used",)),
     Column("sweep_ram", "RAM B", fmt_int, RIGHT, views=TERMINAL_ONLY, tables=(SWEEP,), uses=("ram_used",)),
-    Column("latency_ms", "ms / inference", fmt_ms, RIGHT, tables=(SWEEP,), short="ms/inf"),
+    Column("latency_ms", "ms / inference (est.)", fmt_latency, RIGHT, tables=(SWEEP,), short="ms/inf"),
+    Column("latency_low_ms", "ms / inference low", views=DATA),
+    Column("latency_high_ms", "ms / inference high", views=DATA),
+    Column("latency_cell", "ms / inference (est.)", fmt_latency_band, RIGHT, views=SHOWN, tables=(MAIN,),
+           uses=("latency_ms", "latency_low_ms", "latency_high_ms"), short="ms/inf (est.)", terminal_if=_any_latency),
+    Column("latency_basis", "latency basis", views=JSON_ONLY),
+    Column("max_latency_ms", "max ms / inference", views=DATA),
     Column("flash_over_by", "flash over by", views=JSON_ONLY),
     Column("ram_over_by", "RAM over by", views=JSON_ONLY),
     Column("fits", "fits", views=DATA),

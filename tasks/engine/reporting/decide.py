@@ -270,6 +270,12 @@ def ship(rows: list[dict], headroom: float) -> list[dict]:
             groups.setdefault((r["board"], r["model"]), []).append(r)
     for (board, model), rs in groups.items():
         fitting = [r for r in rs if r["fits_with_headroom"] and r["value"] is not None]
+        # [boards.<id>] max_latency_ms: only variants whose estimated time per inference is known and within it
+        limit = next((r.get("max_latency_ms") for r in rs if r.get("max_latency_ms") is not None), None)
+        too_slow = []
+        if limit is not None:
+            too_slow = [r for r in fitting if r.get("latency_ms") is None or r["latency_ms"] > limit]
+            fitting = [r for r in fitting if r not in too_slow]
         ok = [r for r in fitting if not r.get("ship_blocked_by")]
         rec: dict[str, Any] = {"board": board, "model": model, "headroom": headroom}
         if ok:
@@ -277,10 +283,11 @@ def ship(rows: list[dict], headroom: float) -> list[dict]:
             best = min(ok, key=lambda r: (sign * r["value"], r["flash_used"] or 0, r["ram_used"] or 0))
             rec.update({"variant": best["variant"], "runtime": best["runtime"], "metric": best["metric"],
                         "value": best["value"], "flash_pct": best["flash_pct"], "ram_pct": best["ram_pct"],
-                        "estimate": best["fits"] == "estimate"})
+                        "estimate": best["fits"] == "estimate", "latency_ms": best.get("latency_ms")})
             what = f"{model}/{best['variant']}" + (f" [{best['runtime']}]" if best["runtime"] not in (None, "tflm") else "")
+            ms = (f", ~{best['latency_ms']:.3g} ms/inference (est.)" if best.get("latency_ms") is not None else "")
             rec["text"] = (f"Ship: {board} -> {what} ({metric_label(best['metric'])} {fmt_metric(best['value'])}, "
-                           f"flash {best['flash_pct']:.1f} %, RAM {best['ram_pct']:.1f} %"
+                           f"flash {best['flash_pct']:.1f} %, RAM {best['ram_pct']:.1f} %{ms}"
                            f"{', estimate' if rec['estimate'] else ''})")
         else:
             rec["variant"] = None
@@ -296,6 +303,11 @@ def ship(rows: list[dict], headroom: float) -> list[dict]:
                 rec["text"] = f"Ship: {board} -> unknown for {model}: no firmware size yet (run `doit firmware`)"
             elif not any(r["value"] is not None for r in rs):
                 rec["text"] = f"Ship: {board} -> unknown for {model}: no metrics yet (run `doit evaluate`)"
+            elif too_slow:
+                unknown = [r for r in too_slow if r.get("latency_ms") is None]
+                rec["text"] = (f"Ship: {board} -> nothing of {model} fits with {headroom * 100:.0f} % headroom within "
+                               f"max_latency_ms = {limit:g}"
+                               + (f" ({len(unknown)} fitting variant(s) have no time estimate)" if unknown else ""))
             else:
                 rec["text"] = (f"Ship: {board} -> nothing of {model} fits with {headroom * 100:.0f} % headroom; "
                                "see the fits column")

@@ -11,6 +11,7 @@
 # The linker regions are build.link_region_factor (default 2) times the limits so that a firmware
 # that is too big still links (its ELF gives the breakdown) and PlatformIO reports it against the
 # real limits. tasks/firmware.py relinks with a bigger factor if the linker still overflows.
+import json
 import os
 from os.path import join
 
@@ -33,6 +34,10 @@ stack_size = _int(board.get("build.stack_size", 4096))
 heap_size = _int(board.get("build.heap_size", 1024))
 semihosting = bool(board.get("build.semihosting", False))
 region_factor = _int(board.get("build.link_region_factor", 2))
+
+# the compiler flags (shared with engine/tflm_link.py, which prebuilds TFLite Micro the same way)
+with open(join(platform.get_dir(), "flags.json")) as f:
+    FLAGS = json.load(f)
 
 machine_flags = ["-mthumb", "-mcpu=%s" % board.get("build.cpu")]
 if board.get("build.fpu", ""):
@@ -60,23 +65,9 @@ env.Replace(
 
 env.Append(
     ASFLAGS=machine_flags + ["-x", "assembler-with-cpp"],
-    CCFLAGS=machine_flags
-    + [
-        "-Os",
-        "-g",
-        "-ffunction-sections",
-        "-fdata-sections",
-        "-Wall",
-        "-fno-common",
-    ],
-    CFLAGS=["-std=gnu11"],
-    CXXFLAGS=[
-        "-std=gnu++17",
-        "-fno-exceptions",
-        "-fno-rtti",
-        "-fno-threadsafe-statics",
-        "-fno-use-cxa-atexit",
-    ],
+    CCFLAGS=machine_flags + FLAGS["ccflags"],
+    CFLAGS=FLAGS["cflags"],
+    CXXFLAGS=FLAGS["cxxflags"],
     CPPDEFINES=[
         ("F_CPU", board.get("build.f_cpu")),
         "TINYML_BARE_METAL",

@@ -1,0 +1,35 @@
+# doit-tinyml's PlatformIO pre-script for building a sketch's OWN environments (envs = [...]).
+#
+# doit appends it with PLATFORMIO_EXTRA_SCRIPTS (PlatformIO adds it after the environment's own
+# extra_scripts) and passes, in the JSON file named by TINYML_INJECT:
+#   include_dirs  folders to add to the include path (the variant's model_data.h, the AOT model)
+#   sources       files to compile beside the sketch (model_data.cc, or the AOT model and kernels)
+#   defines       e.g. TINYML_RUNTIME_TFLM
+#   map           where the linker writes its map (for the breakdown of where the bytes go)
+#   board         board manifest values to override ([boards.<id>] flash/ram in tinyml.toml)
+# Nothing in the sketch is edited. A source the sketch's own scripts already compile (same file
+# name, e.g. a pre-script that builds model_data.cc from $TINYML_MODEL_DIR) is not added twice.
+import json
+import os
+
+Import("env")  # noqa: F821  (SCons injects it)
+
+with open(os.environ["TINYML_INJECT"]) as f:
+    cfg = json.load(f)
+
+env.Append(CPPPATH=cfg.get("include_dirs", []), CPPDEFINES=cfg.get("defines", []))  # noqa: F821
+already = {os.path.basename(str(getattr(n, "sources", [n])[0] if getattr(n, "sources", None) else n))
+           for n in env.get("PIOBUILDFILES", [])}  # noqa: F821
+# the objects' folder names say what they are (the breakdown attributes AOT objects to inference by name)
+folder = "tinyml_aot" if "TINYML_RUNTIME_AOT" in cfg.get("defines", []) else "tinyml_model"
+for i, src in enumerate(cfg.get("sources", [])):
+    name = os.path.basename(src)
+    if name in already:
+        continue
+    env.BuildSources(  # noqa: F821
+        os.path.join("$BUILD_DIR", folder, str(i)), os.path.dirname(src), "-<*> +<%s>" % name)
+if cfg.get("map"):
+    env.Append(LINKFLAGS=["-Wl,-Map,%s" % cfg["map"]])  # noqa: F821
+board = env.BoardConfig()  # noqa: F821
+for key, value in cfg.get("board", {}).items():
+    board.update(key, value)
