@@ -78,6 +78,17 @@ def up_to_date(output: str) -> set[str]:
     return {line[3:].strip() for line in output.splitlines() if line.startswith("-- ")}
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def copy_example(name: str, dest: Path) -> Path:
+    """The example folder without build outputs, with its generated data (as its README says to run)."""
+    shutil.copytree(EXAMPLES / name, dest, ignore=shutil.ignore_patterns("build", ".pio", "__pycache__", "*.ts"))
+    if (dest / "data" / "make_archive.py").is_file():
+        subprocess.run([sys.executable, str(dest / "data" / "make_archive.py")], check=True)
+    return dest
+
+
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +17,9 @@ from pathlib import Path
 import pytest
 
 from doit_tinyml.config import load
+from project import EXAMPLES, copy_example
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ("sine_sweep", "cancer_mlp", "tapping_anomaly", "waveform_cnn", "digits_cnn", "activity_ts")
-
-
-def copy_example(name: str, dest: Path) -> Path:
-    """The example folder without build outputs, with its generated data (as its README says to run)."""
-    shutil.copytree(EXAMPLES / name, dest, ignore=shutil.ignore_patterns("build", ".pio", "__pycache__", "*.ts"))
-    if (dest / "data" / "make_archive.py").is_file():
-        subprocess.run([sys.executable, str(dest / "data" / "make_archive.py")], check=True)
-    return dest
 
 
 def doit(root: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
