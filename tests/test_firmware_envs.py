@@ -17,6 +17,7 @@ import pytest
 
 from doit_tinyml import firmware
 from doit_tinyml.engine import boards, platformio
+from doit_tinyml.engine import artifacts
 from doit_tinyml.engine.errors import TinyMLError
 
 from test_firmware import make_model_dir
@@ -44,6 +45,9 @@ board = adafruit_pybadge_m4
 
 MAIN = """#include "model_data.h"
 #include <stdint.h>
+#ifndef USER_FLAG  /* the environment's build_flags define it; doit's generated project (no environment) does not */
+#define USER_FLAG 0
+#endif
 alignas(16) static uint8_t tensor_arena[TINYML_ARENA_SIZE];
 int main(void) {
   const volatile unsigned char *m = g_model;
@@ -119,6 +123,7 @@ def test_aot_runtime_in_an_environment(tmp_path, core_dir):
     (vd / "aot").mkdir()
     (vd / "aot" / "tinyml_model.h").write_text("#ifdef __cplusplus\nextern \"C\"\n#endif\nint tinyml_k(void);\n")
     (vd / "aot" / "tinyml_model.c").write_text("int tinyml_k(void) { return 5; }\n")
+    artifacts.write(vd / "aot.json", artifacts.Aot(supported=True, weights_bytes=64, planned_bytes=16))
     rec = firmware.run(sk, vd, boards.CATALOGUE["nano33ble"], tmp_path / "o", core_dir, runtime="aot", env="board_a",
                        quiet=True)
     assert rec["runtime"] == "aot" and not rec["estimate"] and rec["breakdown"]["flash"]["inference"] > 0

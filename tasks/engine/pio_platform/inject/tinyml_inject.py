@@ -18,8 +18,13 @@ with open(os.environ["TINYML_INJECT"]) as f:
     cfg = json.load(f)
 
 env.Append(CPPPATH=cfg.get("include_dirs", []), CPPDEFINES=cfg.get("defines", []))  # noqa: F821
-already = {os.path.basename(str(getattr(n, "sources", [n])[0] if getattr(n, "sources", None) else n))
-           for n in env.get("PIOBUILDFILES", [])}  # noqa: F821
+from SCons.Script import DefaultEnvironment  # noqa: E402
+
+# what the environment's own scripts already compile (BuildSources appends object nodes, as lists, to the
+# default environment's PIOBUILDFILES): the file names of their sources
+already = set()
+for node in env.Flatten(DefaultEnvironment().get("PIOBUILDFILES", [])):  # noqa: F821
+    already.update(os.path.basename(str(s)) for s in (getattr(node, "sources", None) or [node]))
 # the objects' folder names say what they are (the breakdown attributes AOT objects to inference by name)
 folder = "tinyml_aot" if "TINYML_RUNTIME_AOT" in cfg.get("defines", []) else "tinyml_model"
 for i, src in enumerate(cfg.get("sources", [])):
