@@ -167,3 +167,13 @@ def test_a_failed_row_says_where_in_every_format(tmp_path, capsys):
     assert row["fits"] == "failed" and row["fits_text"].startswith("failed at firmware (firmware:kws/int8@nano33ble)")
     assert "failed at firmware" in out and "failed at firmware" in (tmp_path / "report.md").read_text()
     assert any("failed at firmware" in cell for line in csv_lines for cell in line)
+
+
+def test_an_estimate_is_never_shown_as_a_measurement(tmp_path, capsys):
+    out, doc, _ = run_rich(tmp_path, capsys)
+    row = next(r for r in doc["rows"] if (r["model"], r["runtime"], r["board"]) == ("sine", "aot", "uno"))
+    assert row["estimate"] is True and row["fits"] == "estimate" and row["fits_text"] == "yes (estimate)"
+    line = next(ln for ln in out.splitlines() if " uno " in ln and " aot " in ln and ln.lstrip().startswith("int8"))
+    assert "~20,000 / " in line and "~1,500 / " in line and line.rstrip().endswith("yes (estimate)")
+    measured = next(ln for ln in out.splitlines() if " nano33ble " in ln and " aot " in ln and ln.lstrip().startswith("int8"))
+    assert " 30,000 / " in measured and "~30,000" not in measured and "~6,000" not in measured

@@ -140,9 +140,10 @@ def _precision_header(rows: list[dict]) -> str:
     return "precision (macro)" if any(r.get("average") == "macro" for r in rows) else "precision"
 
 
-def fmt_used(used, limit, pct) -> str:
-    """'used / limit pct' in bytes, the figures PlatformIO printed, so they can be checked by eye."""
-    return "-" if used is None else f"{fmt_int(used)} / {fmt_int(limit)} {fmt_pct(pct)}"
+def fmt_used(used, limit, pct, estimate=False) -> str:
+    """'used / limit pct' in bytes, the figures PlatformIO printed, so they can be checked by eye; '~used'
+    when the figure is (partly) estimated (size.json "estimate": true)."""
+    return "-" if used is None else f"{'~' if estimate else ''}{fmt_int(used)} / {fmt_int(limit)} {fmt_pct(pct)}"
 
 
 def fmt_variant(variant, required) -> str:
@@ -273,12 +274,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("flash_limit", "flash limit", fmt_int, RIGHT, views=FILES),
     Column("flash_pct", "flash %", fmt_pct, RIGHT, views=FILES),
     Column("flash_used_of_limit", "flash used / limit", fmt_used, RIGHT, views=TERMINAL_ONLY,
-           uses=("flash_used", "flash_limit", "flash_pct")),
+           uses=("flash_used", "flash_limit", "flash_pct", "estimate")),
     Column("ram_used", "RAM used", fmt_int, RIGHT, views=FILES, diff="RAM", tables=(MAIN, SWEEP)),
     Column("ram_limit", "RAM limit", fmt_int, RIGHT, views=FILES),
     Column("ram_pct", "RAM %", fmt_pct, RIGHT, views=FILES),
     Column("ram_used_of_limit", "RAM used / limit", fmt_used, RIGHT, views=TERMINAL_ONLY,
-           uses=("ram_used", "ram_limit", "ram_pct")),
+           uses=("ram_used", "ram_limit", "ram_pct", "estimate")),
     Column("sweep_flash", "flash B", fmt_int, RIGHT, views=TERMINAL_ONLY, tables=(SWEEP,), uses=("flash_used",)),
     Column("sweep_ram", "RAM B", fmt_int, RIGHT, views=TERMINAL_ONLY, tables=(SWEEP,), uses=("ram_used",)),
     Column("latency_ms", "ms / inference (est.)", fmt_latency, RIGHT, tables=(SWEEP,), short="ms/inf"),

@@ -60,7 +60,7 @@ def fits(row: dict, facts: Facts) -> tuple[str, str]:
         return "incompatible", f"incompatible ({facts.size_problem})"
     if facts.size_fits is not None:
         if facts.size_fits:
-            return ("estimate", "estimate") if row["estimate"] else ("yes", "yes")
+            return ("estimate", "yes (estimate)") if row["estimate"] else ("yes", "yes")
         over = []
         if row["flash_over_by"]:
             over.append(f"+{row['flash_over_by']} B flash")
