@@ -103,7 +103,7 @@ def _summary(label: str, rec: dict) -> str:
             over.append(f"RAM over by {_fmt(rec['ram_over_by'])} B")
         line += "DOES NOT FIT: " + ", ".join(over) + (" (estimate)" if rec.get("estimate") else "")
     if rec.get("estimate"):
-        line += "  [estimate: " + (rec.get("estimate_basis") or "")[:90] + "]"
+        line += "  [" + _estimate_note(rec) + "]"
     elif rec.get("env"):
         line += f"  [environment {rec['env']['name']}]"
     elif (rec.get("tflm") or {}).get("linked"):
@@ -122,6 +122,16 @@ def _sources(sketch_dir: Path, variant_dir: Path, runtime: str) -> tuple[dict[st
     if (sketch_dir / "include").is_dir():
         includes.append(sketch_dir / "include")
     return files, includes
+
+
+def _estimate_note(rec: dict) -> str:
+    """What is estimated, in a few words (size.json's estimate_basis has the whole basis)."""
+    ie = rec.get("interpreter_estimate")
+    if ie:
+        return (f"estimate: the interpreter's {_fmt(ie['flash'])} B flash, {_fmt(ie['ram'])} B RAM from the table "
+                f"of real links ({ie['config']}, +/-{ie['error_pct']} %); link a TFLM library to measure it")
+    basis = " ".join((rec.get("estimate_basis") or "no basis recorded").split())
+    return "estimate: " + (basis if len(basis) <= 110 else basis[:110].rsplit(" ", 1)[0] + " ... (size.json)")
 
 
 def _model_files(variant_dir: Path, runtime: str) -> tuple[dict[str, Path], list[Path]]:

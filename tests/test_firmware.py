@@ -101,9 +101,12 @@ def test_sizes_follow_arena_and_model(tmp_path, core_dir, board_id, capsys):
     assert f"sine/int8 @ {board_id}: flash ~{small['flash_used']:,} / {boards.CATALOGUE[board_id].flash:,} B" in out
     # offline without a TFLM library: the build holds the model and the arena, the interpreter is added from
     # the table of real links, and every figure says it is an estimate
-    assert "fits (estimate)" in out and "[estimate: measured the offline build" in out
     on_disk = json.loads((tmp_path / "small" / "out" / board_id / "size.json").read_text())
     assert on_disk == small
+    ie = small["interpreter_estimate"]
+    assert "fits (estimate)" in out and (f"[estimate: the interpreter's {ie['flash']:,} B flash, {ie['ram']:,} B RAM "
+                                         f"from the table of real links ({ie['config']}, +/-{ie['error_pct']} %)") in out
+    assert small["estimate_basis"].startswith("measured the offline build")
     assert (tmp_path / "small" / "out" / board_id / "firmware.elf").is_file()
     assert small["fits"] and small["estimate"] and small["flash_limit"] == boards.CATALOGUE[board_id].flash
     est = small["interpreter_estimate"]
