@@ -19,7 +19,7 @@ def _rep(x):
     return gen
 
 
-def _convert(model, x_rep, *, int8: bool, int8_io: bool) -> bytes:
+def _convert(model, x_rep, *, int8: bool, int8_io: bool, per_channel: bool = True) -> bytes:
     from ..engine.keras_io import import_tensorflow
 
     tf, _ = import_tensorflow()
@@ -28,6 +28,8 @@ def _convert(model, x_rep, *, int8: bool, int8_io: bool) -> bytes:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = _rep(x_rep)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if not per_channel:  # one scale per weight tensor (what TFLM trees before 2023 compute for Dense)
+            conv._experimental_disable_per_channel = True
         if int8_io:
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
@@ -109,8 +111,8 @@ def cnn_digits():
     return _convert(m, x, int8=True, int8_io=True), x[1200:1400]
 
 
-def autoencoder():
-    """Dense 32-8-32 autoencoder, int8 I/O."""
+def autoencoder(per_channel: bool = True):
+    """Dense 32-8-32 autoencoder, int8 I/O (per_channel=False: per-tensor weight scales)."""
     import numpy as np
     from ..engine.keras_io import import_tensorflow, seed_everything
 
@@ -122,7 +124,7 @@ def autoencoder():
     m = keras.Sequential([keras.Input((32,)), keras.layers.Dense(8, activation="relu"),
                           keras.layers.Dense(32, activation="tanh")])
     _fit(m, x, x, "mse")
-    return _convert(m, x, int8=True, int8_io=True), x[:200]
+    return _convert(m, x, int8=True, int8_io=True, per_channel=per_channel), x[:200]
 
 
 def dynamic_shape():
@@ -452,6 +454,7 @@ BUILDERS = {
     "conv1d_int8": conv1d_classifier,
     "cnn_int8": cnn_digits,
     "autoenc_int8": autoencoder,
+    "autoenc_int8_per_tensor": lambda: autoencoder(per_channel=False),
     "tile_float": unsupported_tile,
     "dynamic_float": dynamic_shape,
 }
