@@ -78,6 +78,10 @@ def _size_record(board: Board, runtime: str, flash_used: int | None, ram_used: i
     return rec
 
 
+def _ms(v: float) -> str:
+    return f"{v:#.3g}".rstrip(".") if v < 100 else f"{v:,.0f}"
+
+
 def _summary(label: str, rec: dict) -> str:
     def pct(u, l):
         return f"{100.0 * u / l:.1f} %" if l else "n/a"
@@ -90,7 +94,7 @@ def _summary(label: str, rec: dict) -> str:
             f"{_fmt(rec['ram_limit'])} B ({pct(rec['ram_used'], rec['ram_limit'])})  ")
     if rec.get("latency_ms") is not None:
         band = (rec.get("latency_basis") or {}).get("band_ms") or []
-        line += f"~{rec['latency_ms']:.3g} ms/inference" + (f" ({band[0]:.3g}-{band[1]:.3g})" if len(band) == 2 else "") + "  "
+        line += f"~{_ms(rec['latency_ms'])} ms/inference" + (f" ({_ms(band[0])}-{_ms(band[1])})" if len(band) == 2 else "") + "  "
     if rec.get("incompatible"):
         line += f"CANNOT RUN: {rec['incompatible']} (built for size only)"
     elif rec["fits"]:
@@ -102,10 +106,11 @@ def _summary(label: str, rec: dict) -> str:
         if rec["ram_over_by"]:
             over.append(f"RAM over by {_fmt(rec['ram_over_by'])} B")
         line += "DOES NOT FIT: " + ", ".join(over) + (" (estimate)" if rec.get("estimate") else "")
+    where = f"environment {rec['env']['name']}" if rec.get("env") else None
     if rec.get("estimate"):
-        line += "  [" + _estimate_note(rec) + "]"
-    elif rec.get("env"):
-        line += f"  [environment {rec['env']['name']}]"
+        line += "  [" + (f"{where}; " if where else "") + _estimate_note(rec) + "]"
+    elif where:
+        line += f"  [{where}]"
     elif (rec.get("tflm") or {}).get("linked"):
         line += f"  [real TFLite Micro, {rec['tflm']['kernels']}]"
     return line

@@ -121,9 +121,9 @@ def test_report_shows_latency_in_every_format(tmp_path, capsys):
              "history": b / "m" / "history.json", "chain": [], "sweep": None, "board": "nano33ble",
              "runtime": "tflm", "size": vd / "nano33ble" / "size.json"}
     report.run([entry], b, headroom=0.1, gates={}, previous=b / "report.json", failed_dir=b / ".tinyml" / "failed")
-    assert "~1.23 (0.9-1.8)" in capsys.readouterr().out  # the terminal table: ms/inf (est.)
-    assert "~1.23 (0.9-1.8)" in (b / "report.md").read_text()
-    assert "~1.23 (0.9-1.8)" in (b / "report.html").read_text()
+    assert "~1.23 (0.900-1.80)" in capsys.readouterr().out  # the terminal table: ms/inf (est.)
+    assert "~1.23 (0.900-1.80)" in (b / "report.md").read_text()
+    assert "~1.23 (0.900-1.80)" in (b / "report.html").read_text()
     row = next(csv.DictReader((b / "report.csv").open()))
     assert float(row["latency_ms"]) == 1.234 and float(row["latency_high_ms"]) == 1.8
     rj = json.dumps(json.loads((b / "report.json").read_text()))

@@ -47,7 +47,7 @@ def test_model_sweep_table(tmp_path, capsys):
     assert "units=100" in csv_text
     md = (tmp_path / "report.md").read_text()
     assert "## Sweep sine (models; units = model.layers[0].units)" in md
-    assert "| 100 | int8 | nano33ble | tflm | 5,000 | 0.0600 | 41,000 | 8,100 | - | - | 0.29x | - |" in md
+    assert "| 100 | int8 | nano33ble | tflm | 5,000 | 0.0600 | 41,000 | 8,100 | - | 0.29x | - |" in md
 
 
 def test_variant_sweep_pairs_with_the_models_float32(tmp_path, capsys):

@@ -96,7 +96,8 @@ def fmt_list(v) -> str:
 
 
 def fmt_ms(v) -> str:
-    return "-" if v is None else f"{v:.3g}" if v < 100 else f"{v:,.0f}"
+    """Milliseconds to three significant figures, zeros kept (0.0300, 1.20, 12.0), whole from 100 on."""
+    return "-" if v is None else f"{v:#.3g}".rstrip(".") if v < 100 else f"{v:,.0f}"
 
 
 def fmt_latency(v) -> str:
@@ -144,6 +145,11 @@ def fmt_used(used, limit, pct, estimate=False) -> str:
     """'used / limit pct' in bytes, the figures PlatformIO printed, so they can be checked by eye; '~used'
     when the figure is (partly) estimated (size.json "estimate": true)."""
     return "-" if used is None else f"{'~' if estimate else ''}{fmt_int(used)} / {fmt_int(limit)} {fmt_pct(pct)}"
+
+
+def fmt_basis(estimate) -> str:
+    """Where a breakdown's bytes come from: the linked ELF, or the ELF plus an estimate (the TFLM interpreter)."""
+    return "ELF + estimate" if estimate in (True, "True", "true") else "ELF"
 
 
 def fmt_variant(variant, required) -> str:
@@ -317,7 +323,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("keras_gzip_bytes", "keras file gzip B", views=DATA),
     Column("aot_planned_bytes", "AOT arena B", fmt_int, RIGHT, tables=(SIZES,), short="AOT arena",
            terminal_if=_any_aot),
-    Column("aot_instructions", "AOT instr/inference", fmt_int, RIGHT, tables=(SIZES, SWEEP), short="AOT instr/inf",
+    Column("aot_instructions", "AOT instr/inference", fmt_int, RIGHT, tables=(SIZES,), short="AOT instr/inf",
            terminal_if=_any_aot),
     Column("float_ratio_tflite", "tflite vs float32", fmt_times, RIGHT, tables=(SWEEP,), short="tflite/f32"),
     Column("float_ratio_time", "time vs float32", fmt_times, RIGHT, tables=(SWEEP,), short="time/f32"),
@@ -336,6 +342,7 @@ COLUMNS: tuple[Column, ...] = (
            get=_breakdown("ram", "stack_heap")),
     Column("ram_application", "application", fmt_int, RIGHT, views=SHOWN | {CSV}, tables=(BREAKDOWN,),
            get=_breakdown("ram", "application")),
+    Column("breakdown_basis", "from", fmt_basis, views=SHOWN, tables=(BREAKDOWN,), uses=("estimate",)),
     # ---- training (history.json)
     Column("epochs", "epochs", views=DATA),
     Column("epochs_run", "epochs run", views=DATA),
@@ -370,7 +377,7 @@ def table_rows(table: str, rows: list[dict]) -> list[dict]:
                 out.append(r)
         return out
     if table == BREAKDOWN:
-        return [r for r in rows if r.get("breakdown") and not r.get("estimate")]
+        return [r for r in rows if (r.get("breakdown") or {}).get("flash")]
     return list(rows)
 
 
