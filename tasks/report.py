@@ -60,7 +60,12 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
     _remove_stale_plots(out_dir / PLOTS_DIR, {p.name for p in drawn + swept})
     write_text(out_dir / "report.html", render.html_page(doc, [(p.title, p.svg.decode("utf-8")) for p in drawn],
                                                          [(p.title, p.svg.decode("utf-8")) for p in swept]))
-    written = f"written: {out_dir / 'report.md'}, report.json, report.csv, report.html"
+    md = Path(out_dir) / "report.md"
+    try:  # as the user would type it: relative to where doit runs
+        md = md.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    written = f"written: {md}, report.json, report.csv, report.html"
     if drawn or swept:
         written += f", {PLOTS_DIR}/ ({len(drawn) + len(swept)} plots, PNG and SVG)"
     print(written, flush=True)

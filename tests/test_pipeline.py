@@ -49,6 +49,7 @@ def test_report_prints_every_variant_on_every_board(proj):
     # only the report: no doit status line for the report task, no up-to-date lines
     assert executed(out) == set() and up_to_date(out) == set(), out
     assert out.lstrip().startswith("doit-tinyml report"), out[:200]
+    assert "\nwritten: build/report.md, report.json" in out  # relative to where doit runs, as the user types it
     for v in ("float32", "int8"):
         for board in ("nano33ble", "adafruit_pybadge_m4"):
             assert any(v in line and board in line for line in out.splitlines()), (v, board, out)
