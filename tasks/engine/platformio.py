@@ -12,7 +12,6 @@ PlatformIO runs in a subprocess; nothing heavy is imported here.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -23,12 +22,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .boards import CATALOGUE, Board
 from . import elf as elfsize
 from .errors import TinyMLError
-from .io import atomic_path, dumps_json, write_json, write_text
+from .io import atomic_path, dumps_json, locked, write_json, write_text
 
 PLATFORM_SRC = Path(__file__).resolve().parent / "pio_platform"
 PLATFORM_NAME = "tinyml-arm"
@@ -91,19 +90,6 @@ def find_toolchain() -> dict[str, Path]:
     return found
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _replace_dir(tmp: Path, final: Path) -> None:
     """Move a fully written folder into place; a run killed here leaves `final` or `.old-*`."""
     old = final.with_name(f".old-{final.name}-{os.getpid()}")
@@ -157,7 +143,7 @@ def ensure_core(core_dir: Path) -> Path:
     stamp = root / "installed.json"
     fingerprint = _platform_fingerprint(tools)
 
-    with _locked(core_dir / ".tinyml.lock"):
+    with locked(core_dir / ".tinyml.lock"):
         try:
             if json.loads(stamp.read_text())["fingerprint"] == fingerprint and all(
                 (d / "package.json").is_file() for d in (scons_dir, toolchain_dir)
@@ -438,7 +424,7 @@ def build_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, 
     if model_dir is not None:
         env["TINYML_MODEL_DIR"] = str(Path(model_dir).resolve())
     cmd = [sys.executable, "-m", "platformio", "run", "-d", str(Path(sketch_dir).resolve()), "-e", env_name]
-    with _locked(ws.parent / f".{ws.name}.lock"):  # one build of a sketch's workspace at a time (libdeps)
+    with locked(ws.parent / f".{ws.name}.lock"):  # one build of a sketch's workspace at a time (libdeps)
         try:
             p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:

@@ -26,7 +26,6 @@ timer: the glue the Arduino core or a vendor port normally provides).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import hashlib
 import json
 import os
@@ -36,9 +35,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from .errors import TinyMLError
+from .io import locked
 
 PORT_DIR = Path(__file__).resolve().parent / "tflm_port"
 FLAGS_FILE = Path(__file__).resolve().parent / "pio_platform" / "flags.json"
@@ -298,19 +297,6 @@ def default_cache(build_dir: Path) -> Path:
     return Path(env).expanduser().resolve() if env else Path(build_dir).resolve() / ".tinyml" / "tflm-lib"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _gcc_version() -> str:
     gcc = shutil.which("arm-none-eabi-gcc")
     if not gcc:
@@ -349,7 +335,7 @@ def build_library(tree: Tree, kernels: str, machine: list[str], cache_root: Path
     out = Path(cache_root) / f"{tree.layout}-{kernels}-{tag}-{key}"
     lib = out / "libtflm.a"
     failed = out / "failed.json"
-    with _locked(Path(cache_root) / f".{out.name}.lock"):
+    with locked(Path(cache_root) / f".{out.name}.lock"):
         if lib.is_file():
             return Library(lib, key, kernels, tree, len(files), True)
         if failed.is_file():
