@@ -250,3 +250,21 @@ def test_cortex_m3_runs_the_portable_kernels_identically(tmp_path):
         res = target_check(tfl, npz, None, work_dir=tmp_path / name, core_dir=tmp_path / "core", max_samples=8,
                            target="mps2_an385")
         assert res["core"] == "cortex-m3" and res["kernels"] == "portable" and res["identical"] is True
+
+
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_float_fully_connected_on_the_fpu_equals_the_host_and_the_cortex_m3(tmp_path):
+    """The Cortex-M4F's float dot products (VLDM/VMUL/VADD, 4 neurons per pass) sum in the plain C
+    loop's order without fused multiply-add: the same bits as the host and the soft-float Cortex-M3,
+    on sizes that hit every remainder path; and within TFLM's tolerance on the host."""
+    from doit_tinyml.aot import testmodels
+    from doit_tinyml.aot.check import host_check
+    from doit_tinyml.aot.target import target_check
+
+    tfl, npz = testmodels.build("fc_float_odd", MODEL_CACHE)
+    res = host_check(tfl, npz, tmp_path / "aot.json", work_dir=tmp_path / "host")
+    assert res["passed"] and res["float_max_rel_error"] <= 1e-5
+    for target in ("mps2_an386", "mps2_an385"):
+        r = target_check(tfl, npz, None, work_dir=tmp_path / target, core_dir=tmp_path / "core", max_samples=16,
+                         target=target)
+        assert r["identical"] is True and r["max_rel_diff_vs_host"] == 0.0, target

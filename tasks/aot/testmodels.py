@@ -191,6 +191,22 @@ def ops_zoo_float():
     return ops_zoo(int8=False)
 
 
+def fc_float_odd():
+    """float32 MLP with sizes that exercise every part of the FPU dot-product kernels: 37 inputs
+    (4 blocks of 8 + 5), 21 neurons (5 groups of 4 + 1; 21 = 16 + 5 for the single-row kernel),
+    7 and 1 neurons, a ReLU and a linear layer."""
+    import numpy as np
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(41)
+    L = keras.layers
+    x = np.random.default_rng(41).normal(size=(256, 37)).astype("float32")
+    m = keras.Sequential([keras.Input((37,)), L.Dense(21, activation="relu"), L.Dense(7), L.Dense(1)])
+    _fit(m, x, np.tanh(x[:, :3].sum(axis=1, keepdims=True)), "mse")
+    return _convert(m, x, int8=False, int8_io=False), x[:16]
+
+
 def random_model(seed: int):
     """A small random architecture (the issue's "randomly generated models"): a CNN on a small
     image (conv / depthwise / pooling / residual ADD / concatenation, then a dense head) or an MLP,
@@ -448,6 +464,7 @@ BUILDERS = {
     "zoo_float": ops_zoo_float,
     "sine_int8": sine_mlp,
     "sine_float": sine_mlp_float,
+    "fc_float_odd": fc_float_odd,
     "mlp128_int8": mlp_128,
     "conv1d_int8": conv1d_classifier,
     "cnn_int8": cnn_digits,
