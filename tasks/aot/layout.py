@@ -97,8 +97,14 @@ def dw_bias(w, bias, input_offset: int, double: bool):
 
 
 def dw_scratch_bytes(channels: int, out_w: int, k_h: int, k_w: int, stride_w: int) -> int:
-    """k_h zero-point padded row buffers, group-major: k_h * ceil(C/4) * ((out_w-1)*stride_w + k_w) * 4."""
-    return k_h * ((channels + 3) // 4) * ((out_w - 1) * stride_w + k_w) * 4
+    """k_h zero-point padded row buffers, group-major: k_h * ceil(C/4) * ((out_w-1)*stride_w + k_w) * 4;
+    for 3x3 with stride_w 1 or 2 at least what the DSP kernel's tap-pair form needs: a 10-word record
+    per channel and 3 channel-major int16 rows of L = (pw + 4) & ~1 (tml_dw3x3_s8_dsp)."""
+    pw = (out_w - 1) * stride_w + k_w
+    rows = k_h * ((channels + 3) // 4) * pw * 4
+    if k_h == 3 and k_w == 3 and stride_w in (1, 2):
+        rows = max(rows, 40 * channels + 3 * channels * ((pw + 4) & ~1) * 2)
+    return rows
 
 
 def max_abs_input(input_offset: int) -> int:
