@@ -325,11 +325,11 @@ static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_r
 
 /* ngroups quad groups (the first at w0, the next gstride bytes further) over n4 steps of x */
 static TML_NOINLINE void tml_fc4(const int32_t *x0, int32_t n4, const int8_t *w0, int32_t gstride, int32_t ngroups,
-                                 int32_t *acc) {
-  for (; ngroups--; w0 += gstride, acc += 4) {
+                                 const int32_t *init, int32_t *acc) {
+  for (; ngroups--; w0 += gstride, acc += 4, init += 4) {
     const int32_t *x = x0, *w = (const int32_t *)(const void *)w0;
     const int32_t *end = w + 4 * (n4 & ~3);
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], r = n4 & 3;
+    int32_t a0 = init[0], a1 = init[1], a2 = init[2], a3 = init[3], r = n4 & 3;
     while (w != end) {
       TML_FCSTEP4(0);
       TML_FCSTEP4(1);
@@ -350,8 +350,9 @@ static TML_NOINLINE void tml_fc4(const int32_t *x0, int32_t n4, const int8_t *w0
   }
 }
 
-static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w, int32_t g, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = g == 2 ? acc[1] : 0;
+static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w, int32_t g, const int32_t *init,
+                                 int32_t *acc) {
+  int32_t a0 = init[0], a1 = g == 2 ? init[1] : 0;
   while (n4--) {
     const int32_t x02 = x[0], x13 = x[1], w0 = w[0];
     a0 = tml_smlad(x02, tml_sxtb16(w0), a0);
@@ -384,6 +385,10 @@ static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_r
     }
     return;
   }
+  if (hi == 127 && lo == -128) { /* no clamp beyond int8 */
+    for (; acc != end; ++acc, ++o, r += rs) *o = (int8_t)tml_ssat8(tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh);
+    return;
+  }
   if (hi == 127) { /* no activation, or ReLU: saturate, then raise to lo */
     for (; acc != end; ++acc, ++o, r += rs) {
       const int32_t y = tml_ssat8(tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh);
@@ -397,7 +402,7 @@ static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_r
   }
 }
 
-static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k, const int8_t *w,
+static TML_COLD void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k, const int8_t *w,
                         int32_t *xw, int8_t *out) {
   const int32_t n = p->out_c, k4 = p->k4, lo = q->lo, hi = q->hi;
   const int32_t quads = p->wl == 4 ? n >> 2 : 0;   /* channels in quad groups, then pairs/single */
@@ -407,7 +412,6 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
   while (c0 < n) {
     const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
     int32_t c, kc;
-    memcpy(acc, q->bias + c0, (size_t)nc * sizeof(int32_t));
     for (kc = 0; kc < k; kc += TML_FC_KC) {
       const int32_t kn = TML_MIN(TML_FC_KC, k - kc), s4 = (kn + 3) >> 2;
       const int8_t *wg = w + c0 * k4;
@@ -417,14 +421,14 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
         /* whole quad groups of this chunk in one call */
         const int32_t nq = TML_MAX(0, TML_MIN(4 * quads - c0, nc)) >> 2;
         if (nq) {
-          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, nq, acc);
+          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, nq, kc ? acc : q->bias + c0, acc);
           wg += 4 * k4 * nq;
           c = 4 * nq;
         }
       }
       for (; c < nc;) {
         const int32_t g = nc - c >= 2 ? 2 : 1;
-        tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, acc + c);
+        tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, kc ? acc + c : q->bias + c0 + c, acc + c);
         wg += k4 * g;
         c += g;
       }
@@ -432,6 +436,25 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
     tml_rq1_fast(acc, nc, q->rq + c0 * q->rq_stride, q->rq_stride, out + c0, lo, hi);
     c0 += nc;
   }
+}
+
+/* A fully connected layer small enough for one pass (k <= TML_FC_KC, out_c <= TML_CHUNK, quad
+ * layout): tml_fc_fast without its chunk loops (their set-up dominates tiny layers) */
+static TML_NOINLINE void tml_fc_small(const tml_gemm_s8_params *p, const int8_t *x, int32_t k, const int8_t *w,
+                                      int32_t *xw, int8_t *out) {
+  const int32_t n = p->out_c, k4 = p->k4, nq = n >> 2, s4 = (k + 3) >> 2;
+  int32_t acc[TML_CHUNK];
+  int32_t c = 4 * nq;
+  tml_widen(x, k, p->input_offset, xw, 1, 2);
+  if (nq) tml_fc4(xw, s4, w, 4 * k4, nq, p->bias, acc);
+  w += k4 * c;
+  while (c < n) {
+    const int32_t g = n - c >= 2 ? 2 : 1;
+    tml_fc2(xw, s4, (const int32_t *)(const void *)w, g, p->bias + c, acc + c);
+    w += k4 * g;
+    c += g;
+  }
+  tml_rq1_fast(acc, n, p->rq, p->rq_stride, out, p->act_min, p->act_max);
 }
 
 #endif /* TML_DSP */
@@ -999,7 +1022,7 @@ TML_COLD void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16
   int32_t b, oy, ox, g, ky, j;
   tml_rqctx q;
 #if TML_DSP
-  if (p->fast && p->rq_stride == 1 && p->k_h == 3 && p->k_w == 3 && (p->stride_w == 1 || p->stride_w == 2) &&
+  if (p->pairs && p->fast && p->rq_stride == 1 && p->k_h == 3 && p->k_w == 3 && (p->stride_w == 1 || p->stride_w == 2) &&
       (!TML_DSP_NATIVE || (p->act_min == -128 && p->act_max == 127))) {
     tml_dw3x3_s8_dsp(p, in, w, out, scratch);
     return;
@@ -1089,7 +1112,10 @@ void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_
   for (b = 0; b < p->batches; ++b, in += k, out += p->out_c) {
 #if TML_DSP
     if (p->fast) {
-      tml_fc_fast(p, &q, in, k, w, (int32_t *)scratch, out);
+      if (k <= TML_FC_KC && p->out_c <= TML_CHUNK && p->wl == 4)
+        tml_fc_small(p, in, k, w, (int32_t *)scratch, out);
+      else
+        tml_fc_fast(p, &q, in, k, w, (int32_t *)scratch, out);
       continue;
     }
 #endif
