@@ -400,6 +400,8 @@ def _packed_kind(g: "_Gen", name: str, op) -> tuple[str | None, str]:
     if name not in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
         return None, "no DSP kernel for this operator"
     if ins[0].dtype != "int8":
+        if name == "FULLY_CONNECTED":
+            return None, "float32 operator: no DSP kernel (the FPU kernel on cores with a single-precision FPU)"
         return None, "float32 operator: no DSP kernel"
     filt, bias = ins[1], (ins[2] if len(ins) > 2 else None)
     if filt.dtype != "int8" or filt.data is None:
