@@ -250,3 +250,38 @@ def test_cortex_m3_runs_the_portable_kernels_identically(tmp_path):
         res = target_check(tfl, npz, None, work_dir=tmp_path / name, core_dir=tmp_path / "core", max_samples=8,
                            target="mps2_an385")
         assert res["core"] == "cortex-m3" and res["kernels"] == "portable" and res["identical"] is True
+
+
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_float_fully_connected_on_the_fpu_equals_the_host_and_the_cortex_m3(tmp_path):
+    """The Cortex-M4F's float dot products (VLDM/VMUL/VADD, 4 neurons per pass) sum in the plain C
+    loop's order without fused multiply-add: the same bits as the host and the soft-float Cortex-M3,
+    on sizes that hit every remainder path; and within TFLM's tolerance on the host."""
+    from doit_tinyml.aot import testmodels
+    from doit_tinyml.aot.check import host_check
+    from doit_tinyml.aot.target import target_check
+
+    tfl, npz = testmodels.build("fc_float_odd", MODEL_CACHE)
+    res = host_check(tfl, npz, tmp_path / "aot.json", work_dir=tmp_path / "host")
+    assert res["passed"] and res["float_max_rel_error"] <= 1e-5
+    for target in ("mps2_an386", "mps2_an385"):
+        r = target_check(tfl, npz, None, work_dir=tmp_path / target, core_dir=tmp_path / "core", max_samples=16,
+                         target=target)
+        assert r["identical"] is True and r["max_rel_diff_vs_host"] == 0.0, target
+
+
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_depthwise_tap_pairs_on_the_cortex_m4_equal_tflm_on_odd_shapes(tmp_path):
+    """The DSP core's 3x3 depthwise kernel (tap pairs per SMLAD, inline asm) on a partial channel
+    group, stride 1 and 2, odd widths and a width of 1, with and without activation clamps: the
+    host build (both kernel variants) equals TFLM, the Cortex-M4 equals the host byte for byte."""
+    from doit_tinyml.aot import testmodels
+    from doit_tinyml.aot.check import host_check
+    from doit_tinyml.aot.target import target_check
+
+    tfl, npz = testmodels.build("dw_odd_int8", MODEL_CACHE)
+    res = host_check(tfl, npz, tmp_path / "aot.json", work_dir=tmp_path / "host")
+    assert res["passed"] and res["int8_identical_fraction"] == 1.0
+    assert sum(1 for k in res["kernels"] if k["op"] == "DEPTHWISE_CONV_2D" and k.get("tap_pairs")) >= 4
+    r = target_check(tfl, npz, None, work_dir=tmp_path / "m4", core_dir=tmp_path / "core", max_samples=16)
+    assert r["kernels"] == "dsp" and r["identical"] is True

@@ -240,6 +240,7 @@ class _Gen:
         self.tables_bytes = 0
         self.kernels: set[str] = set()
         self.not_fast: set[int] = set()  # packed ops whose requantization needs TFLM's 64-bit arithmetic
+        self.dw_pairs: set[int] = set()  # depthwise ops granted the tap-pair scratch (see generate)
         self.n = 0
 
     # ---- errors ----
@@ -369,7 +370,8 @@ class _Gen:
         self.weights_bytes += 2 * int(wp.size)
         rb = self.int32_table(layout.dw_bias(w, b, off, fast), "w_b")
         p = self.struct("tml_dw_s8_params", [str(v) for v in (
-            n, ih, iw, c, oh, ow, kh, kw, opts.strideH, opts.strideW, ph, pw, off, out.zp, lo, hi, int(fast), stride)]
+            n, ih, iw, c, oh, ow, kh, kw, opts.strideH, opts.strideW, ph, pw, off, out.zp, lo, hi, int(fast), stride,
+            int(k in self.dw_pairs))]
             + [rq, rb])
         return f"tml_dw_s8(&{p}, {rin}, {wname}, {rout}, {scratch});"
 
@@ -398,6 +400,8 @@ def _packed_kind(g: "_Gen", name: str, op) -> tuple[str | None, str]:
     if name not in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"):
         return None, "no DSP kernel for this operator"
     if ins[0].dtype != "int8":
+        if name == "FULLY_CONNECTED":
+            return None, "float32 operator: no DSP kernel (the FPU kernel on cores with a single-precision FPU)"
         return None, "float32 operator: no DSP kernel"
     filt, bias = ins[1], (ins[2] if len(ins) > 2 else None)
     if filt.dtype != "int8" or filt.data is None:
@@ -484,6 +488,8 @@ def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
         ph, _ = _conv_pad(opts.padding, opts.strideH, 1, ih, kh)
         rec.update(kernel="tml_dw_s8", dsp_core="dsp", other_core="portable")
         rec["scratch"] = layout.dw_scratch_bytes(c, ow, kh, kw, opts.strideW)
+        if layout.dw_pairs_ok(kh, kw, opts.strideW):  # the tap-pair DSP path needs a larger scratch
+            rec["scratch_pairs"] = layout.dw_scratch_bytes(c, ow, kh, kw, opts.strideW, pairs=True)
         rec["lags"][op.inputs[0]] = flow.rows(n, ih, iw, oh, ow, kh, opts.strideH, ph, c, c)
         return rec
     dt = ins[0].dtype if ins and ins[0] is not None else "float32"
@@ -597,6 +603,30 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             overlaps.append(Overlap(tensor_buf[o], tensor_buf[r], int(lag)))
     buf_list = list(buffers.values())
     arena_bytes = plan_memory(buf_list, overlaps)
+    # Depthwise ops whose DSP kernel can take tap pairs (3x3) need a larger scratch (about twice
+    # the row buffers plus 40 bytes per channel). Every one gets it, except where taking it back
+    # from that operator alone lowers the arena (the operator sets the peak by itself).
+    grow = [pl for pl in plans if pl.get("scratch_pairs", 0) > pl["scratch"]]
+    if grow:
+        for pl in grow:
+            buffers[scratch_buf[pl["index"]]].size = pl["scratch_pairs"]
+        arena_bytes = plan_memory(buf_list, overlaps)
+        for pl in grow:
+            b = buffers[scratch_buf[pl["index"]]]
+            b.size = pl["scratch"]
+            trial = plan_memory(buf_list, overlaps)
+            if trial < arena_bytes:
+                arena_bytes = trial
+            else:
+                b.size = pl["scratch_pairs"]
+                g.dw_pairs.add(pl["index"])
+        arena_bytes = plan_memory(buf_list, overlaps)
+    for pl in grow:  # aot.json: which depthwise ops run the tap pairs on a DSP core
+        pl["tap_pairs"] = pl["index"] in g.dw_pairs
+        if pl["tap_pairs"]:
+            pl["scratch"] = pl["scratch_pairs"]
+    for pl in plans:
+        pl.pop("scratch_pairs", None)
     check_plan(buf_list, overlaps)
     arena = f"{prefix}_arena"
 

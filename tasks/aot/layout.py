@@ -96,9 +96,21 @@ def dw_bias(w, bias, input_offset: int, double: bool):
     return (b + 2 ** 31) % 2 ** 32 - 2 ** 31
 
 
-def dw_scratch_bytes(channels: int, out_w: int, k_h: int, k_w: int, stride_w: int) -> int:
-    """k_h zero-point padded row buffers, group-major: k_h * ceil(C/4) * ((out_w-1)*stride_w + k_w) * 4."""
-    return k_h * ((channels + 3) // 4) * ((out_w - 1) * stride_w + k_w) * 4
+def dw_pairs_ok(k_h: int, k_w: int, stride_w: int) -> bool:
+    """Shapes the DSP kernel's tap-pair depthwise path (tml_dw3x3_s8_dsp) takes: 3x3, stride_w 1 or 2."""
+    return k_h == 3 and k_w == 3 and stride_w in (1, 2)
+
+
+def dw_scratch_bytes(channels: int, out_w: int, k_h: int, k_w: int, stride_w: int, pairs: bool = False) -> int:
+    """k_h zero-point padded row buffers, group-major: k_h * ceil(C/4) * ((out_w-1)*stride_w + k_w) * 4;
+    with `pairs` (dw_pairs_ok shapes) at least what the DSP kernel's tap-pair form needs: a
+    10-word record per channel and 3 channel-major int16 rows of L = (pw + 4) & ~1
+    (tml_dw3x3_s8_dsp). The generator grants `pairs` only where it does not grow the arena."""
+    pw = (out_w - 1) * stride_w + k_w
+    rows = k_h * ((channels + 3) // 4) * pw * 4
+    if pairs and dw_pairs_ok(k_h, k_w, stride_w):
+        rows = max(rows, 40 * channels + 3 * channels * ((pw + 4) & ~1) * 2)
+    return rows
 
 
 def max_abs_input(input_offset: int) -> int:

@@ -193,6 +193,46 @@ def ops_zoo_float():
     return ops_zoo(int8=False)
 
 
+def fc_float_odd():
+    """float32 MLP with sizes that exercise every part of the FPU dot-product kernels: 37 inputs
+    (4 blocks of 8 + 5), 21 neurons (5 groups of 4 + 1; 21 = 16 + 5 for the single-row kernel),
+    7 and 1 neurons, a ReLU and a linear layer."""
+    import numpy as np
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(41)
+    L = keras.layers
+    x = np.random.default_rng(41).normal(size=(256, 37)).astype("float32")
+    m = keras.Sequential([keras.Input((37,)), L.Dense(21, activation="relu"), L.Dense(7), L.Dense(1)])
+    _fit(m, x, np.tanh(x[:, :3].sum(axis=1, keepdims=True)), "mse")
+    return _convert(m, x, int8=False, int8_io=False), x[:16]
+
+
+def dw_odd_int8():
+    """int8 depthwise 3x3 layers on shapes that exercise every path of the tap-pair DSP kernel:
+    6 channels (one partial group of 4), stride 1 and 2, SAME and VALID, odd and even output
+    widths down to 1, ReLU, ReLU6 and none."""
+    import numpy as np
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(43)
+    L = keras.layers
+    x = np.random.default_rng(43).normal(size=(128, 9, 11, 6)).astype("float32")
+    inp = keras.Input((9, 11, 6))
+    h = L.DepthwiseConv2D(3, padding="same", activation="relu")(inp)          # 9 x 11, stride 1
+    h = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6")(h)  # 5 x 6, stride 2
+    h = L.DepthwiseConv2D(3, padding="same")(h)                               # 5 x 6
+    h = L.DepthwiseConv2D(3, strides=2, padding="valid", activation="relu")(h)  # 2 x 2
+    h = L.DepthwiseConv2D((2, 3), padding="same")(h)                          # 2 x 2, not 3x3
+    h = L.DepthwiseConv2D(3, padding="valid")(L.ZeroPadding2D(((1, 1), (1, 0)))(h))  # 2 x 1: a single output
+    out = L.Dense(3)(L.Flatten()(h))
+    m = keras.Model(inp, out)
+    _fit(m, x, x[:, :3, 0, 0], "mse")
+    return _convert(m, x, int8=True, int8_io=True), x[:16]
+
+
 def random_model(seed: int):
     """A small random architecture (the issue's "randomly generated models"): a CNN on a small
     image (conv / depthwise / pooling / residual ADD / concatenation, then a dense head) or an MLP,
@@ -450,6 +490,8 @@ BUILDERS = {
     "zoo_float": ops_zoo_float,
     "sine_int8": sine_mlp,
     "sine_float": sine_mlp_float,
+    "fc_float_odd": fc_float_odd,
+    "dw_odd_int8": dw_odd_int8,
     "mlp128_int8": mlp_128,
     "conv1d_int8": conv1d_classifier,
     "cnn_int8": cnn_digits,

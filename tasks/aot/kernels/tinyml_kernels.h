@@ -110,6 +110,7 @@ typedef struct {  /* int16 fields: the generator checks every value fits */
   int16_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
   int16_t input_offset, output_offset, act_min, act_max;
   int16_t fast, rq_stride;
+  int16_t pairs;        /* 1: scratch sized for the DSP tap-pair path (layout.dw_scratch_bytes pairs=True) */
   const tml_rq *rq;
   const int32_t *bias;
 } tml_dw_s8_params;

@@ -32,6 +32,11 @@
 #else
 #define TML_NOINLINE
 #endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__arm__)
+#define TML_COLD __attribute__((noinline, optimize("Os"))) /* set-up code: small rather than fast */
+#else
+#define TML_COLD TML_NOINLINE
+#endif
 
 #define TML_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TML_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -320,11 +325,11 @@ static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_r
 
 /* ngroups quad groups (the first at w0, the next gstride bytes further) over n4 steps of x */
 static TML_NOINLINE void tml_fc4(const int32_t *x0, int32_t n4, const int8_t *w0, int32_t gstride, int32_t ngroups,
-                                 int32_t *acc) {
-  for (; ngroups--; w0 += gstride, acc += 4) {
+                                 const int32_t *init, int32_t *acc) {
+  for (; ngroups--; w0 += gstride, acc += 4, init += 4) {
     const int32_t *x = x0, *w = (const int32_t *)(const void *)w0;
     const int32_t *end = w + 4 * (n4 & ~3);
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], r = n4 & 3;
+    int32_t a0 = init[0], a1 = init[1], a2 = init[2], a3 = init[3], r = n4 & 3;
     while (w != end) {
       TML_FCSTEP4(0);
       TML_FCSTEP4(1);
@@ -345,8 +350,9 @@ static TML_NOINLINE void tml_fc4(const int32_t *x0, int32_t n4, const int8_t *w0
   }
 }
 
-static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w, int32_t g, int32_t *acc) {
-  int32_t a0 = acc[0], a1 = g == 2 ? acc[1] : 0;
+static TML_NOINLINE void tml_fc2(const int32_t *x, int32_t n4, const int32_t *w, int32_t g, const int32_t *init,
+                                 int32_t *acc) {
+  int32_t a0 = init[0], a1 = g == 2 ? init[1] : 0;
   while (n4--) {
     const int32_t x02 = x[0], x13 = x[1], w0 = w[0];
     a0 = tml_smlad(x02, tml_sxtb16(w0), a0);
@@ -379,6 +385,10 @@ static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_r
     }
     return;
   }
+  if (hi == 127 && lo == -128) { /* no clamp beyond int8 */
+    for (; acc != end; ++acc, ++o, r += rs) *o = (int8_t)tml_ssat8(tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh);
+    return;
+  }
   if (hi == 127) { /* no activation, or ReLU: saturate, then raise to lo */
     for (; acc != end; ++acc, ++o, r += rs) {
       const int32_t y = tml_ssat8(tml_smmlar(*acc, r->mult, r->k + (*acc >> 31)) >> r->rsh);
@@ -392,7 +402,7 @@ static TML_NOINLINE void tml_rq1_fast(const int32_t *acc, int32_t n, const tml_r
   }
 }
 
-static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k, const int8_t *w,
+static TML_COLD void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const int8_t *x, int32_t k, const int8_t *w,
                         int32_t *xw, int8_t *out) {
   const int32_t n = p->out_c, k4 = p->k4, lo = q->lo, hi = q->hi;
   const int32_t quads = p->wl == 4 ? n >> 2 : 0;   /* channels in quad groups, then pairs/single */
@@ -402,7 +412,6 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
   while (c0 < n) {
     const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
     int32_t c, kc;
-    memcpy(acc, q->bias + c0, (size_t)nc * sizeof(int32_t));
     for (kc = 0; kc < k; kc += TML_FC_KC) {
       const int32_t kn = TML_MIN(TML_FC_KC, k - kc), s4 = (kn + 3) >> 2;
       const int8_t *wg = w + c0 * k4;
@@ -412,14 +421,14 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
         /* whole quad groups of this chunk in one call */
         const int32_t nq = TML_MAX(0, TML_MIN(4 * quads - c0, nc)) >> 2;
         if (nq) {
-          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, nq, acc);
+          tml_fc4(xw, s4, wg + kc * 4, 4 * k4, nq, kc ? acc : q->bias + c0, acc);
           wg += 4 * k4 * nq;
           c = 4 * nq;
         }
       }
       for (; c < nc;) {
         const int32_t g = nc - c >= 2 ? 2 : 1;
-        tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, acc + c);
+        tml_fc2(xw, s4, (const int32_t *)(const void *)(wg + kc * g), g, kc ? acc + c : q->bias + c0 + c, acc + c);
         wg += k4 * g;
         c += g;
       }
@@ -427,6 +436,25 @@ static void tml_fc_fast(const tml_gemm_s8_params *p, const tml_rqctx *q, const i
     tml_rq1_fast(acc, nc, q->rq + c0 * q->rq_stride, q->rq_stride, out + c0, lo, hi);
     c0 += nc;
   }
+}
+
+/* A fully connected layer small enough for one pass (k <= TML_FC_KC, out_c <= TML_CHUNK, quad
+ * layout): tml_fc_fast without its chunk loops (their set-up dominates tiny layers) */
+static TML_NOINLINE void tml_fc_small(const tml_gemm_s8_params *p, const int8_t *x, int32_t k, const int8_t *w,
+                                      int32_t *xw, int8_t *out) {
+  const int32_t n = p->out_c, k4 = p->k4, nq = n >> 2, s4 = (k + 3) >> 2;
+  int32_t acc[TML_CHUNK];
+  int32_t c = 4 * nq;
+  tml_widen(x, k, p->input_offset, xw, 1, 2);
+  if (nq) tml_fc4(xw, s4, w, 4 * k4, nq, p->bias, acc);
+  w += k4 * c;
+  while (c < n) {
+    const int32_t g = n - c >= 2 ? 2 : 1;
+    tml_fc2(xw, s4, (const int32_t *)(const void *)w, g, p->bias + c, acc + c);
+    w += k4 * g;
+    c += g;
+  }
+  tml_rq1_fast(acc, n, p->rq, p->rq_stride, out, p->act_min, p->act_max);
 }
 
 #endif /* TML_DSP */
@@ -474,7 +502,7 @@ static void tml_gemm_pixel(const tml_gemm_s8_params *p, const tml_rqctx *q, cons
  * (4*k4 bytes for a pixel pair when there are at least 2 output pixels, else 2*min(k4, 256) bytes
  * for a chunk of the one pixel's input), then k4 bytes for one gathered int8 column unless the
  * convolution is 1x1 without padding (every column is a contiguous input run). */
-void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
+TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
   const int32_t npix = p->out_h * p->out_w;
   const int32_t k = p->k_h * p->k_w * p->in_c;
   const int32_t unit = p->k_h == 1 && p->k_w == 1 && p->pad_h == 0 && p->pad_w == 0;
@@ -600,58 +628,15 @@ static void tml_dw_fill(const tml_dw_s8_params *p, const int8_t *src, int8_t *ro
  * acc[4j + c] -> o[j * ostep + c] */
 static TML_NOINLINE void tml_rq_group_fast(const int32_t *acc0, int32_t n, int32_t nch, const tml_rq *r, int8_t *o0,
                                            int32_t ostep, int32_t lo, int32_t hi) {
-  const int32_t full = lo == -128 && hi == 127;
   int32_t c;
   for (c = 0; c < nch; ++c, ++r) {
     const int32_t m = r->mult, k = r->k, sh = r->rsh;
     const int32_t *acc = acc0 + c, *end = acc + 4 * n;
     int8_t *o = o0 + c;
-    if (full) {
-      if (n & 1) {
-        *o = (int8_t)tml_ssat8(tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh);
-        acc += 4;
-        o += ostep;
-      }
-      while (acc != end) {
-        const int32_t a0 = acc[0], a1 = acc[4];
-        o[0] = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
-        o[ostep] = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
-        acc += 8;
-        o += 2 * ostep;
-      }
-    } else {
-      for (; acc != end; acc += 4, o += ostep) {
-        const int32_t y = tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh;
-        *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
-      }
+    for (; acc != end; acc += 4, o += ostep) {
+      const int32_t y = tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh;
+      *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
     }
-  }
-}
-
-/* One output row of one channel group, 3x3: acc receives 4 accumulators (bias included) per
- * output pixel (exact path). */
-static TML_NOINLINE void tml_dw3x3_row(const int8_t *r0, const int8_t *r1, const int8_t *r2, int32_t step, int32_t n,
-                                       const int16_t *w, const int32_t *bias, int32_t *acc) {
-  const int32_t b0 = bias[0], b1 = bias[1], b2 = bias[2], b3 = bias[3];
-  while (n--) {
-    int32_t a0 = b0, a1 = b1, a2 = b2, a3 = b3;
-    TML_DW_TAP(r0, w);
-    TML_DW_TAP(r0 + 4, w + 4);
-    TML_DW_TAP(r0 + 8, w + 8);
-    TML_DW_TAP(r1, w + 12);
-    TML_DW_TAP(r1 + 4, w + 16);
-    TML_DW_TAP(r1 + 8, w + 20);
-    TML_DW_TAP(r2, w + 24);
-    TML_DW_TAP(r2 + 4, w + 28);
-    TML_DW_TAP(r2 + 8, w + 32);
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-    acc += 4;
-    r0 += step;
-    r1 += step;
-    r2 += step;
   }
 }
 
@@ -675,7 +660,360 @@ static TML_NOINLINE void tml_dw_row(const int8_t *const *rows, int32_t k_h, int3
 }
 #endif
 
-void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, int8_t *out, void *scratch) {
+#if TML_DSP
+/* ---- 3x3, stride_w 1 or 2, fast requantization: two taps of one channel per SMLAD ----
+ * Row buffers channel-major int16 (raw input, zero point where padded): row[c * L + x], L even
+ * and >= pw + 3 (the extra columns, zero point, feed only outputs that are never stored). The
+ * 32-bit word at x is the tap pair (x, x + 1) of one channel. Per channel a record of 10 words,
+ * made once per call: the doubled int16 taps as (w00, w01), (w10, w11), (w20, w21), (w02, w12),
+ * (w22, 0), then 2 * bias, mult, k, rsh and a slot for the loop's end. Products are the same
+ * integers as tml_dw3x3_row's, summed in 32 bits without overflow (proven with the fast
+ * requantization), so the results are identical.
+ * Scratch (layout.dw_scratch_bytes): 40 * C bytes of records, then 3 row buffers of C * L int16. */
+#define TML_DW16_L(pw) (((pw) + 4) & ~1)
+#define TML_DW16_REC 10
+
+TML_INLINE int32_t tml_pair16(int32_t lo, int32_t hi) { return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16)); }
+
+static TML_COLD void tml_dw16_records(const tml_dw_s8_params *p, const int16_t *w, int32_t *rec) {
+  static const uint8_t lane[4] = {0, 2, 1, 3};
+  const int32_t C = p->channels;
+  int32_t c;
+  for (c = 0; c < C; ++c, rec += TML_DW16_REC) {
+    const int16_t *t = w + (c >> 2) * 36 + lane[c & 3];
+    rec[0] = tml_pair16(t[0], t[4]);
+    rec[1] = tml_pair16(t[12], t[16]);
+    rec[2] = tml_pair16(t[24], t[28]);
+    rec[3] = tml_pair16(t[8], t[20]);
+    rec[4] = tml_pair16(t[32], 0);
+    rec[5] = p->bias[c];
+    rec[6] = p->rq[c].mult;
+    rec[7] = p->rq[c].k;
+    rec[8] = p->rq[c].rsh;
+    rec[9] = 0;
+  }
+}
+
+/* fill n int16 with zp (n even, p 4-byte aligned) */
+static TML_NOINLINE void tml_fill16(int16_t *p, int32_t n, int32_t zp) {
+  const int32_t zp2 = tml_lanes_of(zp);
+  int32_t *d = (int32_t *)(void *)p, *e = d + (n >> 1);
+  for (; d != e; ++d) *d = zp2;
+}
+
+/* one input row (src, or 0 for a padding row) into the channel-major int16 row buffer: only the
+ * columns of the input row [pad_w, pad_w + in_w); the padding columns of every row buffer hold
+ * the zero point from the start of the call (tml_fill16) and are never written again */
+static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, int32_t L, int32_t pad_w, int32_t in_w,
+                                       int32_t zp) {
+  const int32_t x0 = TML_MIN(pad_w, L);
+  const int32_t x1 = TML_MAX(x0, TML_MIN(L, pad_w + in_w));
+  int32_t c, x;
+  if (!src) {
+    tml_fill16(row, C * L, zp);
+    return;
+  }
+  for (x = x0; x + 2 <= x1; x += 2) {
+    const int8_t *s0 = src + (x - pad_w) * C, *s1 = s0 + C;
+    int16_t *r = row + x;
+    for (c = 0; c + 4 <= C; c += 4, r += 4 * L) {
+      const int32_t X0 = tml_rd32(s0 + c), X1 = tml_rd32(s1 + c);
+      int32_t a = tml_sxtb16(X0), b = tml_sxtb16(X1);
+      tml_wr32(r, tml_pair16(a, b));
+      tml_wr32(r + 2 * L, (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u)));
+      a = tml_sxtb16_ror8(X0);
+      b = tml_sxtb16_ror8(X1);
+      tml_wr32(r + L, tml_pair16(a, b));
+      tml_wr32(r + 3 * L, (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u)));
+    }
+    for (; c < C; ++c, r += L) {
+      r[0] = s0[c];
+      r[1] = s1[c];
+    }
+  }
+  if (x < x1) {
+    const int8_t *s0 = src + (x - pad_w) * C;
+    for (c = 0; c < C; ++c) row[c * L + x] = s0[c];
+  }
+}
+
+TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { return tml_smmlar(a, m, k + (a >> 31)) >> sh; }
+
+#if TML_DSP_NATIVE
+/* A whole output row, every channel, no activation clamp beyond int8, every value in a register
+ * (gcc's version of the same loop spilled about 15 per pair): per channel n2 output pairs of
+ * 41 instructions (18 MACs), the odd last output, then the next channel's rows, record and
+ * output column. ctl: {n2, row step to the next channel (bytes), output step to the next
+ * channel, odd, record end, stride_w == 2}. */
+#define TML_DW16_PAIR_S1                                                                              \
+  "ldr %[v], [%[rec], #20]\n\t"                                                                       \
+  "ldr %[w], [%[rec]]\n\t"                                                                            \
+  "ldr %[x], [%[p0]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[w], %[v]\n\t"                                                                 \
+  "ldr %[x], [%[p0], #2]\n\t"                                                                         \
+  "smlad %[a1], %[x], %[w], %[v]\n\t"                                                                 \
+  "ldr %[w], [%[rec], #12]\n\t"                                                                       \
+  "ldr %[x], [%[p0], #4]!\n\t"                                                                        \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "smlatb %[a1], %[x], %[w], %[a1]\n\t"                                                               \
+  "ldr %[v], [%[rec], #4]\n\t"                                                                        \
+  "ldr %[x], [%[p1]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
+  "ldr %[x], [%[p1], #2]\n\t"                                                                         \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t"                                                                \
+  "ldr %[x], [%[p1], #4]!\n\t"                                                                        \
+  "smlabt %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "smlatt %[a1], %[x], %[w], %[a1]\n\t"                                                               \
+  "ldr %[v], [%[rec], #8]\n\t"                                                                        \
+  "ldr %[w], [%[rec], #16]\n\t"                                                                       \
+  "ldr %[x], [%[p2]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
+  "ldr %[x], [%[p2], #2]\n\t"                                                                         \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t"                                                                \
+  "ldr %[x], [%[p2], #4]!\n\t"                                                                        \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "smlatb %[a1], %[x], %[w], %[a1]\n\t"
+
+#define TML_DW16_PAIR_S2                                                                              \
+  "ldr %[v], [%[rec], #20]\n\t"                                                                       \
+  "ldr %[w], [%[rec]]\n\t"                                                                            \
+  "ldr %[x], [%[p0]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[w], %[v]\n\t"                                                                 \
+  "ldr %[x], [%[p0], #4]\n\t"                                                                         \
+  "smlad %[a1], %[x], %[w], %[v]\n\t"                                                                 \
+  "ldr %[w], [%[rec], #12]\n\t"                                                                       \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "ldr %[x], [%[p0], #8]!\n\t"                                                                        \
+  "smlabb %[a1], %[x], %[w], %[a1]\n\t"                                                               \
+  "ldr %[v], [%[rec], #4]\n\t"                                                                        \
+  "ldr %[x], [%[p1]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
+  "ldr %[x], [%[p1], #4]\n\t"                                                                         \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t"                                                                \
+  "smlabt %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "ldr %[x], [%[p1], #8]!\n\t"                                                                        \
+  "smlabt %[a1], %[x], %[w], %[a1]\n\t"                                                               \
+  "ldr %[v], [%[rec], #8]\n\t"                                                                        \
+  "ldr %[w], [%[rec], #16]\n\t"                                                                       \
+  "ldr %[x], [%[p2]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
+  "ldr %[x], [%[p2], #4]\n\t"                                                                         \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t"                                                                \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "ldr %[x], [%[p2], #8]!\n\t"                                                                        \
+  "smlabb %[a1], %[x], %[w], %[a1]\n\t"
+
+#define TML_DW16_RQ2                                                                                  \
+  "ldrd %[w], %[v], [%[rec], #24]\n\t"                                                                \
+  "add %[x], %[v], %[a0], asr #31\n\t"                                                                \
+  "smmlar %[a0], %[a0], %[w], %[x]\n\t"                                                               \
+  "add %[x], %[v], %[a1], asr #31\n\t"                                                                \
+  "smmlar %[a1], %[a1], %[w], %[x]\n\t"                                                               \
+  "ldr %[v], [%[rec], #32]\n\t"                                                                       \
+  "asr %[a0], %[a0], %[v]\n\t"                                                                        \
+  "asr %[a1], %[a1], %[v]\n\t"                                                                        \
+  "ssat %[a0], #8, %[a0]\n\t"                                                                         \
+  "ssat %[a1], #8, %[a1]\n\t"                                                                         \
+  "strb %[a1], [%[o], %[C]]\n\t"                                                                      \
+  "strb %[a0], [%[o]]\n\t"                                                                            \
+  "add %[o], %[o], %[C], lsl #1\n\t"                                                                  \
+  "subs %[cnt], %[cnt], #1\n\t"
+
+#define TML_DW16_ROW_ASM                                                                              \
+  "2:\n\t"                                                                                            \
+  "ldr %[cnt], [%[ctl]]\n\t"                                                                          \
+  "cmp %[cnt], #0\n\t"                                                                                \
+  "beq 3f\n\t"                                                                                        \
+  "ldr %[v], [%[ctl], #20]\n\t"                                                                       \
+  "cmp %[v], #0\n\t"                                                                                  \
+  "bne 5f\n\t"                                                                                        \
+  "1:\n\t"                                                                                            \
+  TML_DW16_PAIR_S1                                                                                    \
+  TML_DW16_RQ2                                                                                        \
+  "bne 1b\n\t"                                                                                        \
+  "b 3f\n\t"                                                                                          \
+  "5:\n\t"                                                                                            \
+  TML_DW16_PAIR_S2                                                                                    \
+  TML_DW16_RQ2                                                                                        \
+  "bne 5b\n\t"                                                                                        \
+  "3:\n\t"                                                                                            \
+  "ldr %[v], [%[ctl], #12]\n\t"                                                                       \
+  "cmp %[v], #0\n\t"                                                                                  \
+  "beq 4f\n\t"                                                                                        \
+  "ldr %[v], [%[rec], #20]\n\t"                                                                       \
+  "ldr %[w], [%[rec]]\n\t"                                                                            \
+  "ldr %[x], [%[p0]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[w], %[v]\n\t"                                                                 \
+  "ldr %[w], [%[rec], #12]\n\t"                                                                       \
+  "ldr %[x], [%[p0], #4]\n\t"                                                                         \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "ldr %[v], [%[rec], #4]\n\t"                                                                        \
+  "ldr %[x], [%[p1]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
+  "ldr %[x], [%[p1], #4]\n\t"                                                                         \
+  "smlabt %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "ldr %[v], [%[rec], #8]\n\t"                                                                        \
+  "ldr %[w], [%[rec], #16]\n\t"                                                                       \
+  "ldr %[x], [%[p2]]\n\t"                                                                             \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
+  "ldr %[x], [%[p2], #4]\n\t"                                                                         \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
+  "ldrd %[w], %[v], [%[rec], #24]\n\t"                                                                \
+  "add %[x], %[v], %[a0], asr #31\n\t"                                                                \
+  "smmlar %[a0], %[a0], %[w], %[x]\n\t"                                                               \
+  "ldr %[v], [%[rec], #32]\n\t"                                                                       \
+  "asr %[a0], %[a0], %[v]\n\t"                                                                        \
+  "ssat %[a0], #8, %[a0]\n\t"                                                                         \
+  "strb %[a0], [%[o]]\n\t"                                                                            \
+  "4:\n\t"                                                                                            \
+  "ldr %[v], [%[ctl], #4]\n\t"                                                                        \
+  "add %[p0], %[p0], %[v]\n\t"                                                                        \
+  "add %[p1], %[p1], %[v]\n\t"                                                                        \
+  "add %[p2], %[p2], %[v]\n\t"                                                                        \
+  "ldr %[v], [%[ctl], #8]\n\t"                                                                        \
+  "add %[o], %[o], %[v]\n\t"                                                                          \
+  "add %[rec], %[rec], #40\n\t"                                                                       \
+  "ldr %[v], [%[ctl], #16]\n\t"                                                                       \
+  "cmp %[rec], %[v]\n\t"                                                                              \
+  "bne 2b\n\t"
+
+#define TML_DW16_OPERANDS                                                                             \
+  : [p0] "+r"(p0), [p1] "+r"(p1), [p2] "+r"(p2), [o] "+r"(o), [rec] "+r"(rec), [cnt] "=&r"(cnt),      \
+    [a0] "=&r"(a0), [a1] "=&r"(a1), [x] "=&r"(x), [w] "=&r"(w), [v] "=&r"(v)                          \
+  : [ctl] "r"(ctl), [C] "r"(C)                                                                        \
+  : "cc", "memory"
+
+static TML_NOINLINE void tml_dw16_row_asm(const int16_t *p0, const int16_t *p1, const int16_t *p2, int8_t *o,
+                                          const int32_t *rec, int32_t C, const int32_t *ctl) {
+  int32_t cnt, a0, a1, x, w, v;
+  __asm__ volatile(TML_DW16_ROW_ASM TML_DW16_OPERANDS);
+}
+#endif
+
+#if !TML_DSP_NATIVE
+/* one output row, every channel, in C (the host's exact model of tml_dw16_row_asm, which a DSP
+ * core runs): rows r0/r1/r2 = the three row buffers (channel 0), n outputs */
+static TML_NOINLINE void tml_dw16_row(const int16_t *r0, const int16_t *r1, const int16_t *r2, int32_t C, int32_t L,
+                                      int32_t n, int32_t s2, const int32_t *rec, int8_t *out, int32_t lo, int32_t hi) {
+  const int32_t step = s2 ? 4 : 2; /* int16 elements per output pair */
+  const int32_t full = lo == -128 && hi == 127;
+  int32_t c;
+  for (c = 0; c < C; ++c, r0 += L, r1 += L, r2 += L, rec += TML_DW16_REC, ++out) {
+    const int16_t *p0 = r0, *p1 = r1, *p2 = r2;
+    int8_t *o = out;
+    int32_t j = n >> 1;
+    {
+      const int32_t W0 = rec[0], W1 = rec[1], W2 = rec[2], W3 = rec[3], W4 = rec[4], bias = rec[5];
+      const int32_t m = rec[6], k = rec[7], sh = rec[8];
+      for (; j > 0; --j) {
+        int32_t a0 = bias, a1 = bias, y0, y1;
+        if (s2) {
+          a0 = tml_smlad(tml_rd32(p0), W0, a0);
+          a1 = tml_smlad(tml_rd32(p0 + 2), W0, a1);
+          a0 = tml_smlabb(tml_rd32(p0 + 2), W3, a0);
+          a1 = tml_smlabb(tml_rd32(p0 + 4), W3, a1);
+          a0 = tml_smlad(tml_rd32(p1), W1, a0);
+          a1 = tml_smlad(tml_rd32(p1 + 2), W1, a1);
+          a0 = tml_smlabt(tml_rd32(p1 + 2), W3, a0);
+          a1 = tml_smlabt(tml_rd32(p1 + 4), W3, a1);
+          a0 = tml_smlad(tml_rd32(p2), W2, a0);
+          a1 = tml_smlad(tml_rd32(p2 + 2), W2, a1);
+          a0 = tml_smlabb(tml_rd32(p2 + 2), W4, a0);
+          a1 = tml_smlabb(tml_rd32(p2 + 4), W4, a1);
+        } else {
+          int32_t B = tml_rd32(p0 + 2);
+          a0 = tml_smlad(tml_rd32(p0), W0, a0);
+          a1 = tml_smlad(tml_rd32(p0 + 1), W0, a1);
+          a0 = tml_smlabb(B, W3, a0);
+          a1 = tml_smlatb(B, W3, a1);
+          B = tml_rd32(p1 + 2);
+          a0 = tml_smlad(tml_rd32(p1), W1, a0);
+          a1 = tml_smlad(tml_rd32(p1 + 1), W1, a1);
+          a0 = tml_smlabt(B, W3, a0);
+          a1 = tml_smlatt(B, W3, a1);
+          B = tml_rd32(p2 + 2);
+          a0 = tml_smlad(tml_rd32(p2), W2, a0);
+          a1 = tml_smlad(tml_rd32(p2 + 1), W2, a1);
+          a0 = tml_smlabb(B, W4, a0);
+          a1 = tml_smlatb(B, W4, a1);
+        }
+        p0 += step;
+        p1 += step;
+        p2 += step;
+        y0 = tml_rq_y(a0, m, k, sh);
+        y1 = tml_rq_y(a1, m, k, sh);
+        if (full) {
+          o[0] = (int8_t)tml_ssat8(y0);
+          o[C] = (int8_t)tml_ssat8(y1);
+        } else {
+          o[0] = (int8_t)TML_MIN(TML_MAX(y0, lo), hi);
+          o[C] = (int8_t)TML_MIN(TML_MAX(y1, lo), hi);
+        }
+        o += 2 * C;
+      }
+      if (n & 1) {
+        int32_t a0 = bias, y0;
+        a0 = tml_smlad(tml_rd32(p0), W0, a0);
+        a0 = tml_smlabb(tml_rd32(p0 + 2), W3, a0);
+        a0 = tml_smlad(tml_rd32(p1), W1, a0);
+        a0 = tml_smlabt(tml_rd32(p1 + 2), W3, a0);
+        a0 = tml_smlad(tml_rd32(p2), W2, a0);
+        a0 = tml_smlabb(tml_rd32(p2 + 2), W4, a0);
+        y0 = tml_rq_y(a0, m, k, sh);
+        o[0] = (int8_t)(full ? tml_ssat8(y0) : TML_MIN(TML_MAX(y0, lo), hi));
+      }
+    }
+  }
+}
+#endif
+
+TML_INLINE int32_t tml_slot3(int32_t iy) { return ((iy % 3) + 3) % 3; }
+
+static TML_COLD void tml_dw3x3_s8_dsp(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, int8_t *out, void *scratch) {
+  const int32_t C = p->channels, s_w = p->stride_w, n = p->out_w;
+  const int32_t pw = (n - 1) * s_w + 3, L = TML_DW16_L(pw);
+#if TML_DSP_NATIVE
+  const int32_t step = s_w == 2 ? 4 : 2; /* int16 elements per output pair */
+  int32_t ctl[6];
+#endif
+  const int32_t in_stride = p->in_h * p->in_w * C, out_stride = p->out_h * p->out_w * C;
+  int32_t *rec = (int32_t *)scratch;
+  int16_t *rows = (int16_t *)(void *)(rec + TML_DW16_REC * C);
+  int32_t b, oy;
+  tml_dw16_records(p, w, rec);
+  tml_fill16(rows, 3 * C * L, -p->input_offset);
+#if TML_DSP_NATIVE
+  ctl[0] = n >> 1;
+  ctl[1] = (L - step * (n >> 1)) * 2;
+  ctl[2] = 1 - 2 * C * (n >> 1);
+  ctl[3] = n & 1;
+  ctl[4] = (int32_t)(uintptr_t)(rec + TML_DW16_REC * C);
+  ctl[5] = s_w == 2;
+#endif
+  for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
+    int32_t loaded = -p->pad_h - 1; /* highest input row in the row buffers */
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_h;
+      int32_t iy;
+      for (iy = TML_MAX(iy0, loaded + 1); iy < iy0 + 3; ++iy) {
+        tml_dw16_fill(iy >= 0 && iy < p->in_h ? in + iy * p->in_w * C : 0, rows + tml_slot3(iy) * C * L, C, L,
+                      p->pad_w, p->in_w, -p->input_offset);
+        loaded = iy;
+      }
+#if TML_DSP_NATIVE
+      /* only without an activation clamp beyond int8 (tml_dw_s8) */
+      tml_dw16_row_asm(rows + tml_slot3(iy0) * C * L, rows + tml_slot3(iy0 + 1) * C * L, rows + tml_slot3(iy0 + 2) * C * L,
+                       out + oy * n * C, rec, C, ctl);
+#else
+      tml_dw16_row(rows + tml_slot3(iy0) * C * L, rows + tml_slot3(iy0 + 1) * C * L, rows + tml_slot3(iy0 + 2) * C * L, C,
+                   L, n, s_w == 2, rec, out + oy * n * C, p->act_min, p->act_max);
+#endif
+    }
+  }
+}
+#endif
+
+TML_COLD void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, int8_t *out, void *scratch) {
   const int32_t C = p->channels, G = (C + 3) >> 2, taps = p->k_h * p->k_w;
   const int32_t pw = (p->out_w - 1) * p->stride_w + p->k_w;
   const int32_t rowbuf = G * pw * 4;
@@ -683,6 +1021,13 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
   const int8_t *rows[8];
   int32_t b, oy, ox, g, ky, j;
   tml_rqctx q;
+#if TML_DSP
+  if (p->pairs && p->fast && p->rq_stride == 1 && p->k_h == 3 && p->k_w == 3 && (p->stride_w == 1 || p->stride_w == 2) &&
+      (!TML_DSP_NATIVE || (p->act_min == -128 && p->act_max == 127))) {
+    tml_dw3x3_s8_dsp(p, in, w, out, scratch);
+    return;
+  }
+#endif
   tml_rqctx_init(&q, p->bias, p->rq, p->rq_stride, p->output_offset, p->act_min, p->act_max, p->fast);
   for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
     int32_t loaded = -p->pad_h - 1; /* highest input row in the row buffers */
@@ -709,10 +1054,7 @@ void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16_t *w, in
 #if TML_DSP
           if (q.fast) {
             const int32_t *bias = p->bias + 4 * g;
-            if (p->k_h == 3 && p->k_w == 3) {
-              tml_dw3x3_row(rows[0] + g * pw * 4 + ox * p->stride_w * 4, rows[1] + g * pw * 4 + ox * p->stride_w * 4,
-                            rows[2] + g * pw * 4 + ox * p->stride_w * 4, 4 * p->stride_w, n, wg, bias, acc);
-            } else {
+            {
               const int8_t *gr[8];
               for (ky = 0; ky < p->k_h; ++ky) gr[ky] = rows[ky] + g * pw * 4 + ox * p->stride_w * 4;
               tml_dw_row(gr, p->k_h, p->k_w, 4 * p->stride_w, n, wg, bias, acc);
@@ -770,7 +1112,10 @@ void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_
   for (b = 0; b < p->batches; ++b, in += k, out += p->out_c) {
 #if TML_DSP
     if (p->fast) {
-      tml_fc_fast(p, &q, in, k, w, (int32_t *)scratch, out);
+      if (k <= TML_FC_KC && p->out_c <= TML_CHUNK && p->wl == 4)
+        tml_fc_small(p, in, k, w, (int32_t *)scratch, out);
+      else
+        tml_fc_fast(p, &q, in, k, w, (int32_t *)scratch, out);
       continue;
     }
 #endif

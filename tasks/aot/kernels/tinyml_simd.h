@@ -68,6 +68,8 @@ TML_INLINE int32_t tml_smlad(int32_t x, int32_t y, int32_t acc) { return __smlad
 TML_INLINE int32_t tml_sadd16(int32_t x, int32_t y) { return __sadd16(x, y); }
 TML_INLINE int32_t tml_smlabb(int32_t x, int32_t y, int32_t acc) { return __smlabb(x, y, acc); }
 TML_INLINE int32_t tml_smlatt(int32_t x, int32_t y, int32_t acc) { return __smlatt(x, y, acc); }
+TML_INLINE int32_t tml_smlabt(int32_t x, int32_t y, int32_t acc) { return __smlabt(x, y, acc); }
+TML_INLINE int32_t tml_smlatb(int32_t x, int32_t y, int32_t acc) { return __smlatb(x, y, acc); }
 /* (a * b + 2^31) >> 32, the rounded high word of the 64-bit product */
 TML_INLINE int32_t tml_smmulr(int32_t a, int32_t b) {
   int32_t r;
@@ -125,6 +127,12 @@ TML_INLINE int32_t tml_smlabb(int32_t x, int32_t y, int32_t acc) {
 TML_INLINE int32_t tml_sadd16(int32_t x, int32_t y) { return tml_lanes(tml_lo16(x) + tml_lo16(y), tml_hi16(x) + tml_hi16(y)); }
 TML_INLINE int32_t tml_smlatt(int32_t x, int32_t y, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(tml_hi16(x) * tml_hi16(y)));
+}
+TML_INLINE int32_t tml_smlabt(int32_t x, int32_t y, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tml_lo16(x) * tml_hi16(y)));
+}
+TML_INLINE int32_t tml_smlatb(int32_t x, int32_t y, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(tml_hi16(x) * tml_lo16(y)));
 }
 TML_INLINE int32_t tml_smmulr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 31)) >> 32);
