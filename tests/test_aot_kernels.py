@@ -285,3 +285,59 @@ def test_depthwise_tap_pairs_on_the_cortex_m4_equal_tflm_on_odd_shapes(tmp_path)
     assert sum(1 for k in res["kernels"] if k["op"] == "DEPTHWISE_CONV_2D" and k.get("tap_pairs")) >= 4
     r = target_check(tfl, npz, None, work_dir=tmp_path / "m4", core_dir=tmp_path / "core", max_samples=16)
     assert r["kernels"] == "dsp" and r["identical"] is True
+
+
+def _small_fc_models():
+    """Tiny dense stacks whose every layer the generator writes as code on DSP cores (<= 16 inputs,
+    <= 64 outputs): input counts 1, 2, 3, 5, 6, 7, 9 (whole words and tails of 1-3 inputs), per
+    tensor and per channel scales, ReLU / ReLU6 / none, int8 and float I/O. Cached on disk."""
+    import hashlib
+
+    import numpy as np
+
+    from doit_tinyml.aot import testmodels
+    from doit_tinyml.engine.keras_io import import_tensorflow, seed_everything
+
+    tf, keras = import_tensorflow()
+    key = hashlib.sha256((tf.__version__ + "small_fc v1").encode()).hexdigest()[:12]
+    d = MODEL_CACHE / f"small_fc_{key}"
+    d.mkdir(parents=True, exist_ok=True)
+    specs = {"small_fc_a": (3, [(7, "relu"), (5, "relu6"), (6, None), (2, None)], False, True),
+             "small_fc_b": (2, [(9, "relu"), (16, "relu"), (1, None)], True, False),
+             "small_fc_c": (1, [(12, "relu"), (3, None)], True, True)}
+    out = []
+    for name, (n_in, layers, per_channel, int8_io) in specs.items():
+        tfl, npz = d / f"{name}.tflite", d / f"{name}.npz"
+        if not (tfl.exists() and npz.exists()):
+            seed_everything(7)
+            rng = np.random.default_rng(1)
+            x = (3 * rng.normal(size=(256, n_in))).astype("float32")
+            m = keras.Sequential([keras.Input((n_in,))] + [keras.layers.Dense(u, activation=a) for u, a in layers])
+            testmodels._fit(m, x, rng.normal(size=(256, layers[-1][0])).astype("float32"), "mse")
+            tfl.write_bytes(testmodels._convert(m, x, int8=True, int8_io=int8_io, per_channel=per_channel))
+            np.savez(npz, x_test=x[:64])
+        out.append((name, tfl, npz))
+    return out
+
+
+def test_small_fully_connected_layers_generated_as_code_equal_tflm(tmp_path):
+    """Small int8 dense layers become generated code on DSP cores (tinyml_model.c): the host build
+    (both variants, the DSP one emulated) equals TFLM, and under QEMU the Cortex-M4 (generated
+    code) and the Cortex-M3 (tml_fc_packed_s8, portable) equal the host byte for byte."""
+    from doit_tinyml.aot.check import host_check
+    from doit_tinyml.aot.target import target_check
+
+    for name, tfl, npz in _small_fc_models():
+        res = host_check(tfl, npz, tmp_path / f"{name}.json", work_dir=tmp_path / name / "host")
+        assert res["passed"], name
+        if name == "small_fc_b":  # float I/O: QUANTIZE first, DEQUANTIZE last
+            assert res["float_max_rel_error"] == 0.0
+        else:
+            assert res["int8_identical_fraction"] == 1.0
+        fcs = [k for k in res["kernels"] if k["op"] == "FULLY_CONNECTED"]
+        assert fcs and all("generated" in k.get("dsp_kernel", "") and k["scratch"] == 0 for k in fcs), (name, fcs)
+        if HAVE_QEMU:
+            for target in ("mps2_an386", "mps2_an385"):
+                r = target_check(tfl, npz, None, work_dir=tmp_path / name / target, core_dir=tmp_path / "core",
+                                 max_samples=32, target=target)
+                assert r["identical"] is True, (name, target)

@@ -241,6 +241,7 @@ class _Gen:
         self.kernels: set[str] = set()
         self.not_fast: set[int] = set()  # packed ops whose requantization needs TFLM's 64-bit arithmetic
         self.dw_pairs: set[int] = set()  # depthwise ops granted the tap-pair scratch (see generate)
+        self.fc_small: set[int] = set()  # small fully connected ops generated as code on DSP cores (small_fc)
         self.n = 0
 
     # ---- errors ----
@@ -330,6 +331,9 @@ class _Gen:
             wmat = w.reshape(geo["out_c"], -1)
             kk = wmat.shape[1]
             wl = 4 if geo["out_h"] * geo["out_w"] == 1 else 2
+            small = k in self.fc_small
+            if small:  # the generic arrays only serve cores without the DSP extension (see small_fc)
+                n_decls, n_w, n_t, emitted = len(self.decls), self.weights_bytes, self.tables_bytes, dict(self.emitted)
             wname = self.packed_const(filt, layout.pack_gemm(wmat, wl))
             sums = np.abs(wmat).sum(axis=1)
             if len(mults) == 1 and any(layout.constant_channels(sums, mults)):
@@ -338,8 +342,9 @@ class _Gen:
             fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
             if not fast:
                 self.not_fast.add(k)
-            rq = self.rq_table(layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
-                const, b, off, wmat, mults, shifts, out.zp)))
+            records = layout.rq_records(mults, shifts, out.zp, fast, _constant_values(
+                const, b, off, wmat, mults, shifts, out.zp))
+            rq = self.rq_table(records)
             bb = b if b is not None else np.zeros(geo["out_c"], np.int64)
             rb = self.int32_table(2 * bb if fast else bb, "w_b")
             p = self.struct("tml_gemm_s8_params", [str(v) for v in (
@@ -347,7 +352,18 @@ class _Gen:
                 geo["k_h"], geo["k_w"], geo["s_h"], geo["s_w"], geo["p_h"], geo["p_w"], layout.k4_of(kk), wl,
                 off, out.zp, lo, hi, int(fast), stride)] + [rq, rb])
             fn = "tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8"
-            return f"{fn}(&{p}, {rin}, {wname}, {rout}, {scratch});"
+            call = f"{fn}(&{p}, {rin}, {wname}, {rout}, {scratch});"
+            if small:
+                assert fast and name == "FULLY_CONNECTED" and geo["batches"] == 1
+                generic = self.decls[n_decls:]
+                del self.decls[n_decls:]
+                self.emitted = emitted
+                self.weights_bytes, self.tables_bytes = n_w, n_t
+                if generic:
+                    self.decls += ["#if !TML_DSP"] + generic + ["#endif"]
+                fname = self.small_fc(k, wmat, 2 * bb, records, off, lo, hi)
+                call = f"#if TML_DSP\n  {fname}({rin}, {rout});\n#else\n  {call}\n#endif"
+            return call
         opts = op.options
         n, ih, iw, c = inp.shape
         _, oh, ow, _ = out.shape
@@ -374,6 +390,93 @@ class _Gen:
             int(k in self.dw_pairs))]
             + [rq, rb])
         return f"tml_dw_s8(&{p}, {rin}, {wname}, {rout}, {scratch});"
+
+    def small_fc(self, k: int, wmat, b2, records, off: int, lo: int, hi: int) -> str:
+        """A small int8 fully connected layer (one batch, K <= FC_SMALL_K inputs, N <= FC_SMALL_N
+        outputs, fast requantization) as generated code for DSP cores: no call chain, no set-up.
+        The input, widened to int16 pairs with the offset added (SXTAB16 / SXTAB16 ROR 8, the
+        order of tml_widen), is held in registers; per output channel one record of int32 words
+        {2 * bias, the doubled weights as int16 pairs in the input's pair order, mult[, k, r]}
+        (k and r leave the record when every channel shares them), SMLAD per pair, then the same
+        SMMLAR requantization as tml_rq1_fast and only the clamps the activation range needs.
+        The accumulator is the one of tml_fc_small (doubled weights instead of doubled inputs), the
+        records are the same: the output is the DSP kernel's, which is TFLM's. Reads the whole
+        input before writing any output. Returns the function's name."""
+        n, kk = wmat.shape
+        full, tail = kk // 4, kk % 4
+        if len(records) == 1:  # per-tensor quantization: one record for every channel
+            records = list(records) * n
+
+        def lanes(lo16: int, hi16: int) -> int:
+            v = ((int(hi16) & 0xFFFF) << 16) | (int(lo16) & 0xFFFF)
+            return v - (1 << 32) if v >= 1 << 31 else v
+
+        rows = []
+        for c in range(n):
+            w2 = [2 * int(v) for v in wmat[c]]
+            words = []
+            for g4 in range(full):
+                a, b_, c_, d = w2[4 * g4: 4 * g4 + 4]
+                words += [lanes(a, c_), lanes(b_, d)]
+            for t in range(0, tail, 2):
+                j = 4 * full + t
+                words.append(lanes(w2[j], w2[j + 1] if t + 1 < tail else 0))
+            rows.append(words)
+        nw = len(rows[0]) if rows else 0
+        ks = {r[1] for r in records}
+        rs = {r[2] for r in records}
+        shared = len(ks) == 1 and len(rs) == 1
+        rec = []
+        for c in range(n):
+            m, kq, r = records[c]
+            rec.append([(int(b2[c]) + 2 ** 31) % 2 ** 32 - 2 ** 31] + rows[c] + [int(m)] + ([] if shared else [int(kq), int(r)]))
+        width = len(rec[0])
+        tname = self.sym("w_fc")
+        flat = [v for r_ in rec for v in r_]
+        self.decls.append(
+            f"#if TML_DSP\n/* operator #{k}, generated small fully connected layer: per output channel {{2 x bias, "
+            f"{nw} doubled weight pairs, mult{'' if shared else ', k, r'}}} */\n"
+            f"static const int32_t {tname}[{len(flat)}] __attribute__((aligned(8))) = {{\n{_int_list(flat, 8)}\n}};")
+        self.weights_bytes += 4 * n * (1 + nw)
+        self.tables_bytes += 4 * n * (width - 1 - nw)
+        fname = f"{self.prefix}_fc{k}"
+        body = [f"static void {fname}(const int8_t *x, int8_t *o) {{"]
+        xs = []
+        if full:
+            body.append(f"  const int32_t off2 = {lanes(off, off)};")
+        for g4 in range(full):
+            body.append(f"  const int32_t u{g4} = tml_rd32(x + {4 * g4});")
+            body.append(f"  const int32_t x{2 * g4} = tml_sxtab16(off2, u{g4}), x{2 * g4 + 1} = tml_sxtab16_ror8(off2, u{g4});")
+            xs += [f"x{2 * g4}", f"x{2 * g4 + 1}"]
+        for t in range(0, tail, 2):
+            j = 4 * full + t
+            i = len(xs)
+            if t + 1 < tail:
+                body.append(f"  const int32_t x{i} = (int32_t)(((uint32_t)(x[{j + 1}] + {off}) << 16) | "
+                            f"((uint32_t)(x[{j}] + {off}) & 0xFFFFu));")
+            else:
+                body.append(f"  const int32_t x{i} = x[{j}] + {off};")
+            xs.append(f"x{i}")
+        (kq0,), (r0,) = (ks, rs) if shared else ((None,), (None,))
+        kexpr = str(kq0) if shared else f"r[{nw + 2}]"
+        rexpr = str(r0) if shared else f"r[{nw + 3}]"
+        inner = ["    int32_t a = r[0], y;"]
+        inner += [f"    a = tml_smlad({xv}, r[{j + 1}], a);" for j, xv in enumerate(xs)]
+        inner.append(f"    y = tml_smmlar(a, r[{nw + 1}], {kexpr} + (a >> 31)) >> {rexpr};")
+        inner.append("    y = tml_ssat8(y);")
+        if lo > -128:
+            inner.append(f"    y = y < {lo} ? {lo} : y;")
+        if hi < 127:
+            inner.append(f"    y = y > {hi} ? {hi} : y;")
+        inner.append("    *o++ = (int8_t)y;")
+        body.append(f"  const int32_t *r = {tname};")
+        if n == 1:
+            body += ["  {"] + inner + ["  }"]
+        else:
+            body += [f"  int8_t *const end = o + {n};", "  do {"] + inner + [f"    r += {width};", "  } while (o != end);"]
+        body.append("}\n#endif")
+        self.decls.append("\n".join(body))
+        return fname
 
     # ---- per-channel multipliers ----
     def out_mults(self, inp: _T, filt: _T, out: _T) -> tuple[int, str, str]:
@@ -445,6 +548,37 @@ def _gemm_geometry(g: "_Gen", name: str, op) -> dict:
                 s_h=opts.strideH, s_w=opts.strideW, p_h=ph, p_w=pw)
 
 
+FC_SMALL_K = 16  # the largest input of a fully connected layer generated as code (its pairs stay in registers)
+FC_SMALL_N = 64  # and its most outputs
+
+
+def _fc_small_ok(g: "_Gen", name: str, op, geo: dict) -> bool:
+    """An int8 FULLY_CONNECTED the generator writes as code for DSP cores (_Gen.small_fc): one
+    batch, at most FC_SMALL_K inputs and FC_SMALL_N outputs, and the 4-instruction requantization
+    proven exact (the kernels' `fast` path)."""
+    import numpy as np
+
+    from . import layout
+
+    if name != "FULLY_CONNECTED" or geo["batches"] != 1 or geo["in_c"] > FC_SMALL_K or geo["out_c"] > FC_SMALL_N:
+        return False
+    T = g.tensors
+    inp, filt, out = T[op.inputs[0]], T[op.inputs[1]], T[op.outputs[0]]
+    bias = T[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    mults, shifts = [], []
+    for sc in filt.scales or [0.0]:
+        m, sh = quantize_multiplier(float(inp.scale) * float(sc) / float(out.scale))
+        mults.append(m)
+        shifts.append(sh)
+    wmat = filt.array().astype(np.int64).reshape(geo["out_c"], -1)
+    b = bias.array().reshape(-1).astype(np.int64) if bias is not None else None
+    sums = np.abs(wmat).sum(axis=1)
+    if len(mults) == 1 and any(layout.constant_channels(sums, mults)):
+        mults, shifts = mults * geo["out_c"], shifts * geo["out_c"]
+    const = layout.constant_channels(sums, mults)
+    return layout.fast_requant_ok(layout.acc_bounds(sums, b, -inp.zp), mults, shifts, out.zp, const)
+
+
 def _constant_values(const, bias, off, wmat, mults, shifts, zp):
     """Per channel: TFLM's output before clamping for a constant channel (acc = bias + off *
     sum(w) when every weight is zero... which leaves the bias), else None."""
@@ -474,6 +608,14 @@ def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
         kk = geo["k_h"] * geo["k_w"] * geo["in_c"]
         rec.update(kernel="tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8", dsp_core="dsp",
                    other_core="portable")
+        if _fc_small_ok(g, name, op, geo):
+            # generated code on DSP cores (_Gen.small_fc): no scratch; the portable kernel needs none
+            g.fc_small.add(k)
+            rec["dsp_kernel"] = f"{g.prefix}_fc{k} (generated in {g.prefix}_model.c)"
+            rec["lags"][op.inputs[0]] = flow.gemm(geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"],
+                                                  geo["out_w"], geo["out_c"], geo["k_h"], geo["k_w"], geo["s_h"],
+                                                  geo["s_w"], geo["p_h"], geo["p_w"])
+            return rec
         rec["scratch"] = layout.gemm_scratch_bytes(geo["out_h"] * geo["out_w"], kk, geo["k_h"], geo["k_w"],
                                                    geo["p_h"], geo["p_w"], geo["in_c"])
         rec["lags"][op.inputs[0]] = flow.gemm(geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"],
@@ -908,7 +1050,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             call = f"tml_pad(&{p}, {rin}, &{pv}, {rout});"
         else:  # pragma: no cover - guarded by unsupported_ops
             g.fail(k, name, "not supported")
-        g.body.append("  " + call)
+        g.body.append(call if call.startswith("#") else "  " + call)
         g.body.append(f"  TML_TRACE({k}, {rout}, {out.nbytes});")
 
     for k in g.not_fast:
@@ -985,6 +1127,7 @@ int {prefix}_model_invoke(const void *input, void *output);
         f"bytes of tensors + {g.tables_bytes} bytes of requantization tables. */",
         f'#include "{prefix}_model.h"',
         '#include "tinyml_kernels.h"',
+        *(['#include "tinyml_simd.h" /* TML_DSP and the DSP operations of the generated layers */'] if g.fc_small else []),
         "#include <string.h>",
         "",
         "/* TINYML_TRACE: compile with -DTINYML_TRACE to have tinyml_trace(op, data, bytes) called with",

@@ -124,7 +124,12 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
                                         f'#include "{src}"\n')
     elif kernels != "auto":
         raise TinyMLError(f"kernels must be 'auto' or 'portable', not {kernels!r}")
-    sources = {"main.c": SKETCH_DIR / "src" / "main.c", "tinyml_aot/tinyml_model.c": gen / f"{prefix}_model.c",
+    model_c = gen / f"{prefix}_model.c"
+    if kernels == "portable":  # the generated layers of DSP cores (tinyml_model.c) take the portable kernels too
+        model_c = work_dir / "kernels_portable" / f"{prefix}_model.c"
+        write_text(model_c, f'/* the generated model with the portable kernels forced */\n#define TML_FORCE_PORTABLE 1\n'
+                            f'#include "{gen / (prefix + "_model.c")}"\n')
+    sources = {"main.c": SKETCH_DIR / "src" / "main.c", "tinyml_aot/tinyml_model.c": model_c,
                "aot_vectors.c": vec_c}
     sources.update({f"tinyml_aot/{src.name}": src for src in kernel_sources})
     res = platformio.build(work_dir / "firmware" / "pio", board, Path(core_dir), sources,
