@@ -39,9 +39,9 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
     prev_rows, status = _collect.previous_rows(previous)
     changes, note = None, "No previous report: this one is the baseline for the next comparison."
     if status == "ok":
-        changes, note = decide.diff(rows, prev_rows), f"Compared with the previous report ({previous}):"
+        changes, note = decide.diff(rows, prev_rows), f"Compared with the previous report ({_shown(previous)}):"
     elif status == "unreadable":
-        note = f"The previous report {previous} is unreadable; nothing to compare."
+        note = f"The previous report {_shown(previous)} is unreadable; nothing to compare."
 
     doc = {"headroom": headroom, "rows": rows, "ship": decide.ship(rows, headroom), "diff": changes,
            "layers": render.layer_tables(_collect.layers(entries)), "previous_note": note,
@@ -60,16 +60,19 @@ def run(entries: list[dict], out_dir: Path, *, headroom: float = 0.10, gates: di
     _remove_stale_plots(out_dir / PLOTS_DIR, {p.name for p in drawn + swept})
     write_text(out_dir / "report.html", render.html_page(doc, [(p.title, p.svg.decode("utf-8")) for p in drawn],
                                                          [(p.title, p.svg.decode("utf-8")) for p in swept]))
-    md = Path(out_dir) / "report.md"
-    try:  # as the user would type it: relative to where doit runs
-        md = md.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        pass
-    written = f"written: {md}, report.json, report.csv, report.html"
+    written = f"written: {_shown(Path(out_dir) / 'report.md')}, report.json, report.csv, report.html"
     if drawn or swept:
         written += f", {PLOTS_DIR}/ ({len(drawn) + len(swept)} plots, PNG and SVG)"
     print(written, flush=True)
     return 1 if doc["gate_failures"] else 0
+
+
+def _shown(path: Path) -> Path:
+    """`path` as the user would type it: relative to where doit runs when it is below it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return Path(path)
 
 
 def _remove_stale_plots(folder: Path, names: set[str]) -> None:

@@ -91,7 +91,7 @@ def test_ship_decision_respects_max_latency():
     assert decide.ship(rows(("float32", 0.01, 9.0, None), ("int8", 0.02, 2.0, None)), 0.1)[0]["variant"] == "float32"
     # with max_latency_ms = 5, the float model is too slow
     rec = decide.ship(rows(("float32", 0.01, 9.0, 5.0), ("int8", 0.02, 2.0, 5.0)), 0.1)[0]
-    assert rec["variant"] == "int8" and "~2 ms/inference" in rec["text"]
+    assert rec["variant"] == "int8" and "~2.00 ms/inference" in rec["text"]
     # nothing fast enough (or no estimate): says so
     rec = decide.ship(rows(("float32", 0.01, 9.0, 1.0), ("int8", 0.02, None, 1.0)), 0.1)[0]
     assert rec["variant"] is None and "max_latency_ms = 1" in rec["text"] and "no time estimate" in rec["text"]
