@@ -63,6 +63,7 @@ def test_report_prints_every_variant_on_every_board(proj):
     arena = json.loads((proj / "build/sine/int8/analysis.json").read_text())["arena"]["bytes"]
     line = next(ln for ln in out.splitlines() if ln.startswith("sine/int8") and "nano33ble" in ln)
     assert f"{tflite:,}" in line and f"{arena:,}" in line
+    assert line.rstrip().endswith("ELF + interpreter estimate")  # no TFLM library in the tests: said so
     # per-layer table with the activation peak marked, once per variant
     assert md.count("## Layers of sine/") == 2 and md.count("<- peak") == 2
 

@@ -177,3 +177,11 @@ def test_an_estimate_is_never_shown_as_a_measurement(tmp_path, capsys):
     assert "~20,000 / " in line and "~1,500 / " in line and line.rstrip().endswith("yes (estimate)")
     measured = next(ln for ln in out.splitlines() if " nano33ble " in ln and " aot " in ln and ln.lstrip().startswith("int8"))
     assert " 30,000 / " in measured and "~30,000" not in measured and "~6,000" not in measured
+
+
+def test_the_byte_breakdown_says_where_its_bytes_come_from(tmp_path, capsys):
+    out, doc, _ = run_rich(tmp_path, capsys)
+    basis = {(r["model"], r["runtime"], r["board"]): r["breakdown_basis"] for r in doc["rows"]}
+    assert basis[("sine", "tflm", "nano33ble")] == "ELF"
+    assert basis[("sine", "aot", "uno")] in (None, "estimate, no build")  # never "ELF" for a board nothing built
+    assert all(v != "ELF" for (m, rt, b), v in basis.items() if b == "uno")

@@ -212,6 +212,10 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     row["tflm_error"] = get(m, "tflm", "error")
     row["estimate"] = bool(get(s, "estimate", default=False))
     row["breakdown"] = get(s, "breakdown")
+    # where the breakdown's bytes come from: the linked ELF, the ELF plus the interpreter from the table of
+    # real links, or an estimate without any build (a board the local platform cannot build)
+    row["breakdown_basis"] = (None if not row["breakdown"] else "ELF" if not row["estimate"]
+                              else "ELF + interpreter estimate" if get(s, "interpreter_estimate") else "estimate, no build")
     row["aot_planned_bytes"] = get(aot, "planned_bytes")
     row["aot_instructions"] = get(aot, "instructions_per_inference")
     row["aot_verified"] = get(aot, "passed")

@@ -147,11 +147,6 @@ def fmt_used(used, limit, pct, estimate=False) -> str:
     return "-" if used is None else f"{'~' if estimate else ''}{fmt_int(used)} / {fmt_int(limit)} {fmt_pct(pct)}"
 
 
-def fmt_basis(estimate) -> str:
-    """Where a breakdown's bytes come from: the linked ELF, or the ELF plus an estimate (the TFLM interpreter)."""
-    return "ELF + estimate" if estimate in (True, "True", "true") else "ELF"
-
-
 def fmt_variant(variant, required) -> str:
     return f"{variant}{' *' if required else ''}"
 
@@ -342,7 +337,7 @@ COLUMNS: tuple[Column, ...] = (
            get=_breakdown("ram", "stack_heap")),
     Column("ram_application", "application", fmt_int, RIGHT, views=SHOWN | {CSV}, tables=(BREAKDOWN,),
            get=_breakdown("ram", "application")),
-    Column("breakdown_basis", "from", fmt_basis, views=SHOWN, tables=(BREAKDOWN,), uses=("estimate",)),
+    Column("breakdown_basis", "from", tables=(BREAKDOWN,)),
     # ---- training (history.json)
     Column("epochs", "epochs", views=DATA),
     Column("epochs_run", "epochs run", views=DATA),

@@ -249,8 +249,9 @@ def terminal(doc: dict) -> str:
     lines += terminal_table(SIZES, C.table_rows(SIZES, rows), rows)
     b = C.table_rows(BREAKDOWN, rows)
     if b:
-        lines += ["", "where every byte goes (bytes, from the linked ELF; \"ELF + estimate\": the interpreter's code and RAM "
-                  "added from the table of real links; per-layer tables in report.md)"]
+        lines += ["", "where every byte goes (bytes, from the linked ELF; \"ELF + interpreter estimate\": the TFLM "
+                  "interpreter added from the table of real links; \"estimate, no build\": a board the local "
+                  "platform cannot build; per-layer tables in report.md)"]
         lines += terminal_table(BREAKDOWN, b, rows)
     for g in sweeps(rows):
         lines += ["", sweep_title(g)] + terminal_sweep(g, rows)
