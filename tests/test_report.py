@@ -150,7 +150,7 @@ def test_terminal_table_and_files(tmp_path, capsys):
     assert "+0.0210" in line                      # MAE rose by 0.021 against Keras
     assert "40,000 / 983,040 4.1%" in line and "8,000 / 262,144 3.1%" in line and line.rstrip().endswith("yes")
     uno = table_line(out, "float", "uno")
-    assert "NO (+3744 B flash over)" in uno      # 36000 - 32256
+    assert "NO (+3,744 B flash over)" in uno      # 36000 - 32256
     assert "kws  (multiclass; accuracy, higher is better)" in out
     assert "-0.0200" in table_line(out, "int8", "nano33ble", "0.9100", "18,000")
     assert "/ 32,256" in uno and "/ 2,048" in uno   # the Uno's limits, on its own row
@@ -271,7 +271,7 @@ def test_gate_required_variant_must_fit(tmp_path, capsys):
     code = report.run(entries, tmp_path, gates={"required": [("sine", "float"), ("sine", "int8")]}, previous=None)
     out = capsys.readouterr().out
     assert code == 1
-    assert "GATE FAILED: sine/float is required but does not fit on uno: NO (+3744 B flash over)" in out
+    assert "GATE FAILED: sine/float is required but does not fit on uno: NO (+3,744 B flash over)" in out
     assert "int8 is required" not in out
     assert report.run(entries, tmp_path, gates={"required": [("sine", "nope")]}, previous=None) == 1
     assert "sine/nope is required but is not in this build" in capsys.readouterr().out

@@ -185,3 +185,7 @@ def test_the_byte_breakdown_says_where_its_bytes_come_from(tmp_path, capsys):
     assert basis[("sine", "tflm", "nano33ble")] == "ELF"
     assert basis[("sine", "aot", "uno")] in (None, "estimate, no build")  # never "ELF" for a board nothing built
     assert all(v != "ELF" for (m, rt, b), v in basis.items() if b == "uno")
+
+
+def test_a_difference_that_rounds_to_zero_is_never_negative_zero():
+    assert C.fmt_delta(-0.00001) == "+0.0000" and C.fmt_delta(-0.00006) == "-0.0001" and C.fmt_delta(None) == "-"

@@ -72,7 +72,10 @@ def fmt_metric(v) -> str:
 def fmt_delta(v) -> str:
     if v is None:
         return "-"
-    return f"{v:+.4f}" if abs(v) < 10 else f"{v:+.4g}"
+    if abs(v) < 10:
+        v = round(v, 4) + 0.0  # no "-0.0000": a difference that rounds to zero is +0.0000
+        return f"{v:+.4f}"
+    return f"{v:+.4g}"
 
 
 def fmt_int(n) -> str:

@@ -63,9 +63,9 @@ def fits(row: dict, facts: Facts) -> tuple[str, str]:
             return ("estimate", "yes (estimate)") if row["estimate"] else ("yes", "yes")
         over = []
         if row["flash_over_by"]:
-            over.append(f"+{row['flash_over_by']} B flash")
+            over.append(f"+{row['flash_over_by']:,} B flash")
         if row["ram_over_by"]:
-            over.append(f"+{row['ram_over_by']} B RAM")
+            over.append(f"+{row['ram_over_by']:,} B RAM")
         return "no", f"NO ({', '.join(over) or 'over the limit'} over{', estimate' if row['estimate'] else ''})"
     what = ("size.json unreadable" if facts.size_status == "unreadable"
             else "no size.json: firmware stage failed or not run")
