@@ -248,23 +248,178 @@ static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, in
     }                                                    \
   } while (0)
 
-/* Channel pairs against the doubled column pair, accumulators starting at 2 * bias (fast path):
- * acc[] receives (c, pixel 0), (c, pixel 1), (c+1, pixel 0), (c+1, pixel 1) per pair, then
- * (c, pixel 0), (c, pixel 1) for an odd last channel. */
-static TML_NOINLINE void tml_mm2x2_b(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
-                                     const int32_t *b2, int32_t *acc) {
-  int32_t c;
-  for (c = 0; c + 2 <= n; c += 2, b2 += 2, acc += 4) {
+TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { return tml_smmlar(a, m, k + (a >> 31)) >> sh; }
+
+/* clamp to [lo, hi] inside int8 (full: lo = -128, hi = 127, saturation alone) */
+#define TML_CLAMP8(y) ((y) = full ? tml_ssat8(y) : TML_MIN(TML_MAX((y), lo), hi))
+
+/* Channel pairs against the doubled column pair, accumulators starting at 2 * bias (fast path),
+ * each channel pair requantized (fast records, every rs-th) as soon as its 4 accumulators are
+ * done: (c, pixel j) -> o_j[c]; then an odd last channel. o0 == o1 is allowed (a lone pixel). */
+#if TML_DSP_NATIVE
+/* one 4-k step of the channel pair: weights (2 words) and the column pair (4 words) post-indexed */
+#define TML_MM_STEP                             \
+  "ldrd %[w0], %[w1], [%[pw]], #8\n\t"          \
+  "ldrd %[x0], %[x1], [%[pc]], #8\n\t"          \
+  "ldrd %[x2], %[x3], [%[pc]], #8\n\t"          \
+  "sxtb16 %[u], %[w0]\n\t"                      \
+  "smlad %[a00], %[x0], %[u], %[a00]\n\t"       \
+  "smlad %[a01], %[x2], %[u], %[a01]\n\t"       \
+  "sxtb16 %[w0], %[w0], ror #8\n\t"             \
+  "smlad %[a00], %[x1], %[w0], %[a00]\n\t"      \
+  "smlad %[a01], %[x3], %[w0], %[a01]\n\t"      \
+  "sxtb16 %[u], %[w1]\n\t"                      \
+  "smlad %[a10], %[x0], %[u], %[a10]\n\t"       \
+  "smlad %[a11], %[x2], %[u], %[a11]\n\t"       \
+  "sxtb16 %[w1], %[w1], ror #8\n\t"             \
+  "smlad %[a10], %[x1], %[w1], %[a10]\n\t"      \
+  "smlad %[a11], %[x3], %[w1], %[a11]\n\t"
+/* per channel pair, every value of the loops in a register (14): the state between pairs lives in
+ * ctl = {cols, 8 * (n4 % 4), b2, 8 * (n4 - n4 % 4), rq, 12 * rs, clamp, lo, hi, o0, o1, pairs}
+ * (the pointers advanced in place), its address on the stack */
+#define TML_MM_ASM                                              \
+  "push {%[u]}\n\t"                                             \
+  "1:\n\t"                                                      \
+  "ldr %[pc], [%[u]]\n\t"                                       \
+  "ldr %[x0], [%[u], #8]\n\t"                                   \
+  "ldrd %[a00], %[a10], [%[x0]], #8\n\t"                        \
+  "str %[x0], [%[u], #8]\n\t"                                   \
+  "mov %[a01], %[a00]\n\t"                                      \
+  "mov %[a11], %[a10]\n\t"                                      \
+  "ldr %[end], [%[u], #4]\n\t"                                  \
+  "adds %[end], %[end], %[pw]\n\t"                              \
+  "cmp %[end], %[pw]\n\t"                                       \
+  "beq 3f\n\t"                                                  \
+  "2:\n\t"                                                      \
+  TML_MM_STEP                                                   \
+  "cmp %[end], %[pw]\n\t"                                       \
+  "bne 2b\n\t"                                                  \
+  "ldr %[u], [sp]\n\t"                                          \
+  "3:\n\t"                                                      \
+  "ldr %[end], [%[u], #12]\n\t"                                 \
+  "adds %[end], %[end], %[pw]\n\t"                              \
+  "cmp %[end], %[pw]\n\t"                                       \
+  "beq 5f\n\t"                                                  \
+  "4:\n\t"                                                      \
+  TML_MM_STEP TML_MM_STEP TML_MM_STEP TML_MM_STEP               \
+  "cmp %[end], %[pw]\n\t"                                       \
+  "bne 4b\n\t"                                                  \
+  "ldr %[u], [sp]\n\t"                                          \
+  "5:\n\t"                                                      \
+  "ldr %[x0], [%[u], #16]\n\t"                                  \
+  "ldr %[x2], [%[u], #20]\n\t"                                  \
+  "ldrd %[w0], %[w1], [%[x0]]\n\t"                              \
+  "ldr %[x1], [%[x0], #8]\n\t"                                 \
+  "add %[x0], %[x0], %[x2]\n\t"                                 \
+  "ldrd %[x3], %[end], [%[x0]]\n\t"                             \
+  "ldr %[pc], [%[x0], #8]\n\t"                                 \
+  "add %[x0], %[x0], %[x2]\n\t"                                 \
+  "str %[x0], [%[u], #16]\n\t"                                  \
+  "add %[x2], %[w1], %[a00], asr #31\n\t"                       \
+  "smmlar %[a00], %[a00], %[w0], %[x2]\n\t"                     \
+  "add %[x2], %[w1], %[a01], asr #31\n\t"                       \
+  "smmlar %[a01], %[a01], %[w0], %[x2]\n\t"                     \
+  "asr %[a00], %[a00], %[x1]\n\t"                               \
+  "asr %[a01], %[a01], %[x1]\n\t"                               \
+  "add %[x2], %[end], %[a10], asr #31\n\t"                      \
+  "smmlar %[a10], %[a10], %[x3], %[x2]\n\t"                     \
+  "add %[x2], %[end], %[a11], asr #31\n\t"                      \
+  "smmlar %[a11], %[a11], %[x3], %[x2]\n\t"                     \
+  "asr %[a10], %[a10], %[pc]\n\t"                               \
+  "asr %[a11], %[a11], %[pc]\n\t"                               \
+  "ssat %[a00], #8, %[a00]\n\t"                                 \
+  "ssat %[a01], #8, %[a01]\n\t"                                 \
+  "ssat %[a10], #8, %[a10]\n\t"                                 \
+  "ssat %[a11], #8, %[a11]\n\t"                                 \
+  "ldr %[x0], [%[u], #24]\n\t"                                  \
+  "cmp %[x0], #0\n\t"                                           \
+  "beq 6f\n\t"                                                  \
+  "ldrd %[w0], %[w1], [%[u], #28]\n\t"                          \
+  "cmp %[a00], %[w0]\n\t" "it lt\n\t" "movlt %[a00], %[w0]\n\t" \
+  "cmp %[a00], %[w1]\n\t" "it gt\n\t" "movgt %[a00], %[w1]\n\t" \
+  "cmp %[a01], %[w0]\n\t" "it lt\n\t" "movlt %[a01], %[w0]\n\t" \
+  "cmp %[a01], %[w1]\n\t" "it gt\n\t" "movgt %[a01], %[w1]\n\t" \
+  "cmp %[a10], %[w0]\n\t" "it lt\n\t" "movlt %[a10], %[w0]\n\t" \
+  "cmp %[a10], %[w1]\n\t" "it gt\n\t" "movgt %[a10], %[w1]\n\t" \
+  "cmp %[a11], %[w0]\n\t" "it lt\n\t" "movlt %[a11], %[w0]\n\t" \
+  "cmp %[a11], %[w1]\n\t" "it gt\n\t" "movgt %[a11], %[w1]\n\t" \
+  "6:\n\t"                                                      \
+  "ldrd %[x0], %[x1], [%[u], #36]\n\t"                          \
+  "strb %[a00], [%[x0]]\n\t"                                    \
+  "strb %[a10], [%[x0], #1]\n\t"                                \
+  "strb %[a01], [%[x1]]\n\t"                                    \
+  "strb %[a11], [%[x1], #1]\n\t"                                \
+  "adds %[x0], %[x0], #2\n\t"                                   \
+  "adds %[x1], %[x1], #2\n\t"                                   \
+  "strd %[x0], %[x1], [%[u], #36]\n\t"                          \
+  "ldr %[x2], [%[u], #44]\n\t"                                  \
+  "subs %[x2], %[x2], #1\n\t"                                   \
+  "str %[x2], [%[u], #44]\n\t"                                  \
+  "bne 1b\n\t"                                                  \
+  "add sp, sp, #4\n\t"
+#endif
+
+static TML_NOINLINE void tml_mm2x2_rq(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
+                                      const int32_t *b2, const tml_rq *r, int32_t rs, int8_t *o0, int8_t *o1,
+                                      int32_t lo, int32_t hi) {
+  const int32_t full = lo == -128 && hi == 127;
+  int32_t c = 0;
+#if TML_DSP_NATIVE
+  if (n >= 2) {
+    int32_t ctl[12];
+    int32_t *u = ctl;
+    int32_t a00, a01, a10, a11, pc, end, w0, w1, x0, x1, x2, x3;
+    c = n & ~1;
+    ctl[0] = (int32_t)(uintptr_t)cols0;
+    ctl[1] = 8 * (n4 & 3);
+    ctl[2] = (int32_t)(uintptr_t)b2;
+    ctl[3] = 8 * (n4 & ~3);
+    ctl[4] = (int32_t)(uintptr_t)r;
+    ctl[5] = (int32_t)sizeof(tml_rq) * rs;
+    ctl[6] = !full;
+    ctl[7] = lo;
+    ctl[8] = hi;
+    ctl[9] = (int32_t)(uintptr_t)o0;
+    ctl[10] = (int32_t)(uintptr_t)o1;
+    ctl[11] = n >> 1;
+    __asm__ volatile(TML_MM_ASM
+                     : [u] "+r"(u), [pw] "+r"(w), [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10),
+                       [a11] "=&r"(a11), [pc] "=&r"(pc), [end] "=&r"(end), [w0] "=&r"(w0), [w1] "=&r"(w1),
+                       [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)
+                     :
+                     : "cc", "memory");
+    b2 += c;
+    r += rs * c;
+  }
+#else
+  for (; c + 2 <= n; c += 2, b2 += 2) {
     const int32_t *cols = cols0;
     int32_t a00 = b2[0], a10 = b2[1], a01, a11;
     a01 = a00;
     a11 = a10;
     TML_PAIR_LOOP;
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
+    {
+      const int32_t m = r->mult, k = r->k, sh = r->rsh;
+      a00 = tml_rq_y(a00, m, k, sh);
+      a01 = tml_rq_y(a01, m, k, sh);
+    }
+    r += rs;
+    {
+      const int32_t m = r->mult, k = r->k, sh = r->rsh;
+      a10 = tml_rq_y(a10, m, k, sh);
+      a11 = tml_rq_y(a11, m, k, sh);
+    }
+    r += rs;
+    TML_CLAMP8(a00);
+    TML_CLAMP8(a01);
+    TML_CLAMP8(a10);
+    TML_CLAMP8(a11);
+    o0[c] = (int8_t)a00;
+    o0[c + 1] = (int8_t)a10;
+    o1[c] = (int8_t)a01;
+    o1[c + 1] = (int8_t)a11;
   }
+#endif
   if (c < n) {
     const int32_t *cols = cols0;
     int32_t a00 = b2[0], a01 = a00, k;
@@ -277,32 +432,12 @@ static TML_NOINLINE void tml_mm2x2_b(const int32_t *cols0, int32_t n4, const int
       a01 = tml_smlad(cols[3], v, a01);
       cols += 4;
     }
-    acc[0] = a00;
-    acc[1] = a01;
-  }
-}
-
-/* Requantize (fast records, acc = 2 * accumulator) n channels of 2 pixels: acc[2c + j] -> o_j[c] */
-static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o0,
-                                      int8_t *o1, int32_t lo, int32_t hi) {
-  const int8_t *end = o0 + n;
-  if (lo == -128 && hi == 127 && rs == 1) {
-    while (o0 != end) {
-      const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
-      *o0++ = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
-      *o1++ = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
-      acc += 2;
-      ++r;
-    }
-    return;
-  }
-  while (o0 != end) {
-    const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
-    const int32_t y0 = tml_smmlar(a0, m, k + (a0 >> 31)) >> sh, y1 = tml_smmlar(a1, m, k + (a1 >> 31)) >> sh;
-    *o0++ = (int8_t)TML_MIN(TML_MAX(y0, lo), hi);
-    *o1++ = (int8_t)TML_MIN(TML_MAX(y1, lo), hi);
-    acc += 2;
-    r += rs;
+    a00 = tml_rq_y(a00, r->mult, r->k, r->rsh);
+    a01 = tml_rq_y(a01, r->mult, r->k, r->rsh);
+    TML_CLAMP8(a00);
+    TML_CLAMP8(a01);
+    o0[c] = (int8_t)a00;
+    o1[c] = (int8_t)a01;
   }
 }
 
@@ -517,7 +652,6 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
     if (npix >= 2 && p->fast) {
       const int32_t n = p->out_c, n4 = p->k4 >> 2;
       int32_t *cols = (int32_t *)scratch;
-      int32_t acc[2 * TML_CHUNK];
       for (; pix + 2 <= npix; pix += 2) {
         int8_t *o0 = out + pix * n;
         int32_t c0;
@@ -532,9 +666,8 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
         }
         for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
           const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
-          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
-          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min,
-                       p->act_max);
+          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0,
+                       p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min, p->act_max);
         }
       }
     }
@@ -548,12 +681,12 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
         const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
         tml_widen(src, unit ? k : p->k4, p->input_offset, cols, 1, 4);
         tml_widen(src, unit ? k : p->k4, p->input_offset, cols + 2, 1, 4);
-        int32_t acc[2 * TML_CHUNK], c0;
+        int32_t c0;
         for (c0 = 0; c0 < p->out_c; c0 += TML_CHUNK) {
           const int32_t nc = TML_MIN(TML_CHUNK, p->out_c - c0);
           int8_t *o = out + pix * p->out_c + c0;
-          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
-          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o, o, p->act_min, p->act_max);
+          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0,
+                       p->rq + c0 * p->rq_stride, p->rq_stride, o, o, p->act_min, p->act_max);
         }
       } else {
         const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
@@ -736,8 +869,6 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
     for (c = 0; c < C; ++c) row[c * L + x] = s0[c];
   }
 }
-
-TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { return tml_smmlar(a, m, k + (a >> 31)) >> sh; }
 
 #if TML_DSP_NATIVE
 /* A whole output row, every channel, no activation clamp beyond int8, every value in a register
