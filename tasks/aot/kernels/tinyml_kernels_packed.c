@@ -650,48 +650,33 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
     int32_t pix = 0;
 #if TML_DSP
     if (npix >= 2 && p->fast) {
+      /* pixel pairs; an odd last pixel pairs with itself (its column twice, written twice) */
       const int32_t n = p->out_c, n4 = p->k4 >> 2;
       int32_t *cols = (int32_t *)scratch;
-      for (; pix + 2 <= npix; pix += 2) {
-        int8_t *o0 = out + pix * n;
+      for (; pix < npix; pix += 2) {
+        const int32_t pix1 = pix + 1 < npix ? pix + 1 : pix;
+        int8_t *o0 = out + pix * n, *o1 = out + pix1 * n;
         int32_t c0;
         if (unit) {
           tml_widen(tml_pixel_run(p, in, pix), k, p->input_offset, cols, 1, 4);
-          tml_widen(tml_pixel_run(p, in, pix + 1), k, p->input_offset, cols + 2, 1, 4);
+          tml_widen(tml_pixel_run(p, in, pix1), k, p->input_offset, cols + 2, 1, 4);
         } else {
           tml_gather(p, in, pix, stage);
           tml_widen(stage, p->k4, p->input_offset, cols, 1, 4);
-          tml_gather(p, in, pix + 1, stage);
+          tml_gather(p, in, pix1, stage);
           tml_widen(stage, p->k4, p->input_offset, cols + 2, 1, 4);
         }
         for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
           const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
           tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0,
-                       p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min, p->act_max);
+                       p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o1 + c0, p->act_min, p->act_max);
         }
       }
+      continue;
     }
-#endif
-#if TML_DSP
-    if (p->fast && pix < npix) {
-      if (npix >= 2) {
-        /* the odd last pixel: the pair path with the same column twice, written twice */
-        int32_t *cols = (int32_t *)scratch;
-        const int32_t n4 = p->k4 >> 2;
-        const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
-        tml_widen(src, unit ? k : p->k4, p->input_offset, cols, 1, 4);
-        tml_widen(src, unit ? k : p->k4, p->input_offset, cols + 2, 1, 4);
-        int32_t c0;
-        for (c0 = 0; c0 < p->out_c; c0 += TML_CHUNK) {
-          const int32_t nc = TML_MIN(TML_CHUNK, p->out_c - c0);
-          int8_t *o = out + pix * p->out_c + c0;
-          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0,
-                       p->rq + c0 * p->rq_stride, p->rq_stride, o, o, p->act_min, p->act_max);
-        }
-      } else {
-        const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
-        tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out + pix * p->out_c);
-      }
+    if (p->fast) { /* a single pixel */
+      const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
+      tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out + pix * p->out_c);
       continue;
     }
 #endif
@@ -807,6 +792,22 @@ static TML_NOINLINE void tml_dw_row(const int8_t *const *rows, int32_t k_h, int3
 #define TML_DW16_REC 10
 
 TML_INLINE int32_t tml_pair16(int32_t lo, int32_t hi) { return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16)); }
+/* the high halves of lo and hi as a pair: PKHTB (one instruction on a DSP core) */
+#if TML_DSP_NATIVE
+TML_INLINE int32_t tml_pair16_hi(int32_t lo, int32_t hi) {
+  int32_t r;
+  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+  return r;
+}
+TML_INLINE int32_t tml_pair16_lo(int32_t lo, int32_t hi) {
+  int32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+#else
+TML_INLINE int32_t tml_pair16_hi(int32_t lo, int32_t hi) { return (int32_t)(((uint32_t)lo >> 16) | ((uint32_t)hi & 0xFFFF0000u)); }
+#define tml_pair16_lo tml_pair16
+#endif
 
 static TML_COLD void tml_dw16_records(const tml_dw_s8_params *p, const int16_t *w, int32_t *rec) {
   static const uint8_t lane[4] = {0, 2, 1, 3};
@@ -846,27 +847,27 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
     tml_fill16(row, C * L, zp);
     return;
   }
-  for (x = x0; x + 2 <= x1; x += 2) {
-    const int8_t *s0 = src + (x - pad_w) * C, *s1 = s0 + C;
+  /* columns in pairs; an odd last column pairs with the zero point (the column after it is
+   * padding or never read, and holds the zero point already) */
+  for (x = x0; x < x1; x += 2) {
+    const int32_t two = x + 1 < x1, zp4 = tml_bytes_of(zp);
+    const int8_t *s0 = src + (x - pad_w) * C, *s1 = two ? s0 + C : (const int8_t *)&zp4;
+    const int32_t d1 = two ? 4 : 0;
     int16_t *r = row + x;
-    for (c = 0; c + 4 <= C; c += 4, r += 4 * L) {
-      const int32_t X0 = tml_rd32(s0 + c), X1 = tml_rd32(s1 + c);
+    for (c = 0; c + 4 <= C; c += 4, r += 4 * L, s1 += d1) {
+      const int32_t X0 = tml_rd32(s0 + c), X1 = tml_rd32(s1);
       int32_t a = tml_sxtb16(X0), b = tml_sxtb16(X1);
-      tml_wr32(r, tml_pair16(a, b));
-      tml_wr32(r + 2 * L, (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u)));
+      tml_wr32(r, tml_pair16_lo(a, b));
+      tml_wr32(r + 2 * L, tml_pair16_hi(a, b));
       a = tml_sxtb16_ror8(X0);
       b = tml_sxtb16_ror8(X1);
-      tml_wr32(r + L, tml_pair16(a, b));
-      tml_wr32(r + 3 * L, (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u)));
+      tml_wr32(r + L, tml_pair16_lo(a, b));
+      tml_wr32(r + 3 * L, tml_pair16_hi(a, b));
     }
     for (; c < C; ++c, r += L) {
       r[0] = s0[c];
-      r[1] = s1[c];
+      r[1] = two ? s0[C + c] : (int16_t)zp;
     }
-  }
-  if (x < x1) {
-    const int8_t *s0 = src + (x - pad_w) * C;
-    for (c = 0; c < C; ++c) row[c * L + x] = s0[c];
   }
 }
 
@@ -950,24 +951,90 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
   "add %[o], %[o], %[C], lsl #1\n\t"                                                                  \
   "subs %[cnt], %[cnt], #1\n\t"
 
-#define TML_DW16_ROW_ASM                                                                              \
-  "2:\n\t"                                                                                            \
-  "ldr %[cnt], [%[ctl]]\n\t"                                                                          \
-  "cmp %[cnt], #0\n\t"                                                                                \
-  "beq 3f\n\t"                                                                                        \
-  "ldr %[v], [%[ctl], #20]\n\t"                                                                       \
-  "cmp %[v], #0\n\t"                                                                                  \
-  "bne 5f\n\t"                                                                                        \
-  "1:\n\t"                                                                                            \
-  TML_DW16_PAIR_S1                                                                                    \
-  TML_DW16_RQ2                                                                                        \
-  "bne 1b\n\t"                                                                                        \
-  "b 3f\n\t"                                                                                          \
-  "5:\n\t"                                                                                            \
-  TML_DW16_PAIR_S2                                                                                    \
-  TML_DW16_RQ2                                                                                        \
-  "bne 5b\n\t"                                                                                        \
-  "3:\n\t"                                                                                            \
+/* stride 1, odd n >= 3: the first three outputs of the channel at once (27 MACs, 56
+ * instructions: the middle tap pairs and the weights serve all three; cnt is the third accumulator) */
+#define TML_DW16_TRIPLE_S1 \
+  "ldr %[v], [%[rec], #20]\n\t" \
+  "ldr %[w], [%[rec]]\n\t" \
+  "ldr %[x], [%[p0]]\n\t" \
+  "smlad %[a0], %[x], %[w], %[v]\n\t" \
+  "ldr %[x], [%[p0], #2]\n\t" \
+  "smlad %[a1], %[x], %[w], %[v]\n\t" \
+  "ldr %[x], [%[p0], #4]\n\t" \
+  "smlad %[cnt], %[x], %[w], %[v]\n\t" \
+  "ldr %[w], [%[rec], #12]\n\t" \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t" \
+  "smlatb %[a1], %[x], %[w], %[a1]\n\t" \
+  "ldr %[x], [%[p0], #6]!\n\t" \
+  "smlatb %[cnt], %[x], %[w], %[cnt]\n\t" \
+  "ldr %[v], [%[rec], #4]\n\t" \
+  "ldr %[x], [%[p1]]\n\t" \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t" \
+  "ldr %[x], [%[p1], #2]\n\t" \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t" \
+  "ldr %[x], [%[p1], #4]\n\t" \
+  "smlad %[cnt], %[x], %[v], %[cnt]\n\t" \
+  "smlabt %[a0], %[x], %[w], %[a0]\n\t" \
+  "smlatt %[a1], %[x], %[w], %[a1]\n\t" \
+  "ldr %[x], [%[p1], #6]!\n\t" \
+  "smlatt %[cnt], %[x], %[w], %[cnt]\n\t" \
+  "ldr %[v], [%[rec], #8]\n\t" \
+  "ldr %[w], [%[rec], #16]\n\t" \
+  "ldr %[x], [%[p2]]\n\t" \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t" \
+  "ldr %[x], [%[p2], #2]\n\t" \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t" \
+  "ldr %[x], [%[p2], #4]\n\t" \
+  "smlad %[cnt], %[x], %[v], %[cnt]\n\t" \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t" \
+  "smlatb %[a1], %[x], %[w], %[a1]\n\t" \
+  "ldr %[x], [%[p2], #6]!\n\t" \
+  "smlatb %[cnt], %[x], %[w], %[cnt]\n\t" \
+  "ldrd %[w], %[v], [%[rec], #24]\n\t" \
+  "add %[x], %[v], %[a0], asr #31\n\t" \
+  "smmlar %[a0], %[a0], %[w], %[x]\n\t" \
+  "add %[x], %[v], %[a1], asr #31\n\t" \
+  "smmlar %[a1], %[a1], %[w], %[x]\n\t" \
+  "add %[x], %[v], %[cnt], asr #31\n\t" \
+  "smmlar %[cnt], %[cnt], %[w], %[x]\n\t" \
+  "ldr %[v], [%[rec], #32]\n\t" \
+  "asr %[a0], %[a0], %[v]\n\t" \
+  "asr %[a1], %[a1], %[v]\n\t" \
+  "asr %[cnt], %[cnt], %[v]\n\t" \
+  "ssat %[a0], #8, %[a0]\n\t" \
+  "ssat %[a1], #8, %[a1]\n\t" \
+  "ssat %[cnt], #8, %[cnt]\n\t" \
+  "strb %[a0], [%[o]]\n\t" \
+  "strb %[a1], [%[o], %[C]]\n\t" \
+  "add %[o], %[o], %[C], lsl #1\n\t" \
+  "strb %[cnt], [%[o]]\n\t" \
+  "add %[o], %[o], %[C]\n\t"
+
+#define TML_DW16_ROW_ASM \
+  "2:\n\t" \
+  "ldr %[v], [%[ctl], #20]\n\t" \
+  "cmp %[v], #1\n\t" \
+  "beq 5f\n\t" \
+  "blt 6f\n\t" \
+  TML_DW16_TRIPLE_S1 \
+  "6:\n\t" \
+  "ldr %[cnt], [%[ctl]]\n\t" \
+  "cmp %[cnt], #0\n\t" \
+  "beq 4f\n\t" \
+  "1:\n\t" \
+  TML_DW16_PAIR_S1 \
+  TML_DW16_RQ2 \
+  "bne 1b\n\t" \
+  "b 4f\n\t" \
+  "5:\n\t" \
+  "ldr %[cnt], [%[ctl]]\n\t" \
+  "cmp %[cnt], #0\n\t" \
+  "beq 3f\n\t" \
+  "7:\n\t" \
+  TML_DW16_PAIR_S2 \
+  TML_DW16_RQ2 \
+  "bne 7b\n\t" \
+  "3:\n\t" \
   "ldr %[v], [%[ctl], #12]\n\t"                                                                       \
   "cmp %[v], #0\n\t"                                                                                  \
   "beq 4f\n\t"                                                                                        \
@@ -1114,12 +1181,17 @@ static TML_COLD void tml_dw3x3_s8_dsp(const tml_dw_s8_params *p, const int8_t *i
   tml_dw16_records(p, w, rec);
   tml_fill16(rows, 3 * C * L, -p->input_offset);
 #if TML_DSP_NATIVE
-  ctl[0] = n >> 1;
-  ctl[1] = (L - step * (n >> 1)) * 2;
-  ctl[2] = 1 - 2 * C * (n >> 1);
-  ctl[3] = n & 1;
-  ctl[4] = (int32_t)(uintptr_t)(rec + TML_DW16_REC * C);
-  ctl[5] = s_w == 2;
+  {
+    /* mode 0: stride 1, pairs; 1: stride 2 (or a lone output), pairs, then an odd last output;
+     * 2: stride 1, odd n >= 3: a triple, then pairs */
+    const int32_t tri = s_w == 1 && (n & 1) && n >= 3;
+    ctl[0] = (n >> 1) - tri;
+    ctl[1] = (L - (tri ? n : step * (n >> 1))) * 2;
+    ctl[2] = 1 - C * (tri ? n : 2 * (n >> 1));
+    ctl[3] = n & 1;
+    ctl[4] = (int32_t)(uintptr_t)(rec + TML_DW16_REC * C);
+    ctl[5] = tri ? 2 : (s_w == 2 || n == 1);
+  }
 #endif
   for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
     int32_t loaded = -p->pad_h - 1; /* highest input row in the row buffers */
