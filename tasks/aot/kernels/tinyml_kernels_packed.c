@@ -275,21 +275,21 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
   "smlad %[a10], %[x1], %[w1], %[a10]\n\t"      \
   "smlad %[a11], %[x3], %[w1], %[a11]\n\t"
 /* per channel pair, every value of the loops in a register (14): the state between pairs lives in
- * ctl = {cols, 8 * (n4 % 4), b2, 8 * (n4 - n4 % 4), rq, 12 * rs, clamp, lo, hi, o0, o1, pairs}
+ * ctl = {cols, 8 * (n4 % 4), b2, 8 * (n4 - n4 % 4), rq, 24 * rs + clamp, -, lo, hi, o0, o1, o0's end}
+ * (clamp: 1 when [lo, hi] is narrower than int8; the flags keep it from LSRS to BCC)
  * (the pointers advanced in place), its address on the stack */
 #define TML_MM_ASM                                              \
   "push {%[u]}\n\t"                                             \
   "1:\n\t"                                                      \
   "ldr %[pc], [%[u]]\n\t"                                       \
   "ldr %[x0], [%[u], #8]\n\t"                                   \
+  "ldrd %[a01], %[a11], [%[x0]]\n\t"                            \
   "ldrd %[a00], %[a10], [%[x0]], #8\n\t"                        \
   "str %[x0], [%[u], #8]\n\t"                                   \
-  "mov %[a01], %[a00]\n\t"                                      \
-  "mov %[a11], %[a10]\n\t"                                      \
   "ldr %[end], [%[u], #4]\n\t"                                  \
-  "adds %[end], %[end], %[pw]\n\t"                              \
-  "cmp %[end], %[pw]\n\t"                                       \
+  "cmp %[end], #0\n\t"                                          \
   "beq 3f\n\t"                                                  \
+  "add %[end], %[end], %[pw]\n\t"                               \
   "2:\n\t"                                                      \
   TML_MM_STEP                                                   \
   "cmp %[end], %[pw]\n\t"                                       \
@@ -306,8 +306,8 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
   "bne 4b\n\t"                                                  \
   "ldr %[u], [sp]\n\t"                                          \
   "5:\n\t"                                                      \
-  "ldr %[x0], [%[u], #16]\n\t"                                  \
-  "ldr %[x2], [%[u], #20]\n\t"                                  \
+  "ldrd %[x0], %[x2], [%[u], #16]\n\t"                          \
+  "lsrs %[x2], %[x2], #1\n\t"                                   \
   "ldrd %[w0], %[w1], [%[x0]]\n\t"                              \
   "ldr %[x1], [%[x0], #8]\n\t"                                 \
   "add %[x0], %[x0], %[x2]\n\t"                                 \
@@ -331,9 +331,7 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
   "ssat %[a01], #8, %[a01]\n\t"                                 \
   "ssat %[a10], #8, %[a10]\n\t"                                 \
   "ssat %[a11], #8, %[a11]\n\t"                                 \
-  "ldr %[x0], [%[u], #24]\n\t"                                  \
-  "cmp %[x0], #0\n\t"                                           \
-  "beq 6f\n\t"                                                  \
+  "bcc 6f\n\t"                                                  \
   "ldrd %[w0], %[w1], [%[u], #28]\n\t"                          \
   "cmp %[a00], %[w0]\n\t" "it lt\n\t" "movlt %[a00], %[w0]\n\t" \
   "cmp %[a00], %[w1]\n\t" "it gt\n\t" "movgt %[a00], %[w1]\n\t" \
@@ -345,16 +343,13 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
   "cmp %[a11], %[w1]\n\t" "it gt\n\t" "movgt %[a11], %[w1]\n\t" \
   "6:\n\t"                                                      \
   "ldrd %[x0], %[x1], [%[u], #36]\n\t"                          \
-  "strb %[a00], [%[x0]]\n\t"                                    \
   "strb %[a10], [%[x0], #1]\n\t"                                \
-  "strb %[a01], [%[x1]]\n\t"                                    \
+  "strb %[a00], [%[x0]], #2\n\t"                                \
   "strb %[a11], [%[x1], #1]\n\t"                                \
-  "adds %[x0], %[x0], #2\n\t"                                   \
-  "adds %[x1], %[x1], #2\n\t"                                   \
+  "strb %[a01], [%[x1]], #2\n\t"                                \
   "strd %[x0], %[x1], [%[u], #36]\n\t"                          \
   "ldr %[x2], [%[u], #44]\n\t"                                  \
-  "subs %[x2], %[x2], #1\n\t"                                   \
-  "str %[x2], [%[u], #44]\n\t"                                  \
+  "cmp %[x2], %[x0]\n\t"                                        \
   "bne 1b\n\t"                                                  \
   "add sp, sp, #4\n\t"
 #endif
@@ -375,13 +370,12 @@ static TML_NOINLINE void tml_mm2x2_rq(const int32_t *cols0, int32_t n4, const in
     ctl[2] = (int32_t)(uintptr_t)b2;
     ctl[3] = 8 * (n4 & ~3);
     ctl[4] = (int32_t)(uintptr_t)r;
-    ctl[5] = (int32_t)sizeof(tml_rq) * rs;
-    ctl[6] = !full;
+    ctl[5] = 2 * (int32_t)sizeof(tml_rq) * rs + !full;
     ctl[7] = lo;
     ctl[8] = hi;
     ctl[9] = (int32_t)(uintptr_t)o0;
     ctl[10] = (int32_t)(uintptr_t)o1;
-    ctl[11] = n >> 1;
+    ctl[11] = (int32_t)(uintptr_t)(o0 + c);
     __asm__ volatile(TML_MM_ASM
                      : [u] "+r"(u), [pw] "+r"(w), [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10),
                        [a11] "=&r"(a11), [pc] "=&r"(pc), [end] "=&r"(end), [w0] "=&r"(w0), [w1] "=&r"(w1),
@@ -850,23 +844,55 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
   /* columns in pairs; an odd last column pairs with the zero point (the column after it is
    * padding or never read, and holds the zero point already) */
   for (x = x0; x < x1; x += 2) {
-    const int32_t two = x + 1 < x1, zp4 = tml_bytes_of(zp);
+    const int32_t two = x + 1 < x1, zp4 = tml_bytes_of(zp), Lb = 2 * L;
     const int8_t *s0 = src + (x - pad_w) * C, *s1 = two ? s0 + C : (const int8_t *)&zp4;
+    const int8_t *e = s0 + (C & ~3);
     const int32_t d1 = two ? 4 : 0;
-    int16_t *r = row + x;
-    for (c = 0; c + 4 <= C; c += 4, r += 4 * L, s1 += d1) {
-      const int32_t X0 = tml_rd32(s0 + c), X1 = tml_rd32(s1);
-      int32_t a = tml_sxtb16(X0), b = tml_sxtb16(X1);
-      tml_wr32(r, tml_pair16_lo(a, b));
-      tml_wr32(r + 2 * L, tml_pair16_hi(a, b));
-      a = tml_sxtb16_ror8(X0);
-      b = tml_sxtb16_ror8(X1);
-      tml_wr32(r + L, tml_pair16_lo(a, b));
-      tml_wr32(r + 3 * L, tml_pair16_hi(a, b));
+    int8_t *d = (int8_t *)(row + x); /* channel c's column x: d + c * Lb */
+#if TML_DSP_NATIVE
+    if (s0 != e) {
+      int32_t X0, X1, a, b, a1, b1;
+      __asm__ volatile("1:\n\t"
+                       "ldr %[X0], [%[s0]], #4\n\t"
+                       "ldr %[X1], [%[s1]]\n\t"
+                       "add %[s1], %[s1], %[d1]\n\t"
+                       "sxtb16 %[a], %[X0]\n\t"
+                       "sxtb16 %[b], %[X1]\n\t"
+                       "sxtb16 %[a1], %[X0], ror #8\n\t"
+                       "sxtb16 %[b1], %[X1], ror #8\n\t"
+                       "pkhbt %[X0], %[a], %[b], lsl #16\n\t"
+                       "pkhbt %[X1], %[a1], %[b1], lsl #16\n\t"
+                       "str %[X0], [%[d]]\n\t"
+                       "str %[X1], [%[d], %[Lb]]\n\t"
+                       "add %[d], %[d], %[Lb], lsl #1\n\t"
+                       "pkhtb %[X0], %[b], %[a], asr #16\n\t"
+                       "pkhtb %[X1], %[b1], %[a1], asr #16\n\t"
+                       "str %[X0], [%[d]]\n\t"
+                       "str %[X1], [%[d], %[Lb]]\n\t"
+                       "add %[d], %[d], %[Lb], lsl #1\n\t"
+                       "cmp %[s0], %[e]\n\t"
+                       "bne 1b\n\t"
+                       : [s0] "+r"(s0), [s1] "+r"(s1), [d] "+r"(d), [X0] "=&r"(X0), [X1] "=&r"(X1), [a] "=&r"(a),
+                         [b] "=&r"(b), [a1] "=&r"(a1), [b1] "=&r"(b1)
+                       : [d1] "r"(d1), [Lb] "r"(Lb), [e] "r"(e)
+                       : "cc", "memory");
     }
-    for (; c < C; ++c, r += L) {
-      r[0] = s0[c];
-      r[1] = two ? s0[C + c] : (int16_t)zp;
+#else
+    for (; s0 != e; s0 += 4, s1 += d1) { /* (the host's model of the loop above) */
+      const int32_t X0 = tml_rd32(s0), X1 = tml_rd32(s1);
+      const int32_t a = tml_sxtb16(X0), b = tml_sxtb16(X1);
+      const int32_t a1 = tml_sxtb16_ror8(X0), b1 = tml_sxtb16_ror8(X1);
+      tml_wr32(d, tml_pair16_lo(a, b));
+      tml_wr32(d + Lb, tml_pair16_lo(a1, b1));
+      d += 2 * Lb;
+      tml_wr32(d, tml_pair16_hi(a, b));
+      tml_wr32(d + Lb, tml_pair16_hi(a1, b1));
+      d += 2 * Lb;
+    }
+#endif
+    for (c = C & ~3; c < C; ++c, d += Lb, ++s0) {
+      ((int16_t *)(void *)d)[0] = s0[0];
+      ((int16_t *)(void *)d)[1] = two ? s0[C] : (int16_t)zp;
     }
   }
 }
