@@ -579,15 +579,33 @@ void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
       p->channels <= 256) {
     /* global average (TFLM's arithmetic: integer sum, round half away from zero, clamp): one pass
      * over the input, all channels of a pixel at a time */
-    int32_t sum[256], b, c, i;
+    int32_t sum[4], b, c, i, j, g;
     const int32_t n = p->in_h * p->in_w, C = p->channels;
     for (b = 0; b < p->batches; ++b, in += n * C, out += C) {
-      for (c = 0; c < C; ++c) sum[c] = 0;
-      for (i = 0; i < n; ++i)
-        for (c = 0; c < C; ++c) sum[c] += in[i * C + c];
-      for (c = 0; c < C; ++c) {
-        const int32_t acc = sum[c] > 0 ? (sum[c] + n / 2) / n : (sum[c] - n / 2) / n;
-        out[c] = tml_sat8(acc, p->act_min, p->act_max);
+      for (c = 0; c < C; c += g) {
+        /* 4 channels at a time (sums in registers), then 1 */
+        const int8_t *x = in + c;
+        g = C - c >= 4 ? 4 : 1;
+        sum[0] = sum[1] = sum[2] = sum[3] = 0;
+        if (g == 4) {
+          int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (i = 0; i < n; ++i, x += C) {
+            s0 += x[0];
+            s1 += x[1];
+            s2 += x[2];
+            s3 += x[3];
+          }
+          sum[0] = s0;
+          sum[1] = s1;
+          sum[2] = s2;
+          sum[3] = s3;
+        } else {
+          for (i = 0; i < n; ++i, x += C) sum[0] += x[0];
+        }
+        for (j = 0; j < g; ++j) {
+          const int32_t acc = sum[j] > 0 ? (sum[j] + n / 2) / n : (sum[j] - n / 2) / n;
+          out[c + j] = tml_sat8(acc, p->act_min, p->act_max);
+        }
       }
     }
     return;

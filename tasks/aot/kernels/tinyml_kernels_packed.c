@@ -248,23 +248,172 @@ static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, in
     }                                                    \
   } while (0)
 
-/* Channel pairs against the doubled column pair, accumulators starting at 2 * bias (fast path):
- * acc[] receives (c, pixel 0), (c, pixel 1), (c+1, pixel 0), (c+1, pixel 1) per pair, then
- * (c, pixel 0), (c, pixel 1) for an odd last channel. */
-static TML_NOINLINE void tml_mm2x2_b(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
-                                     const int32_t *b2, int32_t *acc) {
-  int32_t c;
-  for (c = 0; c + 2 <= n; c += 2, b2 += 2, acc += 4) {
+TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { return tml_smmlar(a, m, k + (a >> 31)) >> sh; }
+
+/* clamp to [lo, hi] inside int8 (full: lo = -128, hi = 127, saturation alone) */
+#define TML_CLAMP8(y) ((y) = full ? tml_ssat8(y) : TML_MIN(TML_MAX((y), lo), hi))
+
+/* Channel pairs against the doubled column pair, accumulators starting at 2 * bias (fast path),
+ * each channel pair requantized (fast records, every rs-th) as soon as its 4 accumulators are
+ * done: (c, pixel j) -> o_j[c]; then an odd last channel. o0 == o1 is allowed (a lone pixel). */
+#if TML_DSP_NATIVE
+/* one 4-k step of the channel pair: weights (2 words) and the column pair (4 words) post-indexed */
+#define TML_MM_STEP                             \
+  "ldrd %[w0], %[w1], [%[pw]], #8\n\t"          \
+  "ldrd %[x0], %[x1], [%[pc]], #8\n\t"          \
+  "ldrd %[x2], %[x3], [%[pc]], #8\n\t"          \
+  "sxtb16 %[u], %[w0]\n\t"                      \
+  "smlad %[a00], %[x0], %[u], %[a00]\n\t"       \
+  "smlad %[a01], %[x2], %[u], %[a01]\n\t"       \
+  "sxtb16 %[w0], %[w0], ror #8\n\t"             \
+  "smlad %[a00], %[x1], %[w0], %[a00]\n\t"      \
+  "smlad %[a01], %[x3], %[w0], %[a01]\n\t"      \
+  "sxtb16 %[u], %[w1]\n\t"                      \
+  "smlad %[a10], %[x0], %[u], %[a10]\n\t"       \
+  "smlad %[a11], %[x2], %[u], %[a11]\n\t"       \
+  "sxtb16 %[w1], %[w1], ror #8\n\t"             \
+  "smlad %[a10], %[x1], %[w1], %[a10]\n\t"      \
+  "smlad %[a11], %[x3], %[w1], %[a11]\n\t"
+/* per channel pair, every value of the loops in a register (14): the state between pairs lives in
+ * ctl = {cols, 8 * (n4 % 4), b2, 8 * (n4 - n4 % 4), rq, 24 * rs + clamp, -, lo, hi, o0, o1, o0's end}
+ * (clamp: 1 when [lo, hi] is narrower than int8; the flags keep it from LSRS to BCC)
+ * (the pointers advanced in place), its address on the stack */
+#define TML_MM_ASM                                              \
+  "push {%[u]}\n\t"                                             \
+  "1:\n\t"                                                      \
+  "ldr %[pc], [%[u]]\n\t"                                       \
+  "ldr %[x0], [%[u], #8]\n\t"                                   \
+  "ldrd %[a01], %[a11], [%[x0]]\n\t"                            \
+  "ldrd %[a00], %[a10], [%[x0]], #8\n\t"                        \
+  "str %[x0], [%[u], #8]\n\t"                                   \
+  "ldr %[end], [%[u], #4]\n\t"                                  \
+  "cmp %[end], #0\n\t"                                          \
+  "beq 3f\n\t"                                                  \
+  "add %[end], %[end], %[pw]\n\t"                               \
+  "2:\n\t"                                                      \
+  TML_MM_STEP                                                   \
+  "cmp %[end], %[pw]\n\t"                                       \
+  "bne 2b\n\t"                                                  \
+  "ldr %[u], [sp]\n\t"                                          \
+  "3:\n\t"                                                      \
+  "ldr %[end], [%[u], #12]\n\t"                                 \
+  "adds %[end], %[end], %[pw]\n\t"                              \
+  "cmp %[end], %[pw]\n\t"                                       \
+  "beq 5f\n\t"                                                  \
+  "4:\n\t"                                                      \
+  TML_MM_STEP TML_MM_STEP TML_MM_STEP TML_MM_STEP               \
+  "cmp %[end], %[pw]\n\t"                                       \
+  "bne 4b\n\t"                                                  \
+  "ldr %[u], [sp]\n\t"                                          \
+  "5:\n\t"                                                      \
+  "ldrd %[x0], %[x2], [%[u], #16]\n\t"                          \
+  "lsrs %[x2], %[x2], #1\n\t"                                   \
+  "ldrd %[w0], %[w1], [%[x0]]\n\t"                              \
+  "ldr %[x1], [%[x0], #8]\n\t"                                 \
+  "add %[x0], %[x0], %[x2]\n\t"                                 \
+  "ldrd %[x3], %[end], [%[x0]]\n\t"                             \
+  "ldr %[pc], [%[x0], #8]\n\t"                                 \
+  "add %[x0], %[x0], %[x2]\n\t"                                 \
+  "str %[x0], [%[u], #16]\n\t"                                  \
+  "add %[x2], %[w1], %[a00], asr #31\n\t"                       \
+  "smmlar %[a00], %[a00], %[w0], %[x2]\n\t"                     \
+  "add %[x2], %[w1], %[a01], asr #31\n\t"                       \
+  "smmlar %[a01], %[a01], %[w0], %[x2]\n\t"                     \
+  "asr %[a00], %[a00], %[x1]\n\t"                               \
+  "asr %[a01], %[a01], %[x1]\n\t"                               \
+  "add %[x2], %[end], %[a10], asr #31\n\t"                      \
+  "smmlar %[a10], %[a10], %[x3], %[x2]\n\t"                     \
+  "add %[x2], %[end], %[a11], asr #31\n\t"                      \
+  "smmlar %[a11], %[a11], %[x3], %[x2]\n\t"                     \
+  "asr %[a10], %[a10], %[pc]\n\t"                               \
+  "asr %[a11], %[a11], %[pc]\n\t"                               \
+  "ssat %[a00], #8, %[a00]\n\t"                                 \
+  "ssat %[a01], #8, %[a01]\n\t"                                 \
+  "ssat %[a10], #8, %[a10]\n\t"                                 \
+  "ssat %[a11], #8, %[a11]\n\t"                                 \
+  "bcc 6f\n\t"                                                  \
+  "ldrd %[w0], %[w1], [%[u], #28]\n\t"                          \
+  "cmp %[a00], %[w0]\n\t" "it lt\n\t" "movlt %[a00], %[w0]\n\t" \
+  "cmp %[a00], %[w1]\n\t" "it gt\n\t" "movgt %[a00], %[w1]\n\t" \
+  "cmp %[a01], %[w0]\n\t" "it lt\n\t" "movlt %[a01], %[w0]\n\t" \
+  "cmp %[a01], %[w1]\n\t" "it gt\n\t" "movgt %[a01], %[w1]\n\t" \
+  "cmp %[a10], %[w0]\n\t" "it lt\n\t" "movlt %[a10], %[w0]\n\t" \
+  "cmp %[a10], %[w1]\n\t" "it gt\n\t" "movgt %[a10], %[w1]\n\t" \
+  "cmp %[a11], %[w0]\n\t" "it lt\n\t" "movlt %[a11], %[w0]\n\t" \
+  "cmp %[a11], %[w1]\n\t" "it gt\n\t" "movgt %[a11], %[w1]\n\t" \
+  "6:\n\t"                                                      \
+  "ldrd %[x0], %[x1], [%[u], #36]\n\t"                          \
+  "strb %[a10], [%[x0], #1]\n\t"                                \
+  "strb %[a00], [%[x0]], #2\n\t"                                \
+  "strb %[a11], [%[x1], #1]\n\t"                                \
+  "strb %[a01], [%[x1]], #2\n\t"                                \
+  "strd %[x0], %[x1], [%[u], #36]\n\t"                          \
+  "ldr %[x2], [%[u], #44]\n\t"                                  \
+  "cmp %[x2], %[x0]\n\t"                                        \
+  "bne 1b\n\t"                                                  \
+  "add sp, sp, #4\n\t"
+#endif
+
+static TML_NOINLINE void tml_mm2x2_rq(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
+                                      const int32_t *b2, const tml_rq *r, int32_t rs, int8_t *o0, int8_t *o1,
+                                      int32_t lo, int32_t hi) {
+  const int32_t full = lo == -128 && hi == 127;
+  int32_t c = 0;
+#if TML_DSP_NATIVE
+  if (n >= 2) {
+    int32_t ctl[12];
+    int32_t *u = ctl;
+    int32_t a00, a01, a10, a11, pc, end, w0, w1, x0, x1, x2, x3;
+    c = n & ~1;
+    ctl[0] = (int32_t)(uintptr_t)cols0;
+    ctl[1] = 8 * (n4 & 3);
+    ctl[2] = (int32_t)(uintptr_t)b2;
+    ctl[3] = 8 * (n4 & ~3);
+    ctl[4] = (int32_t)(uintptr_t)r;
+    ctl[5] = 2 * (int32_t)sizeof(tml_rq) * rs + !full;
+    ctl[7] = lo;
+    ctl[8] = hi;
+    ctl[9] = (int32_t)(uintptr_t)o0;
+    ctl[10] = (int32_t)(uintptr_t)o1;
+    ctl[11] = (int32_t)(uintptr_t)(o0 + c);
+    __asm__ volatile(TML_MM_ASM
+                     : [u] "+r"(u), [pw] "+r"(w), [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10),
+                       [a11] "=&r"(a11), [pc] "=&r"(pc), [end] "=&r"(end), [w0] "=&r"(w0), [w1] "=&r"(w1),
+                       [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)
+                     :
+                     : "cc", "memory");
+    b2 += c;
+    r += rs * c;
+  }
+#else
+  for (; c + 2 <= n; c += 2, b2 += 2) {
     const int32_t *cols = cols0;
     int32_t a00 = b2[0], a10 = b2[1], a01, a11;
     a01 = a00;
     a11 = a10;
     TML_PAIR_LOOP;
-    acc[0] = a00;
-    acc[1] = a01;
-    acc[2] = a10;
-    acc[3] = a11;
+    {
+      const int32_t m = r->mult, k = r->k, sh = r->rsh;
+      a00 = tml_rq_y(a00, m, k, sh);
+      a01 = tml_rq_y(a01, m, k, sh);
+    }
+    r += rs;
+    {
+      const int32_t m = r->mult, k = r->k, sh = r->rsh;
+      a10 = tml_rq_y(a10, m, k, sh);
+      a11 = tml_rq_y(a11, m, k, sh);
+    }
+    r += rs;
+    TML_CLAMP8(a00);
+    TML_CLAMP8(a01);
+    TML_CLAMP8(a10);
+    TML_CLAMP8(a11);
+    o0[c] = (int8_t)a00;
+    o0[c + 1] = (int8_t)a10;
+    o1[c] = (int8_t)a01;
+    o1[c + 1] = (int8_t)a11;
   }
+#endif
   if (c < n) {
     const int32_t *cols = cols0;
     int32_t a00 = b2[0], a01 = a00, k;
@@ -277,32 +426,12 @@ static TML_NOINLINE void tml_mm2x2_b(const int32_t *cols0, int32_t n4, const int
       a01 = tml_smlad(cols[3], v, a01);
       cols += 4;
     }
-    acc[0] = a00;
-    acc[1] = a01;
-  }
-}
-
-/* Requantize (fast records, acc = 2 * accumulator) n channels of 2 pixels: acc[2c + j] -> o_j[c] */
-static TML_NOINLINE void tml_rq2_fast(const int32_t *acc, int32_t n, const tml_rq *r, int32_t rs, int8_t *o0,
-                                      int8_t *o1, int32_t lo, int32_t hi) {
-  const int8_t *end = o0 + n;
-  if (lo == -128 && hi == 127 && rs == 1) {
-    while (o0 != end) {
-      const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
-      *o0++ = (int8_t)tml_ssat8(tml_smmlar(a0, m, k + (a0 >> 31)) >> sh);
-      *o1++ = (int8_t)tml_ssat8(tml_smmlar(a1, m, k + (a1 >> 31)) >> sh);
-      acc += 2;
-      ++r;
-    }
-    return;
-  }
-  while (o0 != end) {
-    const int32_t m = r->mult, k = r->k, sh = r->rsh, a0 = acc[0], a1 = acc[1];
-    const int32_t y0 = tml_smmlar(a0, m, k + (a0 >> 31)) >> sh, y1 = tml_smmlar(a1, m, k + (a1 >> 31)) >> sh;
-    *o0++ = (int8_t)TML_MIN(TML_MAX(y0, lo), hi);
-    *o1++ = (int8_t)TML_MIN(TML_MAX(y1, lo), hi);
-    acc += 2;
-    r += rs;
+    a00 = tml_rq_y(a00, r->mult, r->k, r->rsh);
+    a01 = tml_rq_y(a01, r->mult, r->k, r->rsh);
+    TML_CLAMP8(a00);
+    TML_CLAMP8(a01);
+    o0[c] = (int8_t)a00;
+    o1[c] = (int8_t)a01;
   }
 }
 
@@ -515,50 +644,33 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
     int32_t pix = 0;
 #if TML_DSP
     if (npix >= 2 && p->fast) {
+      /* pixel pairs; an odd last pixel pairs with itself (its column twice, written twice) */
       const int32_t n = p->out_c, n4 = p->k4 >> 2;
       int32_t *cols = (int32_t *)scratch;
-      int32_t acc[2 * TML_CHUNK];
-      for (; pix + 2 <= npix; pix += 2) {
-        int8_t *o0 = out + pix * n;
+      for (; pix < npix; pix += 2) {
+        const int32_t pix1 = pix + 1 < npix ? pix + 1 : pix;
+        int8_t *o0 = out + pix * n, *o1 = out + pix1 * n;
         int32_t c0;
         if (unit) {
           tml_widen(tml_pixel_run(p, in, pix), k, p->input_offset, cols, 1, 4);
-          tml_widen(tml_pixel_run(p, in, pix + 1), k, p->input_offset, cols + 2, 1, 4);
+          tml_widen(tml_pixel_run(p, in, pix1), k, p->input_offset, cols + 2, 1, 4);
         } else {
           tml_gather(p, in, pix, stage);
           tml_widen(stage, p->k4, p->input_offset, cols, 1, 4);
-          tml_gather(p, in, pix + 1, stage);
+          tml_gather(p, in, pix1, stage);
           tml_widen(stage, p->k4, p->input_offset, cols + 2, 1, 4);
         }
         for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
           const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
-          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
-          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o0 + n + c0, p->act_min,
-                       p->act_max);
+          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0,
+                       p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o1 + c0, p->act_min, p->act_max);
         }
       }
+      continue;
     }
-#endif
-#if TML_DSP
-    if (p->fast && pix < npix) {
-      if (npix >= 2) {
-        /* the odd last pixel: the pair path with the same column twice, written twice */
-        int32_t *cols = (int32_t *)scratch;
-        const int32_t n4 = p->k4 >> 2;
-        const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
-        tml_widen(src, unit ? k : p->k4, p->input_offset, cols, 1, 4);
-        tml_widen(src, unit ? k : p->k4, p->input_offset, cols + 2, 1, 4);
-        int32_t acc[2 * TML_CHUNK], c0;
-        for (c0 = 0; c0 < p->out_c; c0 += TML_CHUNK) {
-          const int32_t nc = TML_MIN(TML_CHUNK, p->out_c - c0);
-          int8_t *o = out + pix * p->out_c + c0;
-          tml_mm2x2_b(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0, acc);
-          tml_rq2_fast(acc, nc, p->rq + c0 * p->rq_stride, p->rq_stride, o, o, p->act_min, p->act_max);
-        }
-      } else {
-        const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
-        tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out + pix * p->out_c);
-      }
+    if (p->fast) { /* a single pixel */
+      const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
+      tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out + pix * p->out_c);
       continue;
     }
 #endif
@@ -674,6 +786,22 @@ static TML_NOINLINE void tml_dw_row(const int8_t *const *rows, int32_t k_h, int3
 #define TML_DW16_REC 10
 
 TML_INLINE int32_t tml_pair16(int32_t lo, int32_t hi) { return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16)); }
+/* the high halves of lo and hi as a pair: PKHTB (one instruction on a DSP core) */
+#if TML_DSP_NATIVE
+TML_INLINE int32_t tml_pair16_hi(int32_t lo, int32_t hi) {
+  int32_t r;
+  __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+  return r;
+}
+TML_INLINE int32_t tml_pair16_lo(int32_t lo, int32_t hi) {
+  int32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+#else
+TML_INLINE int32_t tml_pair16_hi(int32_t lo, int32_t hi) { return (int32_t)(((uint32_t)lo >> 16) | ((uint32_t)hi & 0xFFFF0000u)); }
+#define tml_pair16_lo tml_pair16
+#endif
 
 static TML_COLD void tml_dw16_records(const tml_dw_s8_params *p, const int16_t *w, int32_t *rec) {
   static const uint8_t lane[4] = {0, 2, 1, 3};
@@ -713,31 +841,61 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
     tml_fill16(row, C * L, zp);
     return;
   }
-  for (x = x0; x + 2 <= x1; x += 2) {
-    const int8_t *s0 = src + (x - pad_w) * C, *s1 = s0 + C;
-    int16_t *r = row + x;
-    for (c = 0; c + 4 <= C; c += 4, r += 4 * L) {
-      const int32_t X0 = tml_rd32(s0 + c), X1 = tml_rd32(s1 + c);
-      int32_t a = tml_sxtb16(X0), b = tml_sxtb16(X1);
-      tml_wr32(r, tml_pair16(a, b));
-      tml_wr32(r + 2 * L, (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u)));
-      a = tml_sxtb16_ror8(X0);
-      b = tml_sxtb16_ror8(X1);
-      tml_wr32(r + L, tml_pair16(a, b));
-      tml_wr32(r + 3 * L, (int32_t)(((uint32_t)a >> 16) | ((uint32_t)b & 0xFFFF0000u)));
+  /* columns in pairs; an odd last column pairs with the zero point (the column after it is
+   * padding or never read, and holds the zero point already) */
+  for (x = x0; x < x1; x += 2) {
+    const int32_t two = x + 1 < x1, zp4 = tml_bytes_of(zp), Lb = 2 * L;
+    const int8_t *s0 = src + (x - pad_w) * C, *s1 = two ? s0 + C : (const int8_t *)&zp4;
+    const int8_t *e = s0 + (C & ~3);
+    const int32_t d1 = two ? 4 : 0;
+    int8_t *d = (int8_t *)(row + x); /* channel c's column x: d + c * Lb */
+#if TML_DSP_NATIVE
+    if (s0 != e) {
+      int32_t X0, X1, a, b, a1, b1;
+      __asm__ volatile("1:\n\t"
+                       "ldr %[X0], [%[s0]], #4\n\t"
+                       "ldr %[X1], [%[s1]]\n\t"
+                       "add %[s1], %[s1], %[d1]\n\t"
+                       "sxtb16 %[a], %[X0]\n\t"
+                       "sxtb16 %[b], %[X1]\n\t"
+                       "sxtb16 %[a1], %[X0], ror #8\n\t"
+                       "sxtb16 %[b1], %[X1], ror #8\n\t"
+                       "pkhbt %[X0], %[a], %[b], lsl #16\n\t"
+                       "pkhbt %[X1], %[a1], %[b1], lsl #16\n\t"
+                       "str %[X0], [%[d]]\n\t"
+                       "str %[X1], [%[d], %[Lb]]\n\t"
+                       "add %[d], %[d], %[Lb], lsl #1\n\t"
+                       "pkhtb %[X0], %[b], %[a], asr #16\n\t"
+                       "pkhtb %[X1], %[b1], %[a1], asr #16\n\t"
+                       "str %[X0], [%[d]]\n\t"
+                       "str %[X1], [%[d], %[Lb]]\n\t"
+                       "add %[d], %[d], %[Lb], lsl #1\n\t"
+                       "cmp %[s0], %[e]\n\t"
+                       "bne 1b\n\t"
+                       : [s0] "+r"(s0), [s1] "+r"(s1), [d] "+r"(d), [X0] "=&r"(X0), [X1] "=&r"(X1), [a] "=&r"(a),
+                         [b] "=&r"(b), [a1] "=&r"(a1), [b1] "=&r"(b1)
+                       : [d1] "r"(d1), [Lb] "r"(Lb), [e] "r"(e)
+                       : "cc", "memory");
     }
-    for (; c < C; ++c, r += L) {
-      r[0] = s0[c];
-      r[1] = s1[c];
+#else
+    for (; s0 != e; s0 += 4, s1 += d1) { /* (the host's model of the loop above) */
+      const int32_t X0 = tml_rd32(s0), X1 = tml_rd32(s1);
+      const int32_t a = tml_sxtb16(X0), b = tml_sxtb16(X1);
+      const int32_t a1 = tml_sxtb16_ror8(X0), b1 = tml_sxtb16_ror8(X1);
+      tml_wr32(d, tml_pair16_lo(a, b));
+      tml_wr32(d + Lb, tml_pair16_lo(a1, b1));
+      d += 2 * Lb;
+      tml_wr32(d, tml_pair16_hi(a, b));
+      tml_wr32(d + Lb, tml_pair16_hi(a1, b1));
+      d += 2 * Lb;
     }
-  }
-  if (x < x1) {
-    const int8_t *s0 = src + (x - pad_w) * C;
-    for (c = 0; c < C; ++c) row[c * L + x] = s0[c];
+#endif
+    for (c = C & ~3; c < C; ++c, d += Lb, ++s0) {
+      ((int16_t *)(void *)d)[0] = s0[0];
+      ((int16_t *)(void *)d)[1] = two ? s0[C] : (int16_t)zp;
+    }
   }
 }
-
-TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { return tml_smmlar(a, m, k + (a >> 31)) >> sh; }
 
 #if TML_DSP_NATIVE
 /* A whole output row, every channel, no activation clamp beyond int8, every value in a register
@@ -819,24 +977,90 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
   "add %[o], %[o], %[C], lsl #1\n\t"                                                                  \
   "subs %[cnt], %[cnt], #1\n\t"
 
-#define TML_DW16_ROW_ASM                                                                              \
-  "2:\n\t"                                                                                            \
-  "ldr %[cnt], [%[ctl]]\n\t"                                                                          \
-  "cmp %[cnt], #0\n\t"                                                                                \
-  "beq 3f\n\t"                                                                                        \
-  "ldr %[v], [%[ctl], #20]\n\t"                                                                       \
-  "cmp %[v], #0\n\t"                                                                                  \
-  "bne 5f\n\t"                                                                                        \
-  "1:\n\t"                                                                                            \
-  TML_DW16_PAIR_S1                                                                                    \
-  TML_DW16_RQ2                                                                                        \
-  "bne 1b\n\t"                                                                                        \
-  "b 3f\n\t"                                                                                          \
-  "5:\n\t"                                                                                            \
-  TML_DW16_PAIR_S2                                                                                    \
-  TML_DW16_RQ2                                                                                        \
-  "bne 5b\n\t"                                                                                        \
-  "3:\n\t"                                                                                            \
+/* stride 1, odd n >= 3: the first three outputs of the channel at once (27 MACs, 56
+ * instructions: the middle tap pairs and the weights serve all three; cnt is the third accumulator) */
+#define TML_DW16_TRIPLE_S1 \
+  "ldr %[v], [%[rec], #20]\n\t" \
+  "ldr %[w], [%[rec]]\n\t" \
+  "ldr %[x], [%[p0]]\n\t" \
+  "smlad %[a0], %[x], %[w], %[v]\n\t" \
+  "ldr %[x], [%[p0], #2]\n\t" \
+  "smlad %[a1], %[x], %[w], %[v]\n\t" \
+  "ldr %[x], [%[p0], #4]\n\t" \
+  "smlad %[cnt], %[x], %[w], %[v]\n\t" \
+  "ldr %[w], [%[rec], #12]\n\t" \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t" \
+  "smlatb %[a1], %[x], %[w], %[a1]\n\t" \
+  "ldr %[x], [%[p0], #6]!\n\t" \
+  "smlatb %[cnt], %[x], %[w], %[cnt]\n\t" \
+  "ldr %[v], [%[rec], #4]\n\t" \
+  "ldr %[x], [%[p1]]\n\t" \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t" \
+  "ldr %[x], [%[p1], #2]\n\t" \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t" \
+  "ldr %[x], [%[p1], #4]\n\t" \
+  "smlad %[cnt], %[x], %[v], %[cnt]\n\t" \
+  "smlabt %[a0], %[x], %[w], %[a0]\n\t" \
+  "smlatt %[a1], %[x], %[w], %[a1]\n\t" \
+  "ldr %[x], [%[p1], #6]!\n\t" \
+  "smlatt %[cnt], %[x], %[w], %[cnt]\n\t" \
+  "ldr %[v], [%[rec], #8]\n\t" \
+  "ldr %[w], [%[rec], #16]\n\t" \
+  "ldr %[x], [%[p2]]\n\t" \
+  "smlad %[a0], %[x], %[v], %[a0]\n\t" \
+  "ldr %[x], [%[p2], #2]\n\t" \
+  "smlad %[a1], %[x], %[v], %[a1]\n\t" \
+  "ldr %[x], [%[p2], #4]\n\t" \
+  "smlad %[cnt], %[x], %[v], %[cnt]\n\t" \
+  "smlabb %[a0], %[x], %[w], %[a0]\n\t" \
+  "smlatb %[a1], %[x], %[w], %[a1]\n\t" \
+  "ldr %[x], [%[p2], #6]!\n\t" \
+  "smlatb %[cnt], %[x], %[w], %[cnt]\n\t" \
+  "ldrd %[w], %[v], [%[rec], #24]\n\t" \
+  "add %[x], %[v], %[a0], asr #31\n\t" \
+  "smmlar %[a0], %[a0], %[w], %[x]\n\t" \
+  "add %[x], %[v], %[a1], asr #31\n\t" \
+  "smmlar %[a1], %[a1], %[w], %[x]\n\t" \
+  "add %[x], %[v], %[cnt], asr #31\n\t" \
+  "smmlar %[cnt], %[cnt], %[w], %[x]\n\t" \
+  "ldr %[v], [%[rec], #32]\n\t" \
+  "asr %[a0], %[a0], %[v]\n\t" \
+  "asr %[a1], %[a1], %[v]\n\t" \
+  "asr %[cnt], %[cnt], %[v]\n\t" \
+  "ssat %[a0], #8, %[a0]\n\t" \
+  "ssat %[a1], #8, %[a1]\n\t" \
+  "ssat %[cnt], #8, %[cnt]\n\t" \
+  "strb %[a0], [%[o]]\n\t" \
+  "strb %[a1], [%[o], %[C]]\n\t" \
+  "add %[o], %[o], %[C], lsl #1\n\t" \
+  "strb %[cnt], [%[o]]\n\t" \
+  "add %[o], %[o], %[C]\n\t"
+
+#define TML_DW16_ROW_ASM \
+  "2:\n\t" \
+  "ldr %[v], [%[ctl], #20]\n\t" \
+  "cmp %[v], #1\n\t" \
+  "beq 5f\n\t" \
+  "blt 6f\n\t" \
+  TML_DW16_TRIPLE_S1 \
+  "6:\n\t" \
+  "ldr %[cnt], [%[ctl]]\n\t" \
+  "cmp %[cnt], #0\n\t" \
+  "beq 4f\n\t" \
+  "1:\n\t" \
+  TML_DW16_PAIR_S1 \
+  TML_DW16_RQ2 \
+  "bne 1b\n\t" \
+  "b 4f\n\t" \
+  "5:\n\t" \
+  "ldr %[cnt], [%[ctl]]\n\t" \
+  "cmp %[cnt], #0\n\t" \
+  "beq 3f\n\t" \
+  "7:\n\t" \
+  TML_DW16_PAIR_S2 \
+  TML_DW16_RQ2 \
+  "bne 7b\n\t" \
+  "3:\n\t" \
   "ldr %[v], [%[ctl], #12]\n\t"                                                                       \
   "cmp %[v], #0\n\t"                                                                                  \
   "beq 4f\n\t"                                                                                        \
@@ -983,12 +1207,17 @@ static TML_COLD void tml_dw3x3_s8_dsp(const tml_dw_s8_params *p, const int8_t *i
   tml_dw16_records(p, w, rec);
   tml_fill16(rows, 3 * C * L, -p->input_offset);
 #if TML_DSP_NATIVE
-  ctl[0] = n >> 1;
-  ctl[1] = (L - step * (n >> 1)) * 2;
-  ctl[2] = 1 - 2 * C * (n >> 1);
-  ctl[3] = n & 1;
-  ctl[4] = (int32_t)(uintptr_t)(rec + TML_DW16_REC * C);
-  ctl[5] = s_w == 2;
+  {
+    /* mode 0: stride 1, pairs; 1: stride 2 (or a lone output), pairs, then an odd last output;
+     * 2: stride 1, odd n >= 3: a triple, then pairs */
+    const int32_t tri = s_w == 1 && (n & 1) && n >= 3;
+    ctl[0] = (n >> 1) - tri;
+    ctl[1] = (L - (tri ? n : step * (n >> 1))) * 2;
+    ctl[2] = 1 - C * (tri ? n : 2 * (n >> 1));
+    ctl[3] = n & 1;
+    ctl[4] = (int32_t)(uintptr_t)(rec + TML_DW16_REC * C);
+    ctl[5] = tri ? 2 : (s_w == 2 || n == 1);
+  }
 #endif
   for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
     int32_t loaded = -p->pad_h - 1; /* highest input row in the row buffers */
