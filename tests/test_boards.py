@@ -1,12 +1,8 @@
 """The board catalogue: real PlatformIO limits, overrides, helpful errors."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from doit_tinyml.engine import boards
 from doit_tinyml.engine.boards import CATALOGUE, OVERRIDE_KEYS, resolve
 from doit_tinyml.engine.errors import TinyMLError
 

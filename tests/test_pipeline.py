@@ -14,9 +14,7 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
-
-from project import copy_project, doit, executed, make_project, up_to_date
+from project import doit, executed, make_project, up_to_date
 
 ALL_VARIANT_TASKS = {"convert", "evaluate", "analyze", "header"}
 

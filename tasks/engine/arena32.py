@@ -249,11 +249,11 @@ def predict(model_bytes: bytes, host_alloc: dict, kernels: str = "reference") ->
 def _final(events: list[tuple]) -> int:
     """Bytes in use after AllocateTensors (head + tail), in a large arena: arena_used_bytes()."""
     size = 1 << 24
-    head = temp = 0
+    head = 0
     tail = size
     for kind, n, align, _w in events:
         if kind == "P":
             tail = (tail - n) // align * align
         elif kind == "R":
-            head = temp = n
+            head = n
     return head + (size - tail)
