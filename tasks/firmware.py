@@ -159,12 +159,31 @@ def _model_files(variant_dir: Path, runtime: str) -> tuple[dict[str, Path], list
     return files, includes
 
 
+_RECORDS: dict[tuple, dict] = {}
+
+
+def _variant_record(variant_dir: Path, cls: type[artifacts.Record]) -> dict:
+    """The variant's analysis.json or aot.json as a dict, read once per version of the file (the helpers
+    below each need it; keyed by size and mtime, so a rebuilt file is read again)."""
+    path = Path(variant_dir) / cls.FILE.rsplit("/", 1)[1]
+    try:
+        st = path.stat()
+    except OSError:
+        return artifacts.read_dict(path, cls)  # raises the artifact's own "is missing: run doit ..." error
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _RECORDS:
+        if len(_RECORDS) > 64:
+            _RECORDS.clear()
+        _RECORDS[key] = artifacts.read_dict(path, cls)
+    return dict(_RECORDS[key])
+
+
 def _model_figures(variant_dir: Path, runtime: str) -> tuple[int, int]:
     """(model bytes in flash, arena bytes in RAM) from the variant's artifacts (for estimates)."""
     if runtime == "aot":
-        aot = artifacts.read_dict(variant_dir / "aot.json", artifacts.Aot)
+        aot = _variant_record(variant_dir, artifacts.Aot)
         return int(aot["weights_bytes"]) + int(aot.get("tables_bytes") or 0), int(aot["planned_bytes"])
-    a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
+    a = _variant_record(variant_dir, artifacts.Analysis)
     arena = (a.get("arena") or {}).get("bytes")
     if arena is None:  # TFLM cannot run it: the header sized its arena from the activation peak
         from .engine.tflm import arena_bytes
@@ -312,7 +331,7 @@ def _add_interpreter_estimate(rec: dict, board: Board, variant_dir: Path, tflm: 
     """The firmware holds the model and the arena but no interpreter: add it from the table, say so."""
     from .engine import tflm_size
 
-    a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
+    a = _variant_record(variant_dir, artifacts.Analysis)
     kernels = (tflm or {}).get("kernels") or "cmsis_nn"
     est = tflm_size.estimate(board.core, kernels, list(a.get("ops") or []))
     measured = {"flash_used": rec["flash_used"], "ram_used": rec["ram_used"]}
@@ -342,7 +361,7 @@ def _add_interpreter_estimate(rec: dict, board: Board, variant_dir: Path, tflm: 
 def _compute_dtype(variant_dir: Path) -> str:
     """int8 unless a compute op works in float32 (QUANTIZE/DEQUANTIZE at the edges do not count)."""
     try:
-        a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
+        a = _variant_record(variant_dir, artifacts.Analysis)
     except TinyMLError:
         return "float32"
     for layer in a.get("layers") or []:
@@ -361,7 +380,7 @@ def _latency(rec: dict, board: Board, variant_dir: Path, runtime: str, tflm: dic
     counts, source, code = {}, "", "plain_c"
     if runtime == "aot":
         try:
-            counts = latency.counts_from_aot(artifacts.read_dict(variant_dir / "aot.json", artifacts.Aot))
+            counts = latency.counts_from_aot(_variant_record(variant_dir, artifacts.Aot))
         except (OSError, ValueError, TinyMLError):
             counts = {}
         source = "aot.json: instructions per inference of the AOT C model under QEMU (mps2_an386, -icount)"
@@ -391,11 +410,11 @@ def _latency(rec: dict, board: Board, variant_dir: Path, runtime: str, tflm: dic
 def _cannot_run(variant_dir: Path, runtime: str, lib=None, rec: dict | None = None) -> str | None:
     """Why `runtime` cannot run this variant (aot.json; analysis.json; the target check of the linked TFLM), or None."""
     if runtime == "aot":
-        aot = artifacts.read_dict(variant_dir / "aot.json", artifacts.Aot)
+        aot = _variant_record(variant_dir, artifacts.Aot)
         return None if aot["supported"] else f"the AOT compiler cannot take it ({aot.get('reason')})"
     if runtime != "tflm":
         return None
-    a = artifacts.read_dict(variant_dir / "analysis.json", artifacts.Analysis)
+    a = _variant_record(variant_dir, artifacts.Analysis)
     if not a["tflm_compatible"]:
         first = next((p for p in a["problems"] if p.get("severity") == "error"), None) or {}
         what = ": ".join(str(x) for x in (first.get("op") or first.get("tensor"), first.get("message")) if x)

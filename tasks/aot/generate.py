@@ -68,6 +68,13 @@ def quantize_multiplier(d: float) -> tuple[int, int]:
     return int(q_fixed), int(shift)
 
 
+def channel_multipliers(inp, filt, out) -> tuple[list[int], list[int]]:
+    """Per output channel (one for per-tensor weights): the requantization multiplier and shift of
+    input scale x weight scale / output scale."""
+    pairs = [quantize_multiplier(float(inp.scale) * float(sc) / float(out.scale)) for sc in filt.scales or [0.0]]
+    return [m for m, _ in pairs], [sh for _, sh in pairs]
+
+
 def _f32(x: float) -> float:
     """Round a Python float to float32 and back (exact)."""
     return struct.unpack("<f", struct.pack("<f", x))[0]
@@ -316,11 +323,7 @@ class _Gen:
         T = self.tensors
         inp, filt, out = T[op.inputs[0]], T[op.inputs[1]], T[op.outputs[0]]
         bias = T[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        mults, shifts = [], []
-        for sc in filt.scales or [0.0]:
-            m, sh = quantize_multiplier(float(inp.scale) * float(sc) / float(out.scale))
-            mults.append(m)
-            shifts.append(sh)
+        mults, shifts = channel_multipliers(inp, filt, out)
         lo, hi = act_range_q(act, out.scale, out.zp)
         off = -inp.zp
         w = filt.array().astype(np.int64)
@@ -480,11 +483,7 @@ class _Gen:
 
     # ---- per-channel multipliers ----
     def out_mults(self, inp: _T, filt: _T, out: _T) -> tuple[int, str, str]:
-        mults, shifts = [], []
-        for s in filt.scales or [0.0]:
-            m, sh = quantize_multiplier(float(inp.scale) * float(s) / float(out.scale))
-            mults.append(m)
-            shifts.append(sh)
+        mults, shifts = channel_multipliers(inp, filt, out)
         per_channel = 1 if len(mults) > 1 else 0
         return per_channel, self.table(mults), self.table(shifts)
 
@@ -565,11 +564,7 @@ def _fc_small_ok(g: "_Gen", name: str, op, geo: dict) -> bool:
     T = g.tensors
     inp, filt, out = T[op.inputs[0]], T[op.inputs[1]], T[op.outputs[0]]
     bias = T[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    mults, shifts = [], []
-    for sc in filt.scales or [0.0]:
-        m, sh = quantize_multiplier(float(inp.scale) * float(sc) / float(out.scale))
-        mults.append(m)
-        shifts.append(sh)
+    mults, shifts = channel_multipliers(inp, filt, out)
     wmat = filt.array().astype(np.int64).reshape(geo["out_c"], -1)
     b = bias.array().reshape(-1).astype(np.int64) if bias is not None else None
     sums = np.abs(wmat).sum(axis=1)
