@@ -34,6 +34,7 @@ _INPLACE_OPS = ("LOGISTIC", "TANH", "RELU", "RELU6", "QUANTIZE")  # kernels read
 _FUSED_ACT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "ADD", "MUL")
 
 _KEEP_TFLM = 'keep runtime = "tflm" for this variant if TFLite Micro can run it, or change the model'
+DW_PAIRS_RAM_SLACK = 0.005  # tap-pair scratch taken back may return for at most this arena growth (generate)
 
 _CTYPE = {"float32": "float", "int32": "int32_t", "uint8": "uint8_t", "int64": "int64_t",
           "int16": "int16_t", "int8": "int8_t"}
@@ -339,7 +340,9 @@ class _Gen:
                 n_decls, n_w, n_t, emitted = len(self.decls), self.weights_bytes, self.tables_bytes, dict(self.emitted)
             wname = self.packed_const(filt, layout.pack_gemm(wmat, wl))
             sums = np.abs(wmat).sum(axis=1)
-            if len(mults) == 1 and any(layout.constant_channels(sums, mults)):
+            if len(mults) == 1 and (wl == 2 or any(layout.constant_channels(sums, mults))):
+                # per-channel records: a constant channel has its own; so has every channel of a
+                # convolution with several output pixels (tml_mm2x2_rq loads a channel pair's two)
                 mults, shifts, stride = mults * geo["out_c"], shifts * geo["out_c"], 1
             const = layout.constant_channels(sums, mults)
             fast = layout.fast_requant_ok(layout.acc_bounds(sums, b, off), mults, shifts, out.zp, const)
@@ -354,7 +357,7 @@ class _Gen:
                 geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"], geo["out_w"], geo["out_c"],
                 geo["k_h"], geo["k_w"], geo["s_h"], geo["s_w"], geo["p_h"], geo["p_w"], layout.k4_of(kk), wl,
                 off, out.zp, lo, hi, int(fast), stride)] + [rq, rb])
-            fn = "tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8"
+            fn = _gemm_kernel(name, geo)
             call = f"{fn}(&{p}, {rin}, {wname}, {rout}, {scratch});"
             if small:
                 assert fast and name == "FULLY_CONNECTED" and geo["batches"] == 1
@@ -589,6 +592,29 @@ def _constant_values(const, bias, off, wmat, mults, shifts, zp):
     return out
 
 
+def _global_pool(in_shape, out_shape, opts) -> bool:
+    """An AVERAGE_POOL_2D whose one window is the whole input, unpadded (tml_avgpool_global_s8;
+    tml_avgpool_s8 tests the same at run time)."""
+    _, ih, iw, c = in_shape
+    ph, _ = _conv_pad(opts.padding, opts.strideH, 1, ih, opts.filterHeight)
+    pw, _ = _conv_pad(opts.padding, opts.strideW, 1, iw, opts.filterWidth)
+    return (tuple(out_shape[1:3]) == (1, 1) and (opts.filterHeight, opts.filterWidth) == (ih, iw)
+            and ph == pw == 0 and c <= 256)
+
+
+def _gemm_kernel(name: str, geo: dict) -> str:
+    """The packed kernel of an int8 CONV_2D or FULLY_CONNECTED: a fully connected layer that one
+    pass covers (at most FC_KC inputs and FC_CHUNK outputs) calls tml_fc_packed1_s8, which links
+    none of the chunked path's code."""
+    from . import layout
+
+    if name != "FULLY_CONNECTED":
+        return "tml_gemm_s8"
+    if geo["k_h"] * geo["k_w"] * geo["in_c"] <= layout.FC_KC and geo["out_c"] <= layout.FC_CHUNK:
+        return "tml_fc_packed1_s8"
+    return "tml_fc_packed_s8"
+
+
 def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
     """Kernel, scratch bytes and per-input overlap lags (tasks.aot.flow) of operator k."""
     from . import flow, layout
@@ -601,8 +627,7 @@ def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
     if kind == "gemm":
         geo = _gemm_geometry(g, name, op)
         kk = geo["k_h"] * geo["k_w"] * geo["in_c"]
-        rec.update(kernel="tml_fc_packed_s8" if name == "FULLY_CONNECTED" else "tml_gemm_s8", dsp_core="dsp",
-                   other_core="portable")
+        rec.update(kernel=_gemm_kernel(name, geo), dsp_core="dsp", other_core="portable")
         if _fc_small_ok(g, name, op, geo):
             # generated code on DSP cores (_Gen.small_fc): no scratch; the portable kernel needs none
             g.fc_small.add(k)
@@ -628,6 +653,7 @@ def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
         if layout.dw_pairs_ok(kh, kw, opts.strideW):  # the tap-pair DSP path needs a larger scratch
             rec["scratch_pairs"] = layout.dw_scratch_bytes(c, ow, kh, kw, opts.strideW, pairs=True)
         rec["lags"][op.inputs[0]] = flow.rows(n, ih, iw, oh, ow, kh, opts.strideH, ph, c, c)
+        rec["dw_macs"] = n * oh * ow * c * kh * kw
         return rec
     dt = ins[0].dtype if ins and ins[0] is not None else "float32"
     sfx = "s8" if dt == "int8" else "f32"
@@ -641,6 +667,8 @@ def _op_plan(g: "_Gen", k: int, name: str, op) -> dict:
         "DEQUANTIZE": "tml_dequantize_s8_f32", "ADD": f"tml_add_{sfx}", "MUL": f"tml_mul_{sfx}",
         "CONCATENATION": "tml_concat", "PAD": "tml_pad",
     }.get(name, "(alias: no code)" if name in SHAPE_ONLY_OPS else name.lower())
+    if name == "AVERAGE_POOL_2D" and dt == "int8" and _global_pool(ins[0].shape, out.shape, op.options):
+        kernel = "tml_avgpool_global_s8"  # without the windowed loop
     rec.update(kernel=kernel, dsp_core="portable", other_core="portable")
     if name not in SHAPE_ONLY_OPS:
         rec["note"] = why
@@ -742,7 +770,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
     arena_bytes = plan_memory(buf_list, overlaps)
     # Depthwise ops whose DSP kernel can take tap pairs (3x3) need a larger scratch (about twice
     # the row buffers plus 40 bytes per channel). Every one gets it, except where taking it back
-    # from that operator alone lowers the arena (the operator sets the peak by itself).
+    # from that operator alone lowers the arena (the operator sets the peak by itself);
     grow = [pl for pl in plans if pl.get("scratch_pairs", 0) > pl["scratch"]]
     if grow:
         for pl in grow:
@@ -757,6 +785,19 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             else:
                 b.size = pl["scratch_pairs"]
                 g.dw_pairs.add(pl["index"])
+        # then each one taken back, the most MACs first, again if that grows the arena by at most
+        # DW_PAIRS_RAM_SLACK in all (the greedy planner is not monotonic: a few bytes of alignment
+        # can cost an operator its pairs)
+        cap = arena_bytes + int(arena_bytes * DW_PAIRS_RAM_SLACK)
+        for pl in sorted(grow, key=lambda pl: (-pl["dw_macs"], pl["index"])):
+            if pl["index"] in g.dw_pairs:
+                continue
+            b = buffers[scratch_buf[pl["index"]]]
+            b.size = pl["scratch_pairs"]
+            if plan_memory(buf_list, overlaps) <= cap:
+                g.dw_pairs.add(pl["index"])
+            else:
+                b.size = pl["scratch"]
         arena_bytes = plan_memory(buf_list, overlaps)
     for pl in grow:  # aot.json: which depthwise ops run the tap pairs on a DSP core
         pl["tap_pairs"] = pl["index"] in g.dw_pairs
@@ -764,6 +805,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             pl["scratch"] = pl["scratch_pairs"]
     for pl in plans:
         pl.pop("scratch_pairs", None)
+        pl.pop("dw_macs", None)
     check_plan(buf_list, overlaps)
     arena = f"{prefix}_arena"
 
@@ -805,7 +847,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             g.body.append(f"  TML_TRACE({k}, {rout}, {out.nbytes});")
             continue
 
-        elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_fc_packed_s8", "tml_dw_s8"):
+        elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_fc_packed_s8", "tml_fc_packed1_s8", "tml_dw_s8"):
             call = g.packed_call(k, name, op, act, rin, rout, scratch_ref(k), ref)
 
         elif name == "FULLY_CONNECTED":
@@ -891,8 +933,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
                 flo, fhi = act_range_f(act)
             p = g.struct("tml_pool_params", [str(v) for v in (n, ih, iw, c, oh, ow, opts.filterHeight, opts.filterWidth,
                                                                opts.strideH, opts.strideW, ph, pw, lo, hi)] + [_cf(flo), _cf(fhi)])
-            kern = "maxpool" if name == "MAX_POOL_2D" else "avgpool"
-            call = f"tml_{kern}_{'s8' if dt == 'int8' else 'f32'}(&{p}, {rin}, {rout});"
+            call = f"{plans[k]['kernel']}(&{p}, {rin}, {rout});"
 
         elif name == "MEAN":
             axes_t = ins[1]

@@ -189,6 +189,7 @@ def gemm_direct(k_h: int, k_w: int, pad_h: int, pad_w: int, in_c: int) -> bool:
 
 
 FC_KC = 256  # tinyml_kernels_packed.c TML_FC_KC: input elements widened at a time by a single-pixel op
+FC_CHUNK = 64  # tinyml_kernels_packed.c TML_CHUNK: output channels per accumulator chunk
 
 
 def gemm_scratch_bytes(out_pixels: int, k: int, k_h: int, k_w: int, pad_h: int, pad_w: int, in_c: int) -> int:

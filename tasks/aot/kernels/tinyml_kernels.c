@@ -577,8 +577,17 @@ static void tml_avgpool_window_s8(const tml_pool_params *p, const int8_t *in, in
 void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
   if (p->out_h == 1 && p->out_w == 1 && p->k_h == p->in_h && p->k_w == p->in_w && p->pad_h == 0 && p->pad_w == 0 &&
       p->channels <= 256) {
-    /* global average (TFLM's arithmetic: integer sum, round half away from zero, clamp): one pass
-     * over the input, all channels of a pixel at a time */
+    tml_avgpool_global_s8(p, in, out);
+    return;
+  }
+  tml_avgpool_window_s8(p, in, out);
+}
+
+/* global average (TFLM's arithmetic: integer sum, round half away from zero, clamp): one pass over
+ * the input, all channels of a pixel at a time; the generator calls it directly for a global pool
+ * (1x1 output, window = input, no padding, at most 256 channels), so the windowed loop is not linked */
+void tml_avgpool_global_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
+  {
     int32_t sum[4], b, c, i, j, g;
     const int32_t n = p->in_h * p->in_w, C = p->channels;
     for (b = 0; b < p->batches; ++b, in += n * C, out += C) {
@@ -608,9 +617,7 @@ void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
         }
       }
     }
-    return;
   }
-  tml_avgpool_window_s8(p, in, out);
 }
 
 /* int8 pools, pixel-major: the window bounds once per output pixel, the channels contiguous
@@ -635,6 +642,25 @@ void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
       }
 
 void tml_maxpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
+#if TML_DSP
+  /* 4 channels per word: the window's per-byte maximum from the lower bound up (max(max(x), lo)
+   * = max(x) clamped below), then clamped above; each group of 4 channels of an output pixel is
+   * written after its window was read (the data flow of tasks/aot/flow.py channelwise) */
+  if ((p->channels & 3) == 0) {
+    const int32_t lo4 = tml_bytes_of(p->act_min), hi4 = tml_bytes_of(p->act_max), C = p->channels;
+    TML_POOL_PIXELS({
+      for (c = c0; c < c0 + nc; c += 4) {
+        int32_t v = lo4;
+        (void)acc;
+        for (fy = fy0; fy < fy1; ++fy)
+          for (fx = fx0; fx < fx1; ++fx) v = tml_max8x4(v, tml_rd32(ib + (fy * p->in_w + fx) * C + c));
+        tml_wr32(ob + c, tml_min8x4(v, hi4));
+      }
+    })
+    return;
+  }
+#endif
+  {
   TML_POOL_PIXELS({
     for (c = 0; c < nc; ++c) acc[c] = -128;
     for (fy = fy0; fy < fy1; ++fy)
@@ -644,6 +670,7 @@ void tml_maxpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {
       }
     for (c = 0; c < nc; ++c) ob[c0 + c] = tml_sat8(acc[c], p->act_min, p->act_max);
   })
+  }
 }
 
 static void tml_avgpool_window_s8(const tml_pool_params *p, const int8_t *in, int8_t *out) {

@@ -102,6 +102,7 @@ typedef struct {  /* int16 fields: the generator checks every value fits */
 void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
 /* FULLY_CONNECTED only (in/out 1x1 pixels, batches = rows): the same as tml_gemm_s8, smaller */
 void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
+void tml_fc_packed1_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
 
 /* DEPTHWISE_CONV_2D with depth multiplier 1 and dilation 1; weights packed by layout.pack_dw,
  * bias = bias + input_offset * sum(taps) (doubled when fast); scratch: layout.dw_scratch_bytes */
@@ -126,6 +127,7 @@ typedef struct {
 } tml_pool_params;
 
 void tml_avgpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out);
+void tml_avgpool_global_s8(const tml_pool_params *p, const int8_t *in, int8_t *out);
 void tml_maxpool_s8(const tml_pool_params *p, const int8_t *in, int8_t *out);
 void tml_avgpool_f32(const tml_pool_params *p, const float *in, float *out);
 void tml_maxpool_f32(const tml_pool_params *p, const float *in, float *out);

@@ -141,6 +141,12 @@ static TML_NOINLINE void tml_gather(const tml_gemm_s8_params *p, const int8_t *i
   const int32_t kx0 = TML_MAX(0, -ix0), kx1 = TML_MIN(p->k_w, p->in_w - ix0);
   const int32_t pre = kx0 * p->in_c, run = (kx1 - kx0) * p->in_c, post = row_bytes - pre - run;
   int32_t ky;
+  if (run == row_bytes && iy0 >= 0 && iy0 + p->k_h <= p->in_h) { /* the window inside the input */
+    const int8_t *s = in + iy0 * row_in + ix0 * p->in_c;
+    for (ky = p->k_h; ky > 0; --ky, s += row_in, col += row_bytes) tml_copy_small(col, s, row_bytes);
+    tml_fill_small(col, zp4, p->k4 - p->k_h * row_bytes);
+    return;
+  }
   for (ky = 0; ky < p->k_h; ++ky, col += row_bytes) {
     const int32_t iy = iy0 + ky;
     if (iy < 0 || iy >= p->in_h || run <= 0) {
@@ -257,100 +263,99 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
  * each channel pair requantized (fast records, every rs-th) as soon as its 4 accumulators are
  * done: (c, pixel j) -> o_j[c]; then an odd last channel. o0 == o1 is allowed (a lone pixel). */
 #if TML_DSP_NATIVE
-/* one 4-k step of the channel pair: weights (2 words) and the column pair (4 words) post-indexed */
-#define TML_MM_STEP                             \
-  "ldrd %[w0], %[w1], [%[pw]], #8\n\t"          \
-  "ldrd %[x0], %[x1], [%[pc]], #8\n\t"          \
-  "ldrd %[x2], %[x3], [%[pc]], #8\n\t"          \
-  "sxtb16 %[u], %[w0]\n\t"                      \
-  "smlad %[a00], %[x0], %[u], %[a00]\n\t"       \
-  "smlad %[a01], %[x2], %[u], %[a01]\n\t"       \
-  "sxtb16 %[w0], %[w0], ror #8\n\t"             \
-  "smlad %[a00], %[x1], %[w0], %[a00]\n\t"      \
-  "smlad %[a01], %[x3], %[w0], %[a01]\n\t"      \
-  "sxtb16 %[u], %[w1]\n\t"                      \
-  "smlad %[a10], %[x0], %[u], %[a10]\n\t"       \
-  "smlad %[a11], %[x2], %[u], %[a11]\n\t"       \
-  "sxtb16 %[w1], %[w1], ror #8\n\t"             \
-  "smlad %[a10], %[x1], %[w1], %[a10]\n\t"      \
-  "smlad %[a11], %[x3], %[w1], %[a11]\n\t"
-/* per channel pair, every value of the loops in a register (14): the state between pairs lives in
- * ctl = {cols, 8 * (n4 % 4), b2, 8 * (n4 - n4 % 4), rq, 24 * rs + clamp, -, lo, hi, o0, o1, o0's end}
- * (clamp: 1 when [lo, hi] is narrower than int8; the flags keep it from LSRS to BCC)
- * (the pointers advanced in place), its address on the stack */
-#define TML_MM_ASM                                              \
-  "push {%[u]}\n\t"                                             \
-  "1:\n\t"                                                      \
-  "ldr %[pc], [%[u]]\n\t"                                       \
-  "ldr %[x0], [%[u], #8]\n\t"                                   \
-  "ldrd %[a01], %[a11], [%[x0]]\n\t"                            \
-  "ldrd %[a00], %[a10], [%[x0]], #8\n\t"                        \
-  "str %[x0], [%[u], #8]\n\t"                                   \
-  "ldr %[end], [%[u], #4]\n\t"                                  \
-  "cmp %[end], #0\n\t"                                          \
-  "beq 3f\n\t"                                                  \
-  "add %[end], %[end], %[pw]\n\t"                               \
-  "2:\n\t"                                                      \
-  TML_MM_STEP                                                   \
-  "cmp %[end], %[pw]\n\t"                                       \
-  "bne 2b\n\t"                                                  \
-  "ldr %[u], [sp]\n\t"                                          \
-  "3:\n\t"                                                      \
-  "ldr %[end], [%[u], #12]\n\t"                                 \
-  "adds %[end], %[end], %[pw]\n\t"                              \
-  "cmp %[end], %[pw]\n\t"                                       \
-  "beq 5f\n\t"                                                  \
-  "4:\n\t"                                                      \
-  TML_MM_STEP TML_MM_STEP TML_MM_STEP TML_MM_STEP               \
-  "cmp %[end], %[pw]\n\t"                                       \
-  "bne 4b\n\t"                                                  \
-  "ldr %[u], [sp]\n\t"                                          \
-  "5:\n\t"                                                      \
-  "ldrd %[x0], %[x2], [%[u], #16]\n\t"                          \
-  "lsrs %[x2], %[x2], #1\n\t"                                   \
-  "ldrd %[w0], %[w1], [%[x0]]\n\t"                              \
-  "ldr %[x1], [%[x0], #8]\n\t"                                 \
-  "add %[x0], %[x0], %[x2]\n\t"                                 \
-  "ldrd %[x3], %[end], [%[x0]]\n\t"                             \
-  "ldr %[pc], [%[x0], #8]\n\t"                                 \
-  "add %[x0], %[x0], %[x2]\n\t"                                 \
-  "str %[x0], [%[u], #16]\n\t"                                  \
-  "add %[x2], %[w1], %[a00], asr #31\n\t"                       \
-  "smmlar %[a00], %[a00], %[w0], %[x2]\n\t"                     \
-  "add %[x2], %[w1], %[a01], asr #31\n\t"                       \
-  "smmlar %[a01], %[a01], %[w0], %[x2]\n\t"                     \
-  "asr %[a00], %[a00], %[x1]\n\t"                               \
-  "asr %[a01], %[a01], %[x1]\n\t"                               \
-  "add %[x2], %[end], %[a10], asr #31\n\t"                      \
-  "smmlar %[a10], %[a10], %[x3], %[x2]\n\t"                     \
-  "add %[x2], %[end], %[a11], asr #31\n\t"                      \
-  "smmlar %[a11], %[a11], %[x3], %[x2]\n\t"                     \
-  "asr %[a10], %[a10], %[pc]\n\t"                               \
-  "asr %[a11], %[a11], %[pc]\n\t"                               \
-  "ssat %[a00], #8, %[a00]\n\t"                                 \
-  "ssat %[a01], #8, %[a01]\n\t"                                 \
-  "ssat %[a10], #8, %[a10]\n\t"                                 \
-  "ssat %[a11], #8, %[a11]\n\t"                                 \
-  "bcc 6f\n\t"                                                  \
-  "ldrd %[w0], %[w1], [%[u], #28]\n\t"                          \
-  "cmp %[a00], %[w0]\n\t" "it lt\n\t" "movlt %[a00], %[w0]\n\t" \
-  "cmp %[a00], %[w1]\n\t" "it gt\n\t" "movgt %[a00], %[w1]\n\t" \
-  "cmp %[a01], %[w0]\n\t" "it lt\n\t" "movlt %[a01], %[w0]\n\t" \
-  "cmp %[a01], %[w1]\n\t" "it gt\n\t" "movgt %[a01], %[w1]\n\t" \
-  "cmp %[a10], %[w0]\n\t" "it lt\n\t" "movlt %[a10], %[w0]\n\t" \
-  "cmp %[a10], %[w1]\n\t" "it gt\n\t" "movgt %[a10], %[w1]\n\t" \
-  "cmp %[a11], %[w0]\n\t" "it lt\n\t" "movlt %[a11], %[w0]\n\t" \
-  "cmp %[a11], %[w1]\n\t" "it gt\n\t" "movgt %[a11], %[w1]\n\t" \
-  "6:\n\t"                                                      \
-  "ldrd %[x0], %[x1], [%[u], #36]\n\t"                          \
-  "strb %[a10], [%[x0], #1]\n\t"                                \
-  "strb %[a00], [%[x0]], #2\n\t"                                \
-  "strb %[a11], [%[x1], #1]\n\t"                                \
-  "strb %[a01], [%[x1]], #2\n\t"                                \
-  "strd %[x0], %[x1], [%[u], #36]\n\t"                          \
-  "ldr %[x2], [%[u], #44]\n\t"                                  \
-  "cmp %[x2], %[x0]\n\t"                                        \
-  "bne 1b\n\t"                                                  \
+/* Registers (fixed, so LDM can fill them in order): r0 a00, r1 a01, r2 a10, r3 a11 (channel c,
+ * pixel j: a_cj), r4-r7 the column pair's 4 words of a step [A02 A13 B02 B13], r8/r9 the two
+ * channels' weight words, r10 the ctl pointer (a temporary inside the loops, reloaded from the
+ * stack), r11 weights, r12 columns, lr loop end / temporary.
+ * One 4-k step of the channel pair: 14 instructions for 16 MACs. */
+#define TML_MM_STEP                \
+  "ldmia r12!, {r4, r5, r6, r7}\n\t" \
+  "ldrd r8, r9, [r11], #8\n\t"     \
+  "sxtb16 r10, r8\n\t"             \
+  "smlad r0, r4, r10, r0\n\t"      \
+  "smlad r1, r6, r10, r1\n\t"      \
+  "sxtb16 r8, r8, ror #8\n\t"      \
+  "smlad r0, r5, r8, r0\n\t"       \
+  "smlad r1, r7, r8, r1\n\t"       \
+  "sxtb16 r10, r9\n\t"             \
+  "smlad r2, r4, r10, r2\n\t"      \
+  "smlad r3, r6, r10, r3\n\t"      \
+  "sxtb16 r9, r9, ror #8\n\t"      \
+  "smlad r2, r5, r9, r2\n\t"       \
+  "smlad r3, r7, r9, r3\n\t"
+/* ctl (words): 0 o0, 1 o1, 2 o0's end, 3 b2 (2 * bias, advanced per pair), 4 the columns, 5 rq
+ * (per-channel records, advanced per pair), 6 clamp (1 when [lo, hi] is narrower than int8; it
+ * travels in the carry flag from LSRS to BCC: no flag-setting instruction between them),
+ * 7 bytes of weights in the remainder steps (8 * (n4 % 4)), 8 in the unrolled steps, 9 lo,
+ * 10 hi, 11 the weights */
+#define TML_MM_ASM                                          \
+  "ldr r11, [r10, #44]\n\t"                                 \
+  "push {r10}\n\t"                                          \
+  "1:\n\t"                                                  \
+  "ldrd r3, r12, [r10, #12]\n\t"                            \
+  "ldrd r0, r2, [r3], #8\n\t"                               \
+  "str r3, [r10, #12]\n\t"                                  \
+  "mov r1, r0\n\t"                                          \
+  "mov r3, r2\n\t"                                          \
+  "ldr lr, [r10, #28]\n\t"                                  \
+  "cmp lr, #0\n\t"                                          \
+  "beq 3f\n\t"                                              \
+  "add lr, lr, r11\n\t"                                     \
+  "2:\n\t"                                                  \
+  TML_MM_STEP                                               \
+  "cmp lr, r11\n\t"                                         \
+  "bne 2b\n\t"                                              \
+  "ldr r10, [sp]\n\t"                                       \
+  "3:\n\t"                                                  \
+  "ldr lr, [r10, #32]\n\t"                                  \
+  "add lr, lr, r11\n\t"                                     \
+  "cmp lr, r11\n\t"                                         \
+  "beq 5f\n\t"                                              \
+  "4:\n\t"                                                  \
+  TML_MM_STEP TML_MM_STEP TML_MM_STEP TML_MM_STEP           \
+  "cmp lr, r11\n\t"                                         \
+  "bne 4b\n\t"                                              \
+  "ldr r10, [sp]\n\t"                                       \
+  "5:\n\t"                                                  \
+  "ldrd r12, lr, [r10, #20]\n\t"                            \
+  "ldmia r12!, {r4, r5, r6, r7, r8, r9}\n\t"                \
+  "str r12, [r10, #20]\n\t"                                 \
+  "lsrs lr, lr, #1\n\t"                                     \
+  "add r12, r5, r0, asr #31\n\t"                            \
+  "smmlar r0, r0, r4, r12\n\t"                              \
+  "add r12, r5, r1, asr #31\n\t"                            \
+  "smmlar r1, r1, r4, r12\n\t"                              \
+  "asr r0, r0, r6\n\t"                                      \
+  "asr r1, r1, r6\n\t"                                      \
+  "add r12, r8, r2, asr #31\n\t"                            \
+  "smmlar r2, r2, r7, r12\n\t"                              \
+  "add r12, r8, r3, asr #31\n\t"                            \
+  "smmlar r3, r3, r7, r12\n\t"                              \
+  "asr r2, r2, r9\n\t"                                      \
+  "asr r3, r3, r9\n\t"                                      \
+  "ssat r0, #8, r0\n\t"                                     \
+  "ssat r1, #8, r1\n\t"                                     \
+  "ssat r2, #8, r2\n\t"                                     \
+  "ssat r3, #8, r3\n\t"                                     \
+  "bcc 6f\n\t"                                              \
+  "ldrd r4, r5, [r10, #36]\n\t"                             \
+  "cmp r0, r4\n\t" "it lt\n\t" "movlt r0, r4\n\t"           \
+  "cmp r0, r5\n\t" "it gt\n\t" "movgt r0, r5\n\t"           \
+  "cmp r1, r4\n\t" "it lt\n\t" "movlt r1, r4\n\t"           \
+  "cmp r1, r5\n\t" "it gt\n\t" "movgt r1, r5\n\t"           \
+  "cmp r2, r4\n\t" "it lt\n\t" "movlt r2, r4\n\t"           \
+  "cmp r2, r5\n\t" "it gt\n\t" "movgt r2, r5\n\t"           \
+  "cmp r3, r4\n\t" "it lt\n\t" "movlt r3, r4\n\t"           \
+  "cmp r3, r5\n\t" "it gt\n\t" "movgt r3, r5\n\t"           \
+  "6:\n\t"                                                  \
+  "ldm r10, {r4, r5, r6}\n\t"                               \
+  "strb r2, [r4, #1]\n\t"                                   \
+  "strb r0, [r4], #2\n\t"                                   \
+  "strb r3, [r5, #1]\n\t"                                   \
+  "strb r1, [r5], #2\n\t"                                   \
+  "stm r10, {r4, r5}\n\t"                                   \
+  "cmp r6, r4\n\t"                                          \
+  "bne 1b\n\t"                                              \
   "add sp, sp, #4\n\t"
 #endif
 
@@ -360,30 +365,34 @@ static TML_NOINLINE void tml_mm2x2_rq(const int32_t *cols0, int32_t n4, const in
   const int32_t full = lo == -128 && hi == 127;
   int32_t c = 0;
 #if TML_DSP_NATIVE
-  if (n >= 2) {
+  if (n >= 2) { /* rs == 1 (tml_gemm_s8) */
     int32_t ctl[12];
-    int32_t *u = ctl;
-    int32_t a00, a01, a10, a11, pc, end, w0, w1, x0, x1, x2, x3;
+    register int32_t *u __asm__("r10") = ctl;
     c = n & ~1;
-    ctl[0] = (int32_t)(uintptr_t)cols0;
-    ctl[1] = 8 * (n4 & 3);
-    ctl[2] = (int32_t)(uintptr_t)b2;
-    ctl[3] = 8 * (n4 & ~3);
-    ctl[4] = (int32_t)(uintptr_t)r;
-    ctl[5] = 2 * (int32_t)sizeof(tml_rq) * rs + !full;
-    ctl[7] = lo;
-    ctl[8] = hi;
-    ctl[9] = (int32_t)(uintptr_t)o0;
-    ctl[10] = (int32_t)(uintptr_t)o1;
-    ctl[11] = (int32_t)(uintptr_t)(o0 + c);
+    ctl[0] = (int32_t)(uintptr_t)o0;
+    ctl[1] = (int32_t)(uintptr_t)o1;
+    ctl[2] = (int32_t)(uintptr_t)(o0 + c);
+    ctl[3] = (int32_t)(uintptr_t)b2;
+    ctl[4] = (int32_t)(uintptr_t)cols0;
+    ctl[5] = (int32_t)(uintptr_t)r;
+    ctl[6] = !full;
+    ctl[7] = 8 * (n4 & 3);
+    ctl[8] = 8 * (n4 & ~3);
+    ctl[9] = lo;
+    ctl[10] = hi;
+    ctl[11] = (int32_t)(uintptr_t)w;
     __asm__ volatile(TML_MM_ASM
-                     : [u] "+r"(u), [pw] "+r"(w), [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10),
-                       [a11] "=&r"(a11), [pc] "=&r"(pc), [end] "=&r"(end), [w0] "=&r"(w0), [w1] "=&r"(w1),
-                       [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)
+                     : "+r"(u)
                      :
-                     : "cc", "memory");
+                     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r11", "r12", "lr", "cc",
+                       "memory");
+    w += (n4 * 2) * (c / 2); /* the pairs' weights: 2 words per step per pair */
     b2 += c;
     r += rs * c;
+    o0 += c;
+    o1 += c;
+    c = 0;
+    n -= n & ~1;
   }
 #else
   for (; c + 2 <= n; c += 2, b2 += 2) {
@@ -643,14 +652,14 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
   for (b = 0; b < p->batches; ++b, in += in_stride, out += out_stride) {
     int32_t pix = 0;
 #if TML_DSP
-    if (npix >= 2 && p->fast) {
-      /* pixel pairs; an odd last pixel pairs with itself (its column twice, written twice) */
+    if (npix >= 2 && p->fast && p->rq_stride == 1) {
+      /* pixel pairs; an odd last pixel pairs with itself (its column twice, written twice); the
+       * generator gives such convolutions per-channel records */
       const int32_t n = p->out_c, n4 = p->k4 >> 2;
       int32_t *cols = (int32_t *)scratch;
       for (; pix < npix; pix += 2) {
         const int32_t pix1 = pix + 1 < npix ? pix + 1 : pix;
         int8_t *o0 = out + pix * n, *o1 = out + pix1 * n;
-        int32_t c0;
         if (unit) {
           tml_widen(tml_pixel_run(p, in, pix), k, p->input_offset, cols, 1, 4);
           tml_widen(tml_pixel_run(p, in, pix1), k, p->input_offset, cols + 2, 1, 4);
@@ -660,11 +669,7 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
           tml_gather(p, in, pix1, stage);
           tml_widen(stage, p->k4, p->input_offset, cols + 2, 1, 4);
         }
-        for (c0 = 0; c0 < n; c0 += TML_CHUNK) {
-          const int32_t nc = TML_MIN(TML_CHUNK, n - c0);
-          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + c0 * p->k4), nc, p->bias + c0,
-                       p->rq + c0 * p->rq_stride, p->rq_stride, o0 + c0, o1 + c0, p->act_min, p->act_max);
-        }
+        tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)w, n, p->bias, p->rq, 1, o0, o1, p->act_min, p->act_max);
       }
       continue;
     }
@@ -1332,6 +1337,27 @@ TML_COLD void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16
 /* FULLY_CONNECTED: the single-pixel path of tml_gemm_s8 alone (rows = batches), so a model  */
 /* without convolutions links none of the convolution machinery                              */
 /* ------------------------------------------------------------------------------------------ */
+
+/* a fully connected layer one pass covers (in_c <= TML_FC_KC, out_c <= TML_CHUNK: the generator's
+ * choice), without linking the chunked path */
+void tml_fc_packed1_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
+  const int32_t k = p->in_c;
+  int32_t b;
+  for (b = 0; b < p->batches; ++b, in += k, out += p->out_c) {
+#if TML_DSP
+    if (p->fast) {
+      tml_fc_small(p, in, k, w, (int32_t *)scratch, out);
+      continue;
+    }
+#endif
+    (void)scratch;
+    {
+      tml_rqctx q;
+      tml_rqctx_init(&q, p->bias, p->rq, p->rq_stride, p->output_offset, p->act_min, p->act_max, p->fast);
+      tml_gemm_pixel(p, &q, in, k, w, out);
+    }
+  }
+}
 
 void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
   const int32_t k = p->in_c;

@@ -100,6 +100,15 @@ TML_INLINE int32_t tml_pack4(int32_t y0, int32_t y1, int32_t y2, int32_t y3, int
   (void)__ssub8(v, hi4);
   return (int32_t)__sel((uint32_t)hi4, (uint32_t)v);
 }
+/* per-byte signed max / min of four int8 lanes (SSUB8 sets the GE flags, SEL picks) */
+TML_INLINE int32_t tml_max8x4(int32_t a, int32_t b) {
+  (void)__ssub8(a, b);
+  return (int32_t)__sel((uint32_t)a, (uint32_t)b);
+}
+TML_INLINE int32_t tml_min8x4(int32_t a, int32_t b) {
+  (void)__ssub8(a, b);
+  return (int32_t)__sel((uint32_t)b, (uint32_t)a);
+}
 
 #elif TML_DSP
 
@@ -154,6 +163,24 @@ TML_INLINE int32_t tml_pack2(int32_t y0, int32_t y1, int32_t lo4, int32_t hi4) {
 TML_INLINE int32_t tml_pack4(int32_t y0, int32_t y1, int32_t y2, int32_t y3, int32_t lo4, int32_t hi4) {
   return (int32_t)(tml_clampb(y0, lo4, hi4) | (tml_clampb(y1, lo4, hi4) << 8) | (tml_clampb(y2, lo4, hi4) << 16) |
                    (tml_clampb(y3, lo4, hi4) << 24));
+}
+TML_INLINE int32_t tml_max8x4(int32_t a, int32_t b) {
+  uint32_t r = 0;
+  int n;
+  for (n = 0; n < 4; ++n) {
+    const int32_t x = tml_byte(a, n), y = tml_byte(b, n);
+    r |= ((uint32_t)(x >= y ? x : y) & 0xFFu) << (8 * n);
+  }
+  return (int32_t)r;
+}
+TML_INLINE int32_t tml_min8x4(int32_t a, int32_t b) {
+  uint32_t r = 0;
+  int n;
+  for (n = 0; n < 4; ++n) {
+    const int32_t x = tml_byte(a, n), y = tml_byte(b, n);
+    r |= ((uint32_t)(x >= y ? y : x) & 0xFFu) << (8 * n);
+  }
+  return (int32_t)r;
 }
 
 #endif /* TML_DSP */
