@@ -132,21 +132,14 @@ TML_INLINE void tml_fill_small(int8_t *d, int32_t v4, int32_t n) {
   for (; n > 0; --n) *d++ = (int8_t)v4;
 }
 
-/* Gather the int8 receptive field of output pixel `pix` into col[0..k4) (zero point where padded). */
-static TML_NOINLINE void tml_gather(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix, int8_t *col) {
-  const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
-  const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+/* The receptive field of a window that crosses the input's border: zero point where padded. */
+static TML_NOINLINE void tml_gather_edge(const tml_gemm_s8_params *p, const int8_t *in, int32_t iy0, int32_t ix0,
+                                         int8_t *col) {
   const int32_t zp4 = tml_bytes_of(-p->input_offset);
   const int32_t row_bytes = p->k_w * p->in_c, row_in = p->in_w * p->in_c;
   const int32_t kx0 = TML_MAX(0, -ix0), kx1 = TML_MIN(p->k_w, p->in_w - ix0);
   const int32_t pre = kx0 * p->in_c, run = (kx1 - kx0) * p->in_c, post = row_bytes - pre - run;
   int32_t ky;
-  if (run == row_bytes && iy0 >= 0 && iy0 + p->k_h <= p->in_h) { /* the window inside the input */
-    const int8_t *s = in + iy0 * row_in + ix0 * p->in_c;
-    for (ky = p->k_h; ky > 0; --ky, s += row_in, col += row_bytes) tml_copy_small(col, s, row_bytes);
-    tml_fill_small(col, zp4, p->k4 - p->k_h * row_bytes);
-    return;
-  }
   for (ky = 0; ky < p->k_h; ++ky, col += row_bytes) {
     const int32_t iy = iy0 + ky;
     if (iy < 0 || iy >= p->in_h || run <= 0) {
@@ -160,8 +153,32 @@ static TML_NOINLINE void tml_gather(const tml_gemm_s8_params *p, const int8_t *i
   tml_fill_small(col, zp4, p->k4 - p->k_h * row_bytes);
 }
 
+/* Gather the int8 receptive field of output pixel `pix` into col[0..k4) (zero point where
+ * padded). A window inside the input is k_h runs of rb bytes, copied a word at a time (the last
+ * word of a run overlapping the one before it, so no byte loop) */
+static TML_NOINLINE void tml_gather(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix, int8_t *col) {
+  const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
+  const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+  if (iy0 >= 0 && ix0 >= 0 && iy0 + p->k_h <= p->in_h && ix0 + p->k_w <= p->in_w) {
+    const int32_t rb = p->k_w * p->in_c, row_in = p->in_w * p->in_c;
+    const int8_t *s = in + iy0 * row_in + ix0 * p->in_c;
+    int32_t ky, i;
+    for (ky = p->k_h; ky > 0; --ky, s += row_in, col += rb) {
+      if (rb < 4) {
+        for (i = 0; i < rb; ++i) col[i] = s[i];
+        continue;
+      }
+      for (i = 0; i < rb - 4; i += 4) tml_wr32(col + i, tml_rd32(s + i));
+      tml_wr32(col + rb - 4, tml_rd32(s + rb - 4));
+    }
+    tml_fill_small(col, tml_bytes_of(-p->input_offset), p->k4 - p->k_h * rb);
+    return;
+  }
+  tml_gather_edge(p, in, iy0, ix0, col);
+}
+
 /* the input run of output pixel `pix` of a 1x1 unpadded convolution */
-static const int8_t *tml_pixel_run(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix) {
+TML_INLINE const int8_t *tml_pixel_run(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix) {
   const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
   return in + ((oy * p->stride_h) * p->in_w + ox * p->stride_w) * p->in_c;
 }
@@ -186,14 +203,48 @@ static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, in
     dst[n4 * dstep] = dbl ? tml_sadd16(lo, lo) : lo;
     dst[n4 * dstep + 1] = dbl ? tml_sadd16(hi, hi) : hi;
   }
+#if TML_DSP_NATIVE
+  if (dbl && dstep == 4 && n4 >= 2) { /* a lane of the column pair: two steps per iteration, 7 instructions each */
+    int32_t x0, x1, a, b, cnt = n4 >> 1;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[x0], [%[s]], #4\n\t"
+                     "ldr %[x1], [%[s]], #4\n\t"
+                     "sxtab16 %[a], %[o], %[x0]\n\t"
+                     "sxtab16 %[b], %[o], %[x0], ror #8\n\t"
+                     "sadd16 %[a], %[a], %[a]\n\t"
+                     "sadd16 %[b], %[b], %[b]\n\t"
+                     "strd %[a], %[b], [%[d]], #32\n\t"
+                     "sxtab16 %[a], %[o], %[x1]\n\t"
+                     "sxtab16 %[b], %[o], %[x1], ror #8\n\t"
+                     "sadd16 %[a], %[a], %[a]\n\t"
+                     "sadd16 %[b], %[b], %[b]\n\t"
+                     "strd %[a], %[b], [%[d], #-16]\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [s] "+r"(src), [d] "+r"(dst), [n] "+r"(cnt), [x0] "=&r"(x0), [x1] "=&r"(x1), [a] "=&r"(a),
+                       [b] "=&r"(b)
+                     : [o] "r"(off2)
+                     : "cc", "memory");
+    n4 &= 1;
+  }
+#endif
   if (dbl) {
-    while (n4--) {
+    for (; n4 >= 2; n4 -= 2) { /* two steps per iteration */
+      const int32_t x0 = tml_rd32(src), x1 = tml_rd32(src + 4);
+      const int32_t l0 = tml_sxtab16(off2, x0), h0 = tml_sxtab16_ror8(off2, x0);
+      const int32_t l1 = tml_sxtab16(off2, x1), h1 = tml_sxtab16_ror8(off2, x1);
+      src += 8;
+      dst[0] = tml_sadd16(l0, l0);
+      dst[1] = tml_sadd16(h0, h0);
+      dst[dstep] = tml_sadd16(l1, l1);
+      dst[dstep + 1] = tml_sadd16(h1, h1);
+      dst += 2 * dstep;
+    }
+    if (n4) {
       const int32_t x = tml_rd32(src);
       const int32_t lo = tml_sxtab16(off2, x), hi = tml_sxtab16_ror8(off2, x);
-      src += 4;
       dst[0] = tml_sadd16(lo, lo);
       dst[1] = tml_sadd16(hi, hi);
-      dst += dstep;
     }
     return;
   }
@@ -359,42 +410,22 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
   "add sp, sp, #4\n\t"
 #endif
 
+#if TML_DSP_NATIVE
+static TML_NOINLINE void tml_mm2x2_asm(int32_t *ctl) {
+  register int32_t *u __asm__("r10") = ctl;
+  __asm__ volatile(TML_MM_ASM
+                   : "+r"(u)
+                   :
+                   : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r11", "r12", "lr", "cc", "memory");
+}
+#endif
+
 static TML_NOINLINE void tml_mm2x2_rq(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
                                       const int32_t *b2, const tml_rq *r, int32_t rs, int8_t *o0, int8_t *o1,
                                       int32_t lo, int32_t hi) {
   const int32_t full = lo == -128 && hi == 127;
   int32_t c = 0;
-#if TML_DSP_NATIVE
-  if (n >= 2) { /* rs == 1 (tml_gemm_s8) */
-    int32_t ctl[12];
-    register int32_t *u __asm__("r10") = ctl;
-    c = n & ~1;
-    ctl[0] = (int32_t)(uintptr_t)o0;
-    ctl[1] = (int32_t)(uintptr_t)o1;
-    ctl[2] = (int32_t)(uintptr_t)(o0 + c);
-    ctl[3] = (int32_t)(uintptr_t)b2;
-    ctl[4] = (int32_t)(uintptr_t)cols0;
-    ctl[5] = (int32_t)(uintptr_t)r;
-    ctl[6] = !full;
-    ctl[7] = 8 * (n4 & 3);
-    ctl[8] = 8 * (n4 & ~3);
-    ctl[9] = lo;
-    ctl[10] = hi;
-    ctl[11] = (int32_t)(uintptr_t)w;
-    __asm__ volatile(TML_MM_ASM
-                     : "+r"(u)
-                     :
-                     : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r11", "r12", "lr", "cc",
-                       "memory");
-    w += (n4 * 2) * (c / 2); /* the pairs' weights: 2 words per step per pair */
-    b2 += c;
-    r += rs * c;
-    o0 += c;
-    o1 += c;
-    c = 0;
-    n -= n & ~1;
-  }
-#else
+#if !TML_DSP_NATIVE /* (a DSP core runs the pairs in tml_mm2x2_asm) */
   for (; c + 2 <= n; c += 2, b2 += 2) {
     const int32_t *cols = cols0;
     int32_t a00 = b2[0], a10 = b2[1], a01, a11;
@@ -657,6 +688,16 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
        * generator gives such convolutions per-channel records */
       const int32_t n = p->out_c, n4 = p->k4 >> 2;
       int32_t *cols = (int32_t *)scratch;
+#if TML_DSP_NATIVE
+      const int32_t ne = n & ~1;
+      int32_t ctl[12];
+      ctl[4] = (int32_t)(uintptr_t)cols;
+      ctl[6] = !(p->act_min == -128 && p->act_max == 127);
+      ctl[7] = 8 * (n4 & 3);
+      ctl[8] = 8 * (n4 & ~3);
+      ctl[9] = p->act_min;
+      ctl[10] = p->act_max;
+#endif
       for (; pix < npix; pix += 2) {
         const int32_t pix1 = pix + 1 < npix ? pix + 1 : pix;
         int8_t *o0 = out + pix * n, *o1 = out + pix1 * n;
@@ -669,7 +710,22 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
           tml_gather(p, in, pix1, stage);
           tml_widen(stage, p->k4, p->input_offset, cols + 2, 1, 4);
         }
+#if TML_DSP_NATIVE
+        if (ne) { /* the channel pairs; ctl as TML_MM_ASM describes (the rest set once, below) */
+          ctl[0] = (int32_t)(uintptr_t)o0;
+          ctl[1] = (int32_t)(uintptr_t)o1;
+          ctl[2] = (int32_t)(uintptr_t)(o0 + ne);
+          ctl[3] = (int32_t)(uintptr_t)p->bias;
+          ctl[5] = (int32_t)(uintptr_t)p->rq;
+          ctl[11] = (int32_t)(uintptr_t)w;
+          tml_mm2x2_asm(ctl);
+        }
+        if (n & 1) /* an odd last channel */
+          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + ne * p->k4), 1, p->bias + ne, p->rq + ne, 1,
+                       o0 + ne, o1 + ne, p->act_min, p->act_max);
+#else
         tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)w, n, p->bias, p->rq, 1, o0, o1, p->act_min, p->act_max);
+#endif
       }
       continue;
     }
