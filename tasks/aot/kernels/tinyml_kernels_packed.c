@@ -311,7 +311,7 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
 #define TML_CLAMP8(y) ((y) = full ? tml_ssat8(y) : TML_MIN(TML_MAX((y), lo), hi))
 
 /* Channel pairs against the doubled column pair, accumulators starting at 2 * bias (fast path),
- * each channel pair requantized (fast records, every rs-th) as soon as its 4 accumulators are
+ * each channel pair requantized (per-channel fast records) as soon as its 4 accumulators are
  * done: (c, pixel j) -> o_j[c]; then an odd last channel. o0 == o1 is allowed (a lone pixel). */
 #if TML_DSP_NATIVE
 /* Registers (fixed, so LDM can fill them in order): r0 a00, r1 a01, r2 a10, r3 a11 (channel c,
@@ -421,7 +421,7 @@ static TML_NOINLINE void tml_mm2x2_asm(int32_t *ctl) {
 #endif
 
 static TML_NOINLINE void tml_mm2x2_rq(const int32_t *cols0, int32_t n4, const int32_t *w, int32_t n,
-                                      const int32_t *b2, const tml_rq *r, int32_t rs, int8_t *o0, int8_t *o1,
+                                      const int32_t *b2, const tml_rq *r, int8_t *o0, int8_t *o1,
                                       int32_t lo, int32_t hi) {
   const int32_t full = lo == -128 && hi == 127;
   int32_t c = 0;
@@ -437,13 +437,13 @@ static TML_NOINLINE void tml_mm2x2_rq(const int32_t *cols0, int32_t n4, const in
       a00 = tml_rq_y(a00, m, k, sh);
       a01 = tml_rq_y(a01, m, k, sh);
     }
-    r += rs;
+    ++r;
     {
       const int32_t m = r->mult, k = r->k, sh = r->rsh;
       a10 = tml_rq_y(a10, m, k, sh);
       a11 = tml_rq_y(a11, m, k, sh);
     }
-    r += rs;
+    ++r;
     TML_CLAMP8(a00);
     TML_CLAMP8(a01);
     TML_CLAMP8(a10);
@@ -721,10 +721,10 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
           tml_mm2x2_asm(ctl);
         }
         if (n & 1) /* an odd last channel */
-          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + ne * p->k4), 1, p->bias + ne, p->rq + ne, 1,
+          tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)(w + ne * p->k4), 1, p->bias + ne, p->rq + ne,
                        o0 + ne, o1 + ne, p->act_min, p->act_max);
 #else
-        tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)w, n, p->bias, p->rq, 1, o0, o1, p->act_min, p->act_max);
+        tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)w, n, p->bias, p->rq, o0, o1, p->act_min, p->act_max);
 #endif
       }
       continue;
@@ -806,6 +806,10 @@ static TML_NOINLINE void tml_rq_group_fast(const int32_t *acc0, int32_t n, int32
     const int32_t m = r->mult, k = r->k, sh = r->rsh;
     const int32_t *acc = acc0 + c, *end = acc + 4 * n;
     int8_t *o = o0 + c;
+    if (lo == -128 && hi == 127) { /* saturation alone */
+      for (; acc != end; acc += 4, o += ostep) *o = (int8_t)tml_ssat8(tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh);
+      continue;
+    }
     for (; acc != end; acc += 4, o += ostep) {
       const int32_t y = tml_smmlar(*acc, m, k + (*acc >> 31)) >> sh;
       *o = (int8_t)TML_MIN(TML_MAX(y, lo), hi);
@@ -817,6 +821,23 @@ static TML_NOINLINE void tml_rq_group_fast(const int32_t *acc0, int32_t n, int32
 static TML_NOINLINE void tml_dw_row(const int8_t *const *rows, int32_t k_h, int32_t k_w, int32_t step, int32_t n,
                                     const int16_t *w, const int32_t *bias, int32_t *acc) {
   int32_t ox, ky, kx;
+  if (k_w == 3) { /* the row's three taps unrolled */
+    for (ox = 0; ox < n; ++ox, acc += 4) {
+      int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+      const int16_t *wp = w;
+      for (ky = 0; ky < k_h; ++ky, wp += 12) {
+        const int8_t *r = rows[ky] + ox * step;
+        TML_DW_TAP(r, wp);
+        TML_DW_TAP(r + 4, wp + 4);
+        TML_DW_TAP(r + 8, wp + 8);
+      }
+      acc[0] = a0;
+      acc[1] = a1;
+      acc[2] = a2;
+      acc[3] = a3;
+    }
+    return;
+  }
   for (ox = 0; ox < n; ++ox) {
     int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
     const int16_t *wp = w;
