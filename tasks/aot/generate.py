@@ -603,13 +603,13 @@ def _global_pool(in_shape, out_shape, opts) -> bool:
 
 
 def _gemm_kernel(name: str, geo: dict) -> str:
-    """The packed kernel of an int8 CONV_2D or FULLY_CONNECTED: a fully connected layer that one
-    pass covers (at most FC_KC inputs and FC_CHUNK outputs) calls tml_fc_packed1_s8, which links
-    none of the chunked path's code."""
+    """The packed kernel of an int8 CONV_2D or FULLY_CONNECTED: a convolution with a 1x1 output
+    calls tml_gemm1_s8, a fully connected layer that one pass covers (at most FC_KC inputs and
+    FC_CHUNK outputs) tml_fc_packed1_s8, so each links only the code its path needs."""
     from . import layout
 
     if name != "FULLY_CONNECTED":
-        return "tml_gemm_s8"
+        return "tml_gemm1_s8" if geo["out_h"] * geo["out_w"] == 1 else "tml_gemm_s8"
     if geo["k_h"] * geo["k_w"] * geo["in_c"] <= layout.FC_KC and geo["out_c"] <= layout.FC_CHUNK:
         return "tml_fc_packed1_s8"
     return "tml_fc_packed_s8"
@@ -847,7 +847,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             g.body.append(f"  TML_TRACE({k}, {rout}, {out.nbytes});")
             continue
 
-        elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_fc_packed_s8", "tml_fc_packed1_s8", "tml_dw_s8"):
+        elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_gemm1_s8", "tml_fc_packed_s8", "tml_fc_packed1_s8", "tml_dw_s8"):
             call = g.packed_call(k, name, op, act, rin, rout, scratch_ref(k), ref)
 
         elif name == "FULLY_CONNECTED":

@@ -100,6 +100,8 @@ typedef struct {  /* int16 fields: the generator checks every value fits */
 } tml_gemm_s8_params;
 
 void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
+/* CONV_2D with a 1x1 output: the same, without the pixel-pair path */
+void tml_gemm1_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
 /* FULLY_CONNECTED only (in/out 1x1 pixels, batches = rows): the same as tml_gemm_s8, smaller */
 void tml_fc_packed_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);
 void tml_fc_packed1_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch);

@@ -23,8 +23,9 @@
 #include "tinyml_simd.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__arm__)
-/* the inner loops need -O2; the pre-register-allocation scheduler only adds spills on Cortex-M */
-#pragma GCC optimize("O2", "no-schedule-insns")
+/* the inner loops need -O2; the pre-register-allocation scheduler only adds spills on Cortex-M; short
+ * fills stay loops (newlib-nano's memset is a byte loop) */
+#pragma GCC optimize("O2", "no-schedule-insns", "no-tree-loop-distribute-patterns")
 #endif
 
 #if defined(__GNUC__)
@@ -179,7 +180,10 @@ static TML_NOINLINE void tml_gather(const tml_gemm_s8_params *p, const int8_t *i
 
 /* the input run of output pixel `pix` of a 1x1 unpadded convolution */
 TML_INLINE const int8_t *tml_pixel_run(const tml_gemm_s8_params *p, const int8_t *in, int32_t pix) {
-  const int32_t oy = pix / p->out_w, ox = pix - oy * p->out_w;
+  int32_t oy, ox;
+  if (p->stride_h == 1 && p->stride_w == 1) return in + pix * p->in_c; /* output pixels = input pixels */
+  oy = pix / p->out_w;
+  ox = pix - oy * p->out_w;
   return in + ((oy * p->stride_h) * p->in_w + ox * p->stride_w) * p->in_c;
 }
 
@@ -337,8 +341,9 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
 /* ctl (words): 0 o0, 1 o1, 2 o0's end, 3 b2 (2 * bias, advanced per pair), 4 the columns, 5 rq
  * (per-channel records, advanced per pair), 6 clamp (1 when [lo, hi] is narrower than int8; it
  * travels in the carry flag from LSRS to BCC: no flag-setting instruction between them),
- * 7 bytes of weights in the remainder steps (8 * (n4 % 4)), 8 in the unrolled steps, 9 lo,
- * 10 hi, 11 the weights */
+ * 7 the steps of the 4-step body skipped on entry ((4 - n4 % 4) % 4: the loop is entered in
+ * its middle through TBB, every step post-increments its pointers), 8 bytes of weights per
+ * channel pair (8 * n4), 9 lo, 10 hi, 11 the weights */
 #define TML_MM_ASM                                          \
   "ldr r11, [r10, #44]\n\t"                                 \
   "push {r10}\n\t"                                          \
@@ -348,26 +353,18 @@ TML_INLINE int32_t tml_rq_y(int32_t a, int32_t m, int32_t k, int32_t sh) { retur
   "str r3, [r10, #12]\n\t"                                  \
   "mov r1, r0\n\t"                                          \
   "mov r3, r2\n\t"                                          \
-  "ldr lr, [r10, #28]\n\t"                                  \
-  "cmp lr, #0\n\t"                                          \
-  "beq 3f\n\t"                                              \
+  "ldrd r4, lr, [r10, #28]\n\t"                             \
   "add lr, lr, r11\n\t"                                     \
-  "2:\n\t"                                                  \
-  TML_MM_STEP                                               \
+  "tbb [pc, r4]\n\t"                                        \
+  "0:\n\t"                                                  \
+  ".byte (40f - 0b) / 2, (41f - 0b) / 2, (42f - 0b) / 2, (43f - 0b) / 2\n\t" \
+  "40:\n\t" TML_MM_STEP                                     \
+  "41:\n\t" TML_MM_STEP                                     \
+  "42:\n\t" TML_MM_STEP                                     \
+  "43:\n\t" TML_MM_STEP                                     \
   "cmp lr, r11\n\t"                                         \
-  "bne 2b\n\t"                                              \
+  "bne 40b\n\t"                                             \
   "ldr r10, [sp]\n\t"                                       \
-  "3:\n\t"                                                  \
-  "ldr lr, [r10, #32]\n\t"                                  \
-  "add lr, lr, r11\n\t"                                     \
-  "cmp lr, r11\n\t"                                         \
-  "beq 5f\n\t"                                              \
-  "4:\n\t"                                                  \
-  TML_MM_STEP TML_MM_STEP TML_MM_STEP TML_MM_STEP           \
-  "cmp lr, r11\n\t"                                         \
-  "bne 4b\n\t"                                              \
-  "ldr r10, [sp]\n\t"                                       \
-  "5:\n\t"                                                  \
   "ldrd r12, lr, [r10, #20]\n\t"                            \
   "ldmia r12!, {r4, r5, r6, r7, r8, r9}\n\t"                \
   "str r12, [r10, #20]\n\t"                                 \
@@ -693,8 +690,8 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
       int32_t ctl[12];
       ctl[4] = (int32_t)(uintptr_t)cols;
       ctl[6] = !(p->act_min == -128 && p->act_max == 127);
-      ctl[7] = 8 * (n4 & 3);
-      ctl[8] = 8 * (n4 & ~3);
+      ctl[7] = (4 - (n4 & 3)) & 3;
+      ctl[8] = 8 * n4;
       ctl[9] = p->act_min;
       ctl[10] = p->act_max;
 #endif
@@ -727,11 +724,6 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
         tml_mm2x2_rq(cols, n4, (const int32_t *)(const void *)w, n, p->bias, p->rq, o0, o1, p->act_min, p->act_max);
 #endif
       }
-      continue;
-    }
-    if (p->fast) { /* a single pixel */
-      const int8_t *src = unit ? tml_pixel_run(p, in, pix) : (tml_gather(p, in, pix, stage), stage);
-      tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out + pix * p->out_c);
       continue;
     }
 #endif
@@ -908,6 +900,12 @@ static TML_COLD void tml_dw16_records(const tml_dw_s8_params *p, const int16_t *
 static TML_NOINLINE void tml_fill16(int16_t *p, int32_t n, int32_t zp) {
   const int32_t zp2 = tml_lanes_of(zp);
   int32_t *d = (int32_t *)(void *)p, *e = d + (n >> 1);
+  for (; e - d >= 4; d += 4) {
+    d[0] = zp2;
+    d[1] = zp2;
+    d[2] = zp2;
+    d[3] = zp2;
+  }
   for (; d != e; ++d) *d = zp2;
 }
 
@@ -1414,6 +1412,27 @@ TML_COLD void tml_dw_s8(const tml_dw_s8_params *p, const int8_t *in, const int16
 /* FULLY_CONNECTED: the single-pixel path of tml_gemm_s8 alone (rows = batches), so a model  */
 /* without convolutions links none of the convolution machinery                              */
 /* ------------------------------------------------------------------------------------------ */
+
+/* a convolution with one output pixel (the generator's choice): the single-pixel path of
+ * tml_gemm_s8 without linking the pair path, or the pair path without linking this one */
+void tml_gemm1_s8(const tml_gemm_s8_params *p, const int8_t *in, const int8_t *w, int8_t *out, void *scratch) {
+  const int32_t unit = p->k_h == 1 && p->k_w == 1 && p->pad_h == 0 && p->pad_w == 0;
+  const int32_t k = p->k_h * p->k_w * p->in_c, in_stride = p->in_h * p->in_w * p->in_c;
+  int8_t *stage = (int8_t *)scratch + 2 * TML_MIN(p->k4, TML_FC_KC);
+  tml_rqctx q;
+  int32_t b;
+  tml_rqctx_init(&q, p->bias, p->rq, p->rq_stride, p->output_offset, p->act_min, p->act_max, p->fast);
+  for (b = 0; b < p->batches; ++b, in += in_stride, out += p->out_c) {
+    const int8_t *src = unit ? in : (tml_gather(p, in, 0, stage), stage);
+#if TML_DSP
+    if (p->fast) {
+      tml_fc_fast(p, &q, src, unit ? k : p->k4, w, (int32_t *)scratch, out);
+      continue;
+    }
+#endif
+    tml_gemm_pixel(p, &q, src, k, w, out);
+  }
+}
 
 /* a fully connected layer one pass covers (in_c <= TML_FC_KC, out_c <= TML_CHUNK: the generator's
  * choice), without linking the chunked path */
