@@ -883,12 +883,12 @@ static TML_COLD void tml_dw16_records(const tml_dw_s8_params *p, const int16_t *
   int32_t c;
   for (c = 0; c < C; ++c, rec += TML_DW16_REC) {
     const int16_t *t = w + (c >> 2) * 36 + lane[c & 3];
-    rec[0] = tml_pair16(t[0], t[4]);
-    rec[1] = tml_pair16(t[12], t[16]);
-    rec[2] = tml_pair16(t[24], t[28]);
-    rec[3] = tml_pair16(t[8], t[20]);
-    rec[4] = tml_pair16(t[32], 0);
-    rec[5] = p->bias[c];
+    rec[0] = p->bias[c];
+    rec[1] = tml_pair16(t[0], t[4]);   /* W0 */
+    rec[2] = tml_pair16(t[24], t[28]); /* W2 */
+    rec[3] = tml_pair16(t[32], 0);     /* W4 */
+    rec[4] = tml_pair16(t[12], t[16]); /* W1 */
+    rec[5] = tml_pair16(t[8], t[20]);  /* W3 */
     rec[6] = p->rq[c].mult;
     rec[7] = p->rq[c].k;
     rec[8] = p->rq[c].rsh;
@@ -984,17 +984,16 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
  * output column. ctl: {n2, row step to the next channel (bytes), output step to the next
  * channel, odd, record end, stride_w == 2}. */
 #define TML_DW16_PAIR_S1                                                                              \
-  "ldr %[v], [%[rec], #20]\n\t"                                                                       \
-  "ldr %[w], [%[rec]]\n\t"                                                                            \
+  "ldrd %[v], %[w], [%[rec]]\n\t"                                                            \
   "ldr %[x], [%[p0]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[w], %[v]\n\t"                                                                 \
   "ldr %[x], [%[p0], #2]\n\t"                                                                         \
   "smlad %[a1], %[x], %[w], %[v]\n\t"                                                                 \
-  "ldr %[w], [%[rec], #12]\n\t"                                                                       \
+  "ldr %[w], [%[rec], #20]\n\t"                                                                       \
   "ldr %[x], [%[p0], #4]!\n\t"                                                                        \
   "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
   "smlatb %[a1], %[x], %[w], %[a1]\n\t"                                                               \
-  "ldr %[v], [%[rec], #4]\n\t"                                                                        \
+  "ldr %[v], [%[rec], #16]\n\t"                                                                        \
   "ldr %[x], [%[p1]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
   "ldr %[x], [%[p1], #2]\n\t"                                                                         \
@@ -1002,8 +1001,7 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
   "ldr %[x], [%[p1], #4]!\n\t"                                                                        \
   "smlabt %[a0], %[x], %[w], %[a0]\n\t"                                                               \
   "smlatt %[a1], %[x], %[w], %[a1]\n\t"                                                               \
-  "ldr %[v], [%[rec], #8]\n\t"                                                                        \
-  "ldr %[w], [%[rec], #16]\n\t"                                                                       \
+  "ldrd %[v], %[w], [%[rec], #8]\n\t"                                                       \
   "ldr %[x], [%[p2]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
   "ldr %[x], [%[p2], #2]\n\t"                                                                         \
@@ -1013,17 +1011,16 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
   "smlatb %[a1], %[x], %[w], %[a1]\n\t"
 
 #define TML_DW16_PAIR_S2                                                                              \
-  "ldr %[v], [%[rec], #20]\n\t"                                                                       \
-  "ldr %[w], [%[rec]]\n\t"                                                                            \
+  "ldrd %[v], %[w], [%[rec]]\n\t"                                                            \
   "ldr %[x], [%[p0]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[w], %[v]\n\t"                                                                 \
   "ldr %[x], [%[p0], #4]\n\t"                                                                         \
   "smlad %[a1], %[x], %[w], %[v]\n\t"                                                                 \
-  "ldr %[w], [%[rec], #12]\n\t"                                                                       \
+  "ldr %[w], [%[rec], #20]\n\t"                                                                       \
   "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
   "ldr %[x], [%[p0], #8]!\n\t"                                                                        \
   "smlabb %[a1], %[x], %[w], %[a1]\n\t"                                                               \
-  "ldr %[v], [%[rec], #4]\n\t"                                                                        \
+  "ldr %[v], [%[rec], #16]\n\t"                                                                        \
   "ldr %[x], [%[p1]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
   "ldr %[x], [%[p1], #4]\n\t"                                                                         \
@@ -1031,8 +1028,7 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
   "smlabt %[a0], %[x], %[w], %[a0]\n\t"                                                               \
   "ldr %[x], [%[p1], #8]!\n\t"                                                                        \
   "smlabt %[a1], %[x], %[w], %[a1]\n\t"                                                               \
-  "ldr %[v], [%[rec], #8]\n\t"                                                                        \
-  "ldr %[w], [%[rec], #16]\n\t"                                                                       \
+  "ldrd %[v], %[w], [%[rec], #8]\n\t"                                                       \
   "ldr %[x], [%[p2]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
   "ldr %[x], [%[p2], #4]\n\t"                                                                         \
@@ -1060,20 +1056,19 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
 /* stride 1, odd n >= 3: the first three outputs of the channel at once (27 MACs, 56
  * instructions: the middle tap pairs and the weights serve all three; cnt is the third accumulator) */
 #define TML_DW16_TRIPLE_S1 \
-  "ldr %[v], [%[rec], #20]\n\t" \
-  "ldr %[w], [%[rec]]\n\t" \
+  "ldrd %[v], %[w], [%[rec]]\n\t"                                                            \
   "ldr %[x], [%[p0]]\n\t" \
   "smlad %[a0], %[x], %[w], %[v]\n\t" \
   "ldr %[x], [%[p0], #2]\n\t" \
   "smlad %[a1], %[x], %[w], %[v]\n\t" \
   "ldr %[x], [%[p0], #4]\n\t" \
   "smlad %[cnt], %[x], %[w], %[v]\n\t" \
-  "ldr %[w], [%[rec], #12]\n\t" \
+  "ldr %[w], [%[rec], #20]\n\t" \
   "smlabb %[a0], %[x], %[w], %[a0]\n\t" \
   "smlatb %[a1], %[x], %[w], %[a1]\n\t" \
   "ldr %[x], [%[p0], #6]!\n\t" \
   "smlatb %[cnt], %[x], %[w], %[cnt]\n\t" \
-  "ldr %[v], [%[rec], #4]\n\t" \
+  "ldr %[v], [%[rec], #16]\n\t" \
   "ldr %[x], [%[p1]]\n\t" \
   "smlad %[a0], %[x], %[v], %[a0]\n\t" \
   "ldr %[x], [%[p1], #2]\n\t" \
@@ -1084,8 +1079,7 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
   "smlatt %[a1], %[x], %[w], %[a1]\n\t" \
   "ldr %[x], [%[p1], #6]!\n\t" \
   "smlatt %[cnt], %[x], %[w], %[cnt]\n\t" \
-  "ldr %[v], [%[rec], #8]\n\t" \
-  "ldr %[w], [%[rec], #16]\n\t" \
+  "ldrd %[v], %[w], [%[rec], #8]\n\t"                                                       \
   "ldr %[x], [%[p2]]\n\t" \
   "smlad %[a0], %[x], %[v], %[a0]\n\t" \
   "ldr %[x], [%[p2], #2]\n\t" \
@@ -1144,20 +1138,18 @@ static TML_COLD void tml_dw16_fill(const int8_t *src, int16_t *row, int32_t C, i
   "ldr %[v], [%[ctl], #12]\n\t"                                                                       \
   "cmp %[v], #0\n\t"                                                                                  \
   "beq 4f\n\t"                                                                                        \
-  "ldr %[v], [%[rec], #20]\n\t"                                                                       \
-  "ldr %[w], [%[rec]]\n\t"                                                                            \
+  "ldrd %[v], %[w], [%[rec]]\n\t"                                                            \
   "ldr %[x], [%[p0]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[w], %[v]\n\t"                                                                 \
-  "ldr %[w], [%[rec], #12]\n\t"                                                                       \
+  "ldr %[w], [%[rec], #20]\n\t"                                                                       \
   "ldr %[x], [%[p0], #4]\n\t"                                                                         \
   "smlabb %[a0], %[x], %[w], %[a0]\n\t"                                                               \
-  "ldr %[v], [%[rec], #4]\n\t"                                                                        \
+  "ldr %[v], [%[rec], #16]\n\t"                                                                        \
   "ldr %[x], [%[p1]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
   "ldr %[x], [%[p1], #4]\n\t"                                                                         \
   "smlabt %[a0], %[x], %[w], %[a0]\n\t"                                                               \
-  "ldr %[v], [%[rec], #8]\n\t"                                                                        \
-  "ldr %[w], [%[rec], #16]\n\t"                                                                       \
+  "ldrd %[v], %[w], [%[rec], #8]\n\t"                                                       \
   "ldr %[x], [%[p2]]\n\t"                                                                             \
   "smlad %[a0], %[x], %[v], %[a0]\n\t"                                                                \
   "ldr %[x], [%[p2], #4]\n\t"                                                                         \
@@ -1207,7 +1199,7 @@ static TML_NOINLINE void tml_dw16_row(const int16_t *r0, const int16_t *r1, cons
     int8_t *o = out;
     int32_t j = n >> 1;
     {
-      const int32_t W0 = rec[0], W1 = rec[1], W2 = rec[2], W3 = rec[3], W4 = rec[4], bias = rec[5];
+      const int32_t W0 = rec[1], W1 = rec[4], W2 = rec[2], W3 = rec[5], W4 = rec[3], bias = rec[0];
       const int32_t m = rec[6], k = rec[7], sh = rec[8];
       for (; j > 0; --j) {
         int32_t a0 = bias, a1 = bias, y0, y1;
