@@ -117,8 +117,10 @@ def tflm_measure(tflite: Path, npz: Path, tflm: Path, kernels: str, work: Path) 
                        cwd=str(tflm))
     if r.returncode != 0:
         return {"error": (r.stderr or r.stdout)[-400:]}
+    # the recipe's default arena (64 KiB) is too small for VWW (about 100 KB); QEMU's machine has 4 MiB
     r = subprocess.run([py, str(build_py), "--gen", str(gen), "--board", "mps2_an386", "--mode", "archive",
-                        "--lib", str(libs[-1]), "--kernels", kernels, "--out", str(out), "--run"],
+                        "--lib", str(libs[-1]), "--kernels", kernels, "--out", str(out), "--run",
+                        "--arena-max", str(1 << 20)],
                        capture_output=True, text=True, cwd=str(tflm))
     try:
         rec = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
