@@ -287,6 +287,35 @@ def test_depthwise_tap_pairs_on_the_cortex_m4_equal_tflm_on_odd_shapes(tmp_path)
     assert r["kernels"] == "dsp" and r["identical"] is True
 
 
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_matrix_product_on_the_cortex_m4_equals_tflm_on_every_loop_entry(tmp_path):
+    """The DSP core's convolution block (inline asm, fixed registers, the 4-step loop entered in its
+    middle through TBB) on K/4 = 7, 2, 5 and 8, odd channel and pixel counts, clamps narrower than
+    int8, a 1x1 output (tml_gemm1_s8) and max pools of 8 channels (4 per word) and 6: the host
+    build (both kernel variants) equals TFLM, the Cortex-M4 equals the host byte for byte."""
+    from doit_tinyml.aot import testmodels
+    from doit_tinyml.aot.check import host_check
+    from doit_tinyml.aot.generate import act_range_q, load
+    from doit_tinyml.aot.target import target_check
+
+    tfl, npz = testmodels.build("gemm_odd_int8", MODEL_CACHE)
+    import numpy as np
+
+    _, _, T, ops = load(tfl)
+    convs = [op for name, op in ops if name == "CONV_2D"]
+    steps = {(int(np.prod(T[op.inputs[1]].shape[1:])) + 3) // 4 for op in convs}  # K/4, rounded up
+    assert {n % 4 for n in steps} == {0, 1, 2, 3}, steps  # every entry point of the 4-step loop
+    clamps = [act_range_q(int(op.options.fusedActivationFunction), T[op.outputs[0]].scale, T[op.outputs[0]].zp)
+              for op in convs]
+    assert any(lo > -128 for lo, _ in clamps) and any(hi < 127 for _, hi in clamps), clamps
+    res = host_check(tfl, npz, tmp_path / "aot.json", work_dir=tmp_path / "host")
+    assert res["passed"] and res["int8_identical_fraction"] == 1.0
+    kernels = [k["kernel"] for k in res["kernels"] if k["op"] == "CONV_2D"]
+    assert "tml_gemm1_s8" in kernels and kernels.count("tml_gemm_s8") == 6
+    r = target_check(tfl, npz, None, work_dir=tmp_path / "m4", core_dir=tmp_path / "core", max_samples=16)
+    assert r["kernels"] == "dsp" and r["identical"] is True
+
+
 def _small_fc_models():
     """Tiny dense stacks whose every layer the generator writes as code on DSP cores (<= 16 inputs,
     <= 64 outputs): input counts 1, 2, 3, 5, 6, 7, 9 (whole words and tails of 1-3 inputs), per

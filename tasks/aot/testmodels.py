@@ -233,6 +233,38 @@ def dw_odd_int8():
     return _convert(m, x, int8=True, int8_io=True), x[:16]
 
 
+def gemm_odd_int8():
+    """int8 convolutions on shapes that exercise every path of the DSP matrix-product kernel: K/4 =
+    7, 2, 5 and 8 (the 4-step loop entered at each of its steps), odd channel counts (the lone last
+    channel), an odd pixel count (the last pixel paired with itself), activation clamps narrower
+    than int8 (ReLU / ReLU6 outputs sharing their scale with a linear branch through
+    CONCATENATION), a convolution with a 1x1 output, and max pools over 8 channels (4 per word on a
+    DSP core) and over 6 (the portable loop)."""
+    import numpy as np
+    from ..engine.keras_io import import_tensorflow, seed_everything
+
+    _, keras = import_tensorflow()
+    seed_everything(47)
+    L = keras.layers
+    x = np.random.default_rng(47).normal(size=(128, 9, 7, 3)).astype("float32")
+    inp = keras.Input((9, 7, 3))
+    a = L.Conv2D(5, 3, padding="same", activation="relu")(inp)   # K = 27 (K/4 = 7), 5 channels, 63 pixels
+    b = L.Conv2D(3, 3, padding="same")(inp)
+    c = L.Concatenate()([a, b])                                  # a's ReLU bound inside int8
+    d = L.Conv2D(7, 1, activation="relu6")(c)                    # K = 8 (K/4 = 2), 7 channels
+    e = L.Conv2D(11, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=5.0), trainable=False)(c)
+    f = L.Concatenate()([d, e])                                  # 18 channels; e beyond +-6: d's bounds inside int8
+    g = L.Conv2D(8, 1, activation="relu")(f)                     # K = 18 (K/4 = 5)
+    h = L.MaxPooling2D(2)(g)                                     # 8 channels: 4 per word; 4 x 3
+    i = L.Conv2D(6, 2, activation="relu")(h)                     # K = 32 (K/4 = 8); 3 x 2
+    j = L.MaxPooling2D((1, 2), padding="same")(i)                # 6 channels; 3 x 1
+    k = L.Conv2D(4, (3, 1))(j)                                   # a 1x1 output
+    out = L.Dense(3)(L.Flatten()(k))
+    m = keras.Model(inp, out)
+    _fit(m, x, x[:, :3, 0, 0], "mse")
+    return _convert(m, x, int8=True, int8_io=True), x[:16]
+
+
 def random_model(seed: int):
     """A small random architecture (the issue's "randomly generated models"): a CNN on a small
     image (conv / depthwise / pooling / residual ADD / concatenation, then a dense head) or an MLP,
@@ -492,6 +524,7 @@ BUILDERS = {
     "sine_float": sine_mlp_float,
     "fc_float_odd": fc_float_odd,
     "dw_odd_int8": dw_odd_int8,
+    "gemm_odd_int8": gemm_odd_int8,
     "mlp128_int8": mlp_128,
     "conv1d_int8": conv1d_classifier,
     "cnn_int8": cnn_digits,
