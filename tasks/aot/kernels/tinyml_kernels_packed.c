@@ -207,9 +207,34 @@ static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, in
     dst[n4 * dstep] = dbl ? tml_sadd16(lo, lo) : lo;
     dst[n4 * dstep + 1] = dbl ? tml_sadd16(hi, hi) : hi;
   }
+  if (dbl) {
+    while (n4--) {
+      const int32_t x = tml_rd32(src);
+      const int32_t lo = tml_sxtab16(off2, x), hi = tml_sxtab16_ror8(off2, x);
+      src += 4;
+      dst[0] = tml_sadd16(lo, lo);
+      dst[1] = tml_sadd16(hi, hi);
+      dst += dstep;
+    }
+    return;
+  }
+  while (n4--) {
+    const int32_t x = tml_rd32(src);
+    src += 4;
+    dst[0] = tml_sxtab16(off2, x);
+    dst[1] = tml_sxtab16_ror8(off2, x);
+    dst += dstep;
+  }
+}
+
+/* A lane of the column pair (doubled, every 4th word pair): on a DSP core two steps per
+ * iteration, 7 instructions each (STRD), the last 0-7 inputs by tml_widen */
+static TML_NOINLINE void tml_widen_lane(const int8_t *src, int32_t k, int32_t off, int32_t *dst) {
 #if TML_DSP_NATIVE
-  if (dbl && dstep == 4 && n4 >= 2) { /* a lane of the column pair: two steps per iteration, 7 instructions each */
-    int32_t x0, x1, a, b, cnt = n4 >> 1;
+  int32_t cnt = k >> 3;
+  if (cnt) {
+    const int32_t off2 = tml_lanes_of(off);
+    int32_t x0, x1, a, b;
     __asm__ volatile("1:\n\t"
                      "ldr %[x0], [%[s]], #4\n\t"
                      "ldr %[x1], [%[s]], #4\n\t"
@@ -229,36 +254,12 @@ static TML_NOINLINE void tml_widen(const int8_t *src, int32_t k, int32_t off, in
                        [b] "=&r"(b)
                      : [o] "r"(off2)
                      : "cc", "memory");
-    n4 &= 1;
+    k &= 7;
   }
+  if (k) tml_widen(src, k, off, dst, 1, 4);
+#else
+  tml_widen(src, k, off, dst, 1, 4);
 #endif
-  if (dbl) {
-    for (; n4 >= 2; n4 -= 2) { /* two steps per iteration */
-      const int32_t x0 = tml_rd32(src), x1 = tml_rd32(src + 4);
-      const int32_t l0 = tml_sxtab16(off2, x0), h0 = tml_sxtab16_ror8(off2, x0);
-      const int32_t l1 = tml_sxtab16(off2, x1), h1 = tml_sxtab16_ror8(off2, x1);
-      src += 8;
-      dst[0] = tml_sadd16(l0, l0);
-      dst[1] = tml_sadd16(h0, h0);
-      dst[dstep] = tml_sadd16(l1, l1);
-      dst[dstep + 1] = tml_sadd16(h1, h1);
-      dst += 2 * dstep;
-    }
-    if (n4) {
-      const int32_t x = tml_rd32(src);
-      const int32_t lo = tml_sxtab16(off2, x), hi = tml_sxtab16_ror8(off2, x);
-      dst[0] = tml_sadd16(lo, lo);
-      dst[1] = tml_sadd16(hi, hi);
-    }
-    return;
-  }
-  while (n4--) {
-    const int32_t x = tml_rd32(src);
-    src += 4;
-    dst[0] = tml_sxtab16(off2, x);
-    dst[1] = tml_sxtab16_ror8(off2, x);
-    dst += dstep;
-  }
 }
 
 /* 2 pixels x 2 channels, the 4-k step at offset O (in steps) from cols / w:
@@ -699,13 +700,13 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
         const int32_t pix1 = pix + 1 < npix ? pix + 1 : pix;
         int8_t *o0 = out + pix * n, *o1 = out + pix1 * n;
         if (unit) {
-          tml_widen(tml_pixel_run(p, in, pix), k, p->input_offset, cols, 1, 4);
-          tml_widen(tml_pixel_run(p, in, pix1), k, p->input_offset, cols + 2, 1, 4);
+          tml_widen_lane(tml_pixel_run(p, in, pix), k, p->input_offset, cols);
+          tml_widen_lane(tml_pixel_run(p, in, pix1), k, p->input_offset, cols + 2);
         } else {
           tml_gather(p, in, pix, stage);
-          tml_widen(stage, p->k4, p->input_offset, cols, 1, 4);
+          tml_widen_lane(stage, p->k4, p->input_offset, cols);
           tml_gather(p, in, pix1, stage);
-          tml_widen(stage, p->k4, p->input_offset, cols + 2, 1, 4);
+          tml_widen_lane(stage, p->k4, p->input_offset, cols + 2);
         }
 #if TML_DSP_NATIVE
         if (ne) { /* the channel pairs; ctl as TML_MM_ASM describes (the rest set once, below) */
