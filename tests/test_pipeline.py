@@ -252,3 +252,16 @@ def test_a_change_in_a_stages_code_reruns_exactly_that_stage(proj, tmp_path):
     elf.write_text(elf.read_text() + "\n# the firmware stage's engine changed\n")
     ran = executed(doit(proj, env=env).stdout)
     assert ran and all(t.startswith("firmware:") for t in ran), ran
+
+
+def test_a_variant_the_aot_compiler_refuses_is_up_to_date_after_one_run(tmp_path):
+    """A hybrid (dynamic-range) variant with runtime "aot": the aot stage records why it cannot
+    compile it and its firmware tasks build nothing; a second `doit` runs nothing."""
+    root = make_project(tmp_path / "p", HYBRID_AND_UNO.replace('[models.wide.variants.float32]\n', '').replace(
+        'boards = ["nano33ble", "uno"]', 'boards = ["nano33ble"]\nruntime = ["tflm", "aot"]'))
+    first = executed(doit(root).stdout)
+    assert {"aot:wide/dynamic", "firmware:wide/dynamic@nano33ble+aot"} <= first, first
+    aot = json.loads((root / "build/wide/dynamic/aot.json").read_text())
+    assert aot["supported"] is False and aot["reason"]
+    assert not (root / "build/wide/dynamic/nano33ble.aot/firmware.elf").exists()
+    assert executed(doit(root).stdout) == set()

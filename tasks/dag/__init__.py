@@ -410,8 +410,11 @@ class Tasks:
                         fw_tflm = (tflm or {"kernels": m.firmware.tflm.kernels}) if rt == "tflm" else None
                         if rt == "tflm" and tflm is not None:
                             deps.append(vd / "tflm.json")
-                        # boards that cannot be built here get an estimate: size.json only, no ELF
+                        # boards that cannot be built here get an estimate: size.json only, no ELF; nor
+                        # does a variant the AOT compiler refused (its aot stage left aot.json and no C)
                         built = board.buildable_offline or env is not None
+                        if rt == "aot" and built and L.aot_json(m.name, v.name).is_file():
+                            built = L.aot_sources(m.name, v.name)[0].is_file()
                         targets = ([L.elf(m.name, v.name, board_id, rt)] if built else []) + [
                             L.size_json(m.name, v.name, board_id, rt)]
                         how = f"environment {env!r} of the sketch" if env else (
