@@ -315,7 +315,7 @@ class _Gen:
         the accumulator)."""
         return self.table([(int(v) + 2 ** 31) % 2 ** 32 - 2 ** 31 for v in vals], weights=True, what=what)
 
-    def packed_call(self, k: int, name: str, op, act: int, rin: str, rout: str, scratch: str, ref) -> str:
+    def packed_call(self, k: int, name: str, op, act: int, rin: str, rout: str, scratch: str, ref, fn: str) -> str:
         """The tml_gemm_s8 / tml_dw_s8 call of an int8 FULLY_CONNECTED, CONV_2D or DEPTHWISE_CONV_2D."""
         import numpy as np
 
@@ -357,7 +357,6 @@ class _Gen:
                 geo["batches"], geo["in_h"], geo["in_w"], geo["in_c"], geo["out_h"], geo["out_w"], geo["out_c"],
                 geo["k_h"], geo["k_w"], geo["s_h"], geo["s_w"], geo["p_h"], geo["p_w"], layout.k4_of(kk), wl,
                 off, out.zp, lo, hi, int(fast), stride)] + [rq, rb])
-            fn = _gemm_kernel(name, geo)
             call = f"{fn}(&{p}, {rin}, {wname}, {rout}, {scratch});"
             if small:
                 assert fast and name == "FULLY_CONNECTED" and geo["batches"] == 1
@@ -605,7 +604,8 @@ def _global_pool(in_shape, out_shape, opts) -> bool:
 def _gemm_kernel(name: str, geo: dict) -> str:
     """The packed kernel of an int8 CONV_2D or FULLY_CONNECTED: a convolution with a 1x1 output
     calls tml_gemm1_s8, a fully connected layer that one pass covers (at most FC_KC inputs and
-    FC_CHUNK outputs) tml_fc_packed1_s8, so each links only the code its path needs."""
+    FC_CHUNK outputs) tml_fc_packed1_s8, so each links only the code its path needs (generate
+    turns tml_fc_packed1_s8 into tml_fc_packed_s8 when another layer needs that one)."""
     from . import layout
 
     if name != "FULLY_CONNECTED":
@@ -717,6 +717,11 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
 
     # ---- kernels, scratch and data flow per operator ----
     plans = [_op_plan(g, k, name, op) for k, (name, op) in enumerate(g.ops)]
+    if any(pl["kernel"] == "tml_fc_packed_s8" for pl in plans):
+        # one fully connected entry point per model: tml_fc_packed_s8 covers the one-pass layers too
+        for pl in plans:
+            if pl["kernel"] == "tml_fc_packed1_s8":
+                pl["kernel"] = "tml_fc_packed_s8"
 
     # ---- tensor -> storage: a constant, or a buffer of the one arena (the model's input and output
     # included); reshape-like operators alias their input ----
@@ -848,7 +853,7 @@ def generate(tflite_path: Path, out_dir: Path, prefix: str = "tinyml") -> dict:
             continue
 
         elif plans[k]["kernel"] in ("tml_gemm_s8", "tml_gemm1_s8", "tml_fc_packed_s8", "tml_fc_packed1_s8", "tml_dw_s8"):
-            call = g.packed_call(k, name, op, act, rin, rout, scratch_ref(k), ref)
+            call = g.packed_call(k, name, op, act, rin, rout, scratch_ref(k), ref, plans[k]["kernel"])
 
         elif name == "FULLY_CONNECTED":
             filt, bias = ins[1], (ins[2] if len(ins) > 2 else None)
