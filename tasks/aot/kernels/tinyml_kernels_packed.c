@@ -709,7 +709,7 @@ TML_COLD void tml_gemm_s8(const tml_gemm_s8_params *p, const int8_t *in, const i
           tml_widen_lane(stage, p->k4, p->input_offset, cols + 2);
         }
 #if TML_DSP_NATIVE
-        if (ne) { /* the channel pairs; ctl as TML_MM_ASM describes (the rest set once, below) */
+        if (ne) { /* the channel pairs; ctl as TML_MM_ASM describes (the rest set once, above) */
           ctl[0] = (int32_t)(uintptr_t)o0;
           ctl[1] = (int32_t)(uintptr_t)o1;
           ctl[2] = (int32_t)(uintptr_t)(o0 + ne);

@@ -164,24 +164,18 @@ TML_INLINE int32_t tml_pack4(int32_t y0, int32_t y1, int32_t y2, int32_t y3, int
   return (int32_t)(tml_clampb(y0, lo4, hi4) | (tml_clampb(y1, lo4, hi4) << 8) | (tml_clampb(y2, lo4, hi4) << 16) |
                    (tml_clampb(y3, lo4, hi4) << 24));
 }
-TML_INLINE int32_t tml_max8x4(int32_t a, int32_t b) {
+/* per byte, a's lane when a >= b (SSUB8's GE flags), else b's: SEL(a, b) (max) or SEL(b, a) (min) */
+TML_INLINE int32_t tml_sel8x4(int32_t a, int32_t b, int max) {
   uint32_t r = 0;
   int n;
   for (n = 0; n < 4; ++n) {
     const int32_t x = tml_byte(a, n), y = tml_byte(b, n);
-    r |= ((uint32_t)(x >= y ? x : y) & 0xFFu) << (8 * n);
+    r |= ((uint32_t)((x >= y) == (max != 0) ? x : y) & 0xFFu) << (8 * n);
   }
   return (int32_t)r;
 }
-TML_INLINE int32_t tml_min8x4(int32_t a, int32_t b) {
-  uint32_t r = 0;
-  int n;
-  for (n = 0; n < 4; ++n) {
-    const int32_t x = tml_byte(a, n), y = tml_byte(b, n);
-    r |= ((uint32_t)(x >= y ? y : x) & 0xFFu) << (8 * n);
-  }
-  return (int32_t)r;
-}
+TML_INLINE int32_t tml_max8x4(int32_t a, int32_t b) { return tml_sel8x4(a, b, 1); }
+TML_INLINE int32_t tml_min8x4(int32_t a, int32_t b) { return tml_sel8x4(a, b, 0); }
 
 #endif /* TML_DSP */
 
