@@ -30,6 +30,7 @@ from .engine import elf as elfsize
 from .engine import platformio
 from .engine.errors import TinyMLError
 from .engine.io import atomic_path
+from .engine.latency import fmt_ms
 
 # Estimates for boards the local platform cannot build (Xtensa, AVR): what a minimal Arduino
 # sketch costs on that core (PlatformIO's own figures for an empty sketch on the official
@@ -78,10 +79,6 @@ def _size_record(board: Board, runtime: str, flash_used: int | None, ram_used: i
     return rec
 
 
-def _ms(v: float) -> str:
-    return f"{v:#.3g}".rstrip(".") if v < 100 else f"{v:,.0f}"
-
-
 def _summary(label: str, rec: dict) -> str:
     def pct(u, l):
         return f"{100.0 * u / l:.1f} %" if l else "n/a"
@@ -94,7 +91,7 @@ def _summary(label: str, rec: dict) -> str:
             f"{_fmt(rec['ram_limit'])} B ({pct(rec['ram_used'], rec['ram_limit'])})  ")
     if rec.get("latency_ms") is not None:
         band = (rec.get("latency_basis") or {}).get("band_ms") or []
-        line += f"~{_ms(rec['latency_ms'])} ms/inference" + (f" ({_ms(band[0])}-{_ms(band[1])})" if len(band) == 2 else "") + "  "
+        line += f"~{fmt_ms(rec['latency_ms'])} ms/inference" + (f" ({fmt_ms(band[0])}-{fmt_ms(band[1])})" if len(band) == 2 else "") + "  "
     if rec.get("incompatible"):
         line += f"CANNOT RUN: {rec['incompatible']} (built for size only)"
     elif rec["fits"]:

@@ -29,6 +29,12 @@ QEMU_CORE = "cortex-m4f"  # mps2_an386: Cortex-M4 with FPv4-SP
 
 
 @functools.lru_cache(maxsize=1)
+def fmt_ms(v: float | None) -> str:
+    """Milliseconds to three significant figures, zeros kept (0.0300, 1.20, 12.0), whole from 100 on;
+    the one format of the firmware line and the report."""
+    return "-" if v is None else f"{v:#.3g}".rstrip(".") if v < 100 else f"{v:,.0f}"
+
+
 def model() -> dict:
     return json.loads(DATA.read_text())
 

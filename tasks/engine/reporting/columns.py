@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..latency import fmt_ms
+
 TERMINAL, MD, HTML, CSV, JSON = "terminal", "md", "html", "csv", "json"
 MAIN, SIZES, BREAKDOWN, FIGURES, SWEEP = "main", "sizes", "breakdown", "figures", "sweep"
 TABLES = (MAIN, FIGURES, SIZES, BREAKDOWN, SWEEP)
@@ -96,11 +98,6 @@ def fmt_ratio(v) -> str:
 
 def fmt_list(v) -> str:
     return ", ".join(v or []) or "-"
-
-
-def fmt_ms(v) -> str:
-    """Milliseconds to three significant figures, zeros kept (0.0300, 1.20, 12.0), whole from 100 on."""
-    return "-" if v is None else f"{v:#.3g}".rstrip(".") if v < 100 else f"{v:,.0f}"
 
 
 def fmt_latency(v) -> str:
