@@ -162,7 +162,7 @@ def test_find_tree_recognises_layouts(tmp_path):
 def test_board_latency_settings(tmp_path):
     p = load(project(tmp_path, 'boards = ["nano33ble"]', "[boards.nano33ble]\nmax_latency_ms = 50\n"))
     b = p.boards["nano33ble"]
-    assert b.max_latency_ms == 50.0 and b.flash == 983040 and b.memory == "flash_cache"
+    assert b.max_latency_ms == 50.0 and b.flash == 983040 and b.memory == "flash_icache"
     assert "max_latency_ms = -1: must be a positive number" in error(
         project(tmp_path / "n", 'boards = ["nano33ble"]', "[boards.nano33ble]\nmax_latency_ms = -1\n"))
     msg = error(project(tmp_path / "m", 'boards = ["nano33ble"]', '[boards.nano33ble]\nmemory = "flash"\n'))

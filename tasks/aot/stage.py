@@ -66,7 +66,7 @@ def run(tflite_path: Path, dataset_npz: Path, out_dir: Path, aot_json: Path, *, 
         for tgt in TARGETS:
             targets[tgt] = target_check(tflite_path, dataset_npz, None, work_dir=work / f"target_{tgt}",
                                         core_dir=Path(core_dir), max_samples=target_samples, target=tgt)
-        result["target"] = targets[TARGETS[0]]
+        result["target"] = {k: v for k, v in targets[TARGETS[0]].items() if k != "profile"}  # targets has it
         result["targets"] = targets
         result["instructions_per_inference"] = targets[TARGETS[0]]["instructions_per_inference"]
     result["sources_sha256"] = {p.name: sha256_file(p) for p in sorted(out_dir.glob("tinyml_model.*"))}

@@ -188,6 +188,12 @@ def target_check(tflite_path: Path, dataset_npz: Path, out_json: Path | None, *,
     if profile:
         result["op_instructions"] = {int(m.group(1)): round(int(m.group(2)) * per_tick / max(ticks["n"], 1))
                                      for m in _OP_RE.finditer(run["stdout"])}
+    else:  # the instruction mix of the inferences (engine/latency.py's time model)
+        from ..engine import profile as imix
+
+        result["profile"] = imix.inference(res.elf, imix.cache_dir_for(core_dir), inferences=len(xq),
+                                           instructions_per_inference=result["instructions_per_inference"],
+                                           machine=qemu.TARGETS[target]["machine"], timeout=timeout)
     if out_json is not None:
         write_json(out_json, result)
     return result

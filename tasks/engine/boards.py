@@ -32,9 +32,11 @@ CORES: tuple[str, ...] = tuple(_ARM_FLAGS) + ("xtensa-lx6", "xtensa-lx7", "avr",
 
 OVERRIDE_KEYS: tuple[str, ...] = ("name", "flash", "ram", "cpu_mhz", "core", "mcu", "memory", "max_latency_ms")
 
-# Where code and weights are fetched from, as far as time per inference goes: a multiplier on the
-# core's cycles per instruction (engine/latency.py, data/cpi_model.json "memory").
-MEMORY_CLASSES: tuple[str, ...] = ("sram", "flash_cache", "flash_small_cache", "flash_prefetch", "xip_cache")
+# Where code and weights are fetched from, as far as time per inference goes: wait states on data reads
+# from flash, an instruction cache on or off, as the board's framework leaves them (engine/latency.py,
+# data/timing_model.json "memory").
+MEMORY_CLASSES: tuple[str, ...] = ("sram", "flash_cache", "flash_l1cache", "flash_icache", "flash_small_cache",
+                                   "flash_prefetch", "xip_cache")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ CATALOGUE: dict[str, Board] = {
     b.id: b
     for b in [
         _b("nano33ble", "Arduino Nano 33 BLE (Sense)", "nrf52840", "cortex-m4f", 64, 983040, 262144, "arm",
-           f"platformio/platform-nordicnrf52 boards/nano33ble.json {_LIMITS}"),
+           f"platformio/platform-nordicnrf52 boards/nano33ble.json {_LIMITS}", memory="flash_icache"),
         _b("adafruit_pybadge_m4", "Adafruit PyBadge M4 / EdgeBadge", "samd51j19a", "cortex-m4f", 120, 524288, 196608, "arm",
            f"platformio/platform-atmelsam boards/adafruit_pybadge_m4.json {_LIMITS}", memory="flash_small_cache"),
         _b("adafruit_feather_m4", "Adafruit Feather M4 Express (SAMD51)", "samd51j19a", "cortex-m4f", 120, 507904, 196608, "arm",
@@ -121,23 +123,25 @@ CATALOGUE: dict[str, Board] = {
         _b("nucleo_f446re", "ST Nucleo F446RE", "stm32f446ret6", "cortex-m4f", 180, 524288, 131072, "arm",
            f"platformio/platform-ststm32 boards/nucleo_f446re.json {_LIMITS}", flash_origin=0x0800_0000),
         _b("nucleo_f746zg", "ST Nucleo F746ZG", "stm32f746zgt6", "cortex-m7", 216, 1048576, 327680, "arm",
-           f"platformio/platform-ststm32 boards/nucleo_f746zg.json {_LIMITS}", flash_origin=0x0800_0000),
+           f"platformio/platform-ststm32 boards/nucleo_f746zg.json {_LIMITS}", flash_origin=0x0800_0000,
+           memory="flash_l1cache"),
         _b("disco_f746ng", "ST 32F746GDISCOVERY", "stm32f746ngh6", "cortex-m7", 216, 1048576, 327680, "arm",
-           f"platformio/platform-ststm32 boards/disco_f746ng.json {_LIMITS}", flash_origin=0x0800_0000),
+           f"platformio/platform-ststm32 boards/disco_f746ng.json {_LIMITS}", flash_origin=0x0800_0000,
+           memory="flash_l1cache"),
         _b("bluepill_f103c8", "BluePill F103C8", "stm32f103c8t6", "cortex-m3", 72, 65536, 20480, "arm",
            f"platformio/platform-ststm32 boards/bluepill_f103c8.json {_LIMITS}", flash_origin=0x0800_0000, memory="flash_prefetch"),
         _b("nucleo_l552ze_q", "ST Nucleo L552ZE-Q", "stm32l552zet6", "cortex-m33", 80, 524288, 196608, "arm",
            f"platformio/platform-ststm32 boards/nucleo_l552ze_q.json {_LIMITS}", flash_origin=0x0800_0000),
         _b("portenta_h7_m7", "Arduino Portenta H7 (M7 core)", "stm32h747xih6", "cortex-m7dp", 480, 786432, 523624, "arm",
            f"platformio/platform-ststm32 boards/portenta_h7_m7.json {_LIMITS}",
-           flash_origin=0x0804_0000, ram_origin=0x2400_0000),
+           flash_origin=0x0804_0000, ram_origin=0x2400_0000, memory="flash_l1cache"),
         _b("nicla_vision", "Arduino Nicla Vision", "stm32h747aii6", "cortex-m7dp", 480, 786432, 523624, "arm",
            f"platformio/platform-ststm32 boards/nicla_vision.json {_LIMITS}",
-           flash_origin=0x0804_0000, ram_origin=0x2400_0000),
+           flash_origin=0x0804_0000, ram_origin=0x2400_0000, memory="flash_l1cache"),
         _b("xiaoblesense", "Seeed XIAO nRF52840 Sense", "nrf52840", "cortex-m4f", 64, 811008, 237568, "arm",
-           f"platformio/platform-nordicnrf52 boards/xiaoblesense.json {_LIMITS}"),
+           f"platformio/platform-nordicnrf52 boards/xiaoblesense.json {_LIMITS}", memory="flash_icache"),
         _b("nrf52840_dk", "Nordic nRF52840-DK", "nrf52840", "cortex-m4f", 64, 1048576, 262144, "arm",
-           f"platformio/platform-nordicnrf52 boards/nrf52840_dk.json {_LIMITS}"),
+           f"platformio/platform-nordicnrf52 boards/nrf52840_dk.json {_LIMITS}", memory="flash_icache"),
         _b("teensy41", "Teensy 4.1", "imxrt1062", "cortex-m7dp", 600, 8126464, 524288, "arm",
            f"platformio/platform-teensy boards/teensy41.json {_LIMITS}", flash_origin=0x6000_0000, memory="sram"),
         _b("esp32dev", "Espressif ESP32 Dev Module", "esp32", "xtensa-lx6", 240, 1310720, 327680, "xtensa",
@@ -174,11 +178,12 @@ def resolve(board_id: str, overrides: dict | None = None, where: str = "tinyml.t
     overrides = dict(overrides or {})
     for key in overrides:
         if key not in OVERRIDE_KEYS:
-            close = difflib.get_close_matches(key, OVERRIDE_KEYS, n=1)
+            allowed = OVERRIDE_KEYS + ("port", "baud")  # port/baud: where the board is (config.PortSettings)
+            close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise TinyMLError(
                 f"{where}: [boards.{board_id}] has unknown key '{key}'.{hint} "
-                f"Allowed keys: {', '.join(OVERRIDE_KEYS)}."
+                f"Allowed keys: {', '.join(allowed)}."
             )
     for key in ("flash", "ram", "cpu_mhz"):
         if key in overrides:
@@ -199,10 +204,11 @@ def resolve(board_id: str, overrides: dict | None = None, where: str = "tinyml.t
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise TinyMLError(
             f"{where}: [boards.{board_id}] memory = {overrides['memory']!r} is not known.{hint} Allowed: "
-            f"{', '.join(MEMORY_CLASSES)} (sram: code and weights in zero-wait RAM/TCM; flash_cache: flash behind "
-            f"an accelerator or cache, e.g. STM32 ART, nRF52; flash_small_cache: many wait states and a small cache, "
-            f"e.g. SAMD51; flash_prefetch: wait states, prefetch only, e.g. SAMD21, STM32F1; xip_cache: external "
-            f"QSPI flash, e.g. RP2040).")
+            f"{', '.join(MEMORY_CLASSES)} (sram: code and weights in zero-wait RAM/TCM, e.g. Teensy 4; flash_cache: "
+            f"flash behind an accelerator or cache, e.g. STM32 ART on an M4, the flash cache of an M33; flash_l1cache: a "
+            f"Cortex-M7 with its L1 caches on; flash_icache: an instruction cache, data read from flash uncached, e.g. "
+            f"nRF52840; flash_small_cache: many wait states and a small cache, e.g. SAMD51; flash_prefetch: wait "
+            f"states, prefetch only, e.g. SAMD21, STM32F1; xip_cache: external QSPI flash, e.g. RP2040).")
     if "core" in overrides and overrides["core"] not in CORES:
         close = difflib.get_close_matches(str(overrides["core"]), CORES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""

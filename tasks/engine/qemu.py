@@ -20,14 +20,16 @@ _TICKS = re.compile(r"^\[tinyml\] timer_ticks=(\d+)\s*$", re.M)
 QEMU_ICOUNT_SHIFT = 6  # 1 instruction = 2**6 ns of virtual time; the 25 MHz timer ticks every 40 ns
 
 
-def run_qemu(elf: Path, timeout: float = 60, machine: str = "mps2-an386", args: list[str] | None = None) -> dict:
+def run_qemu(elf: Path, timeout: float = 60, machine: str = "mps2-an386", args: list[str] | None = None,
+             plugin: str | None = None) -> dict:
     """Run an `mps2_an386` firmware under qemu-system-arm with semihosting; deterministic timing.
 
     Returns {"stdout", "exit_code", "timed_out", "timer_ticks", "instructions"}. With
     `-icount shift=6` every instruction advances virtual time by 64 ns and the CMSDK timer
     (25 MHz) that the start-up code reads ticks every 40 ns, so instructions = ticks * 40 / 64
     (exact to one instruction) and identical runs give identical counts. `args` become the
-    program's semihosting command line (SYS_GET_CMDLINE: "fw arg1 arg2 ...").
+    program's semihosting command line (SYS_GET_CMDLINE: "fw arg1 arg2 ..."). `plugin`: a TCG plugin
+    and its arguments (`-plugin`, engine.profile).
     """
     qemu = shutil.which("qemu-system-arm")
     if not qemu:
@@ -35,7 +37,7 @@ def run_qemu(elf: Path, timeout: float = 60, machine: str = "mps2-an386", args: 
     cmd = [qemu, "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
            "-semihosting-config", "enable=on,target=native" + "".join(f",arg={a}" for a in (["fw"] + list(args) if args else [])),
            "-icount", f"shift={QEMU_ICOUNT_SHIFT},align=off,sleep=off",
-           "-kernel", str(elf)]
+           "-kernel", str(elf)] + (["-plugin", plugin] if plugin else [])
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         stdout, code, timed_out = p.stdout, p.returncode, False
