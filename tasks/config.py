@@ -226,6 +226,14 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class PortSettings:
+    """Where a board on the desk is (`[boards.<id>] port`, `baud`): the measure stage's serial port."""
+    port: str
+    baud: int = 115200
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Project:
     path: Path                  # the tinyml.toml
     root: Path                  # its folder: relative paths in the file are relative to it
@@ -235,6 +243,7 @@ class Project:
     models: tuple[Model, ...]
     boards: dict = field(default_factory=dict)   # board id -> tasks.boards.Board (resolved, with overrides)
     report: ReportSettings = ReportSettings()
+    ports: dict = field(default_factory=dict)    # board id -> PortSettings ([boards.<id>] port): measure there
 
 
 # --------------------------------------------------------------------------- validation machinery
@@ -414,9 +423,15 @@ def _load(path: str | Path) -> Project:
     if not isinstance(board_tables, dict):
         raise ConfigError(f"{file}: [boards] must be a table of [boards.<platformio id>] tables, "
                           f"got {_kind(board_tables)} {board_tables!r}")
+    ports: dict[str, PortSettings] = {}
     for bid, overrides in board_tables.items():
         _check_name(bid, "board", file, f"[boards.{bid}]" if NAME_RE.fullmatch(bid) else f"[boards.{json.dumps(bid)}]")
         _check_board_overrides(bid, overrides, file)
+        port = _port_settings(bid, overrides, file)
+        if port is not None:
+            ports[bid] = port
+    # port and baud say where the board is, not what it is: they never reach the board's identity
+    board_tables = {bid: {k: v for k, v in o.items() if k not in PORT_KEYS} for bid, o in board_tables.items()}
 
     models_raw = raw.get("models")
     if not isinstance(models_raw, dict) or not models_raw:
@@ -464,9 +479,18 @@ def _load(path: str | Path) -> Project:
             users = [m.name for m in models if bid in m.firmware.boards]
             where = f" (used in [models.{users[0]}.firmware] boards)" if users else ""
             raise ConfigError(f"{e}{where}") from None
+    for bid in ports:
+        users = [m for m in models if bid in m.firmware.boards]
+        offline = [m.name for m in users if m.firmware.env_for(bid) is None]
+        if offline:
+            raise ConfigError(
+                f"{file}: [boards.{bid}] key 'port': board {bid} is built by doit's offline platform for "
+                f"[models.{offline[0]}.firmware] (bare metal, no framework and no serial port), so nothing could be "
+                f"measured on it; measure through the sketch's own PlatformIO environment: envs = {{ {bid} = "
+                f"\"<environment>\" }} in [models.{offline[0]}.firmware]")
     ctx.save_cache()   # only for a config that loads: a refused one leaves no build folder behind
     return Project(path=path, root=root, name=name, build_dir=build_dir, seed=seed, models=models,
-                   boards=resolved, report=report)
+                   boards=resolved, report=report, ports=ports)
 
 
 def _expand(name: str, raw: Any, where: str, kind: str, file: str) -> list:
@@ -525,6 +549,30 @@ def _build_dir(value: str, root: Path, t: _Table) -> Path:
     if len(value) > 200:
         raise t.err("build_dir", f"is {len(value)} characters long; keep it under 200")
     return build
+
+
+PORT_KEYS = ("port", "baud")
+
+
+def _port_settings(bid: str, overrides: dict, file: str) -> PortSettings | None:
+    """`[boards.<id>] port = "/dev/ttyACM0"` (a serial device, or a pyserial URL such as
+    "socket://127.0.0.1:4555"), `baud = 115200`: the board is on the desk, measure it."""
+    where = f"[boards.{bid}]"
+    port, baud = overrides.get("port"), overrides.get("baud")
+    if port is None:
+        if baud is not None:
+            raise ConfigError(f"{file}: {where} key 'baud' is set without 'port': say where the board is, e.g. "
+                              f"port = \"/dev/ttyACM0\"")
+        return None
+    if not isinstance(port, str) or not port.strip() or not port.isprintable() or len(port) > 300:
+        raise ConfigError(f"{file}: {where} key 'port': got {_kind(port)} {port!r}; must be the board's serial port, "
+                          f"e.g. \"/dev/ttyACM0\", \"COM5\" or \"socket://127.0.0.1:4555\"")
+    if baud is None:
+        baud = 115200
+    if isinstance(baud, bool) or not isinstance(baud, int) or not 300 <= baud <= 16_000_000:
+        raise ConfigError(f"{file}: {where} key 'baud': got {_kind(baud)} {baud!r}; must be a serial speed in bits "
+                          f"per second between 300 and 16000000 (default 115200)")
+    return PortSettings(port=port.strip(), baud=baud, source=f"{file} {where} port")
 
 
 def _check_board_overrides(bid: str, overrides: Any, file: str) -> None:

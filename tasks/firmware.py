@@ -29,7 +29,7 @@ from .engine import artifacts
 from .engine import elf as elfsize
 from .engine import platformio
 from .engine.errors import TinyMLError
-from .engine.io import atomic_path
+from .engine.io import atomic_path, sha256_file
 from .engine.latency import fmt_ms
 
 # Estimates for boards the local platform cannot build (Xtensa, AVR): what a minimal Arduino
@@ -119,7 +119,7 @@ def _sources(sketch_dir: Path, variant_dir: Path, runtime: str) -> tuple[dict[st
     if not src.is_dir():
         raise TinyMLError(f"sketch {sketch_dir}: no src/ folder (a PlatformIO sketch keeps its sources in src/).")
     files = {str(p.relative_to(src)): p for p in sorted(src.rglob("*")) if p.is_file()}
-    extra, includes = _model_files(variant_dir, runtime)
+    extra, includes = model_files(variant_dir, runtime)
     files.update(extra)
     if (sketch_dir / "include").is_dir():
         includes.append(sketch_dir / "include")
@@ -136,7 +136,7 @@ def _estimate_note(rec: dict) -> str:
     return "estimate: " + (basis if len(basis) <= 110 else basis[:110].rsplit(" ", 1)[0] + " ... (size.json)")
 
 
-def _model_files(variant_dir: Path, runtime: str) -> tuple[dict[str, Path], list[Path]]:
+def model_files(variant_dir: Path, runtime: str) -> tuple[dict[str, Path], list[Path]]:
     """The variant's generated sources (project-relative name -> file) and include folders."""
     includes: list[Path] = [variant_dir]
     files: dict[str, Path] = {}
@@ -217,14 +217,27 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
     if no_c:   # the AOT compiler wrote no C: nothing to build or estimate
         rec = _size_record(board, runtime, None, None, {}, False)
     elif env is not None:
-        files, includes = _model_files(variant_dir, runtime)
+        files, includes = model_files(variant_dir, runtime)
+        sources, defines, link_flags = list(files.values()), [define], []
         overrides = {}
         if board.custom:  # [boards.<id>] flash/ram in tinyml.toml reach PlatformIO's own lines
             overrides = {"upload.maximum_size": board.flash, "upload.maximum_ram_size": board.ram}
+        local = None
+        if runtime == "tflm":  # an environment on doit's local platform links the configured TFLM, prebuilt
+            local = local_tflm(sketch_dir, env, tflm, board, variant_dir,
+                               tflm_cache or (Path(core_dir).parent / ".tinyml" / "tflm-lib"))
+        if local is not None:
+            lib, wrong = local["library"], local["wrong"]
+            sources += list(local["sources"].values())
+            includes += local["include_dirs"]
+            defines += local["defines"]
+            link_flags = local["link_flags"]
         res = platformio.build_env(sketch_dir, env, core_dir, out_dir / "env", include_dirs=includes,
-                                   sources=list(files.values()), defines=[define], board_overrides=overrides,
-                                   model_dir=variant_dir, what=f"{label} @ {board.id}")
+                                   sources=sources, defines=defines, board_overrides=overrides,
+                                   model_dir=variant_dir, what=f"{label} @ {board.id}", link_flags=link_flags)
         rec = _from_build(res, board, runtime, out_dir, env_build=True)
+        if runtime == "tflm" and local is None:  # the environment's own TFLM (lib_deps): the same check
+            wrong = _env_tflm_check(sketch_dir, env, core_dir, variant_dir, rec.get("elf"))
         extra["env"] = {"name": env, "platformio_ini": str(sketch_dir / "platformio.ini"),
                         "limits": "PlatformIO's own (the environment's board manifest"
                                   + (", with tinyml.toml's [boards] override)" if overrides else ")")}
@@ -253,7 +266,7 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, out_dir: Path, core_d
                          "framework": "none: bare metal with doit's minimal Arduino API (tflm_port/Arduino.h); an "
                                       "Arduino core is not included (build the sketch's own environment for that)"}
     if runtime == "tflm" and "elf" in rec:
-        if not _has_interpreter(rec.pop("elf")):
+        if not has_interpreter(rec.pop("elf")):
             _add_interpreter_estimate(rec, board, variant_dir, tflm, env)
     rec.pop("elf", None)
     rec.update(extra)
@@ -296,9 +309,48 @@ def _from_build(res, board: Board, runtime: str, out_dir: Path, *, env_build: bo
     rec = _size_record(board, runtime, res.flash_used, res.ram_used, bd, False,
                        flash_limit=limits.get("flash") if env_build else None,
                        ram_limit=limits.get("ram") if env_build else None,
-                       linker_overflow=dict(res.linker_overflow) if res.linker_overflow else None)
+                       linker_overflow=dict(res.linker_overflow) if res.linker_overflow else None,
+                       firmware_sha256=sha256_file(out_dir / "firmware.elf"))
     rec["elf"] = out_dir / "firmware.elf"
     return rec
+
+
+def local_tflm(sketch_dir: Path, env: str, tflm: dict | None, board: Board, variant_dir: Path,
+               cache: Path) -> dict | None:
+    """What an environment of the sketch adds to link the configured TFLite Micro when it builds on doit's own
+    local platform (`platform = symlink://${sysenv.TINYML_LOCAL_PLATFORM}`, which has no framework to bring
+    one): {library, wrong, include_dirs, defines, link_flags, sources}; None for any other environment (its
+    own lib_deps bring TFLM) or when no TFLM library is configured."""
+    if not tflm or not tflm.get("library"):
+        return None
+    from .engine.pio_ini import read_envs
+
+    platform = read_envs(Path(sketch_dir) / "platformio.ini").get(env, {}).get("platform", "")
+    if "TINYML_LOCAL_PLATFORM" not in platform:
+        return None
+    from .engine.tflm_link import app_settings
+
+    lib, wrong = _tflm_library(tflm, board, variant_dir, cache)
+    return {"library": lib, "wrong": wrong, **app_settings(lib)}
+
+
+def _env_tflm_check(sketch_dir: Path, env: str, core_dir: Path, variant_dir: Path, elf: Path | None) -> str | None:
+    """The compatibility check of the TFLM tree an environment's own lib_deps linked (PlatformIO's copy in the
+    build folder's workspace, or the sketch's .pio/libdeps), as for every other route that links TFLM."""
+    if elf is None or not has_interpreter(elf):
+        return None
+    from .engine import tflm_link
+
+    ws = platformio.workspace_dir(core_dir, sketch_dir)
+    for base in (ws / "libdeps" / env, Path(sketch_dir) / ".pio" / "libdeps" / env):
+        for cand in sorted(base.glob("*")) if base.is_dir() else []:
+            if cand.is_dir() and tflm_link.looks_like_tflm(cand):
+                try:
+                    tree = tflm_link.find_tree(cand)
+                except TinyMLError:
+                    continue
+                return tflm_link.check_model(tree, (variant_dir / "model.tflite").read_bytes())
+    return None
 
 
 def _tflm_library(tflm: dict, board: Board, variant_dir: Path, cache: Path):
@@ -311,7 +363,7 @@ def _tflm_library(tflm: dict, board: Board, variant_dir: Path, cache: Path):
     return lib, why
 
 
-def _has_interpreter(elf: Path) -> bool:
+def has_interpreter(elf: Path) -> bool:
     """Does the linked ELF contain TFLite Micro's interpreter (its symbols)?"""
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import SymbolTableSection
@@ -371,16 +423,18 @@ def _compute_dtype(variant_dir: Path) -> str:
 
 
 def _latency(rec: dict, board: Board, variant_dir: Path, runtime: str, tflm: dict | None) -> None:
-    """latency_ms + latency_basis from a QEMU instruction count (AOT: aot.json; TFLM: tflm.json)."""
+    """latency_ms + latency_basis from what the inference executes under QEMU (AOT: aot.json; TFLM: tflm.json):
+    its instruction profile where one was recorded, else its instruction count."""
     from .engine import latency
 
-    counts, source, code = {}, "", "plain_c"
+    counts, profiles, source, code = {}, {}, "", "plain_c"
     if runtime == "aot":
         try:
-            counts = latency.counts_from_aot(_variant_record(variant_dir, artifacts.Aot))
+            aot = _variant_record(variant_dir, artifacts.Aot)
         except (OSError, ValueError, TinyMLError):
-            counts = {}
-        source = "aot.json: instructions per inference of the AOT C model under QEMU (mps2_an386, -icount)"
+            aot = None
+        counts, profiles = latency.counts_from_aot(aot), latency.profiles_from_aot(aot)
+        source = "aot.json: the AOT C model under QEMU (mps2_an386 Cortex-M4, mps2_an385 Cortex-M3; -icount)"
     elif runtime == "tflm" and tflm is not None and tflm.get("library"):
         path = variant_dir / "tflm.json"
         try:
@@ -389,16 +443,24 @@ def _latency(rec: dict, board: Board, variant_dir: Path, runtime: str, tflm: dic
             t = None
         if t and t.get("kernels") == tflm.get("kernels") and t.get("instructions_per_inference"):
             counts = {latency.QEMU_CORE: int(t["instructions_per_inference"])}
+            if isinstance(t.get("profile"), dict):
+                profiles = {latency.QEMU_CORE: t["profile"]}
             source = (f"tflm.json: the real TFLite Micro ({t['kernels']} kernels) under QEMU (mps2_an386, -icount), "
                       f"{t['samples']} test vectors")
             code = "cmsis_nn" if t["kernels"] == "cmsis_nn" else "plain_c"
     if not counts:
-        why = ("no TFLite Micro instruction count: link a TFLM library (tflm = { library = ... } or TINYML_TFLM_DIR) "
-               "so the tflm stage measures it on the emulated target" if runtime == "tflm"
-               else "aot.json has no instruction count (the QEMU proof did not run)")
-        rec["latency_basis"] = {"why_not": why}
+        if runtime == "tflm":
+            rec["latency_basis"] = {"why_not": "no TFLite Micro instruction count: link a TFLM library (tflm = { library "
+                                               "= ... } or TINYML_TFLM_DIR) so the tflm stage counts it on the emulated "
+                                               "target", "why_short": "no TFLM library"}
+        else:
+            rec["latency_basis"] = {"why_not": "aot.json has no instruction count (the QEMU proof did not run)",
+                                    "why_short": "no count"}
         return
-    ms, basis = latency.estimate(counts, board, dtype=_compute_dtype(variant_dir), code=code, source=source)
+    ms, basis = latency.estimate(counts, board, dtype=_compute_dtype(variant_dir), code=code, source=source,
+                                 profiles=profiles)
+    if ms is None and "why_short" not in basis:
+        basis["why_short"] = "not estimable for " + board.core
     rec["latency_basis"] = basis
     if ms is not None:
         rec["latency_ms"] = ms

@@ -26,7 +26,8 @@ from ..engine.io import sha256_text
 from ..layout import Layout
 from . import codehash
 
-STAGES = ("dataset", "train", "compress", "convert", "evaluate", "analyze", "header", "aot", "tflm", "firmware")
+STAGES = ("dataset", "train", "compress", "convert", "evaluate", "analyze", "header", "aot", "tflm", "firmware",
+          "measure")
 _ROOT = __name__.rsplit(".", 1)[0]  # the plugin's import name (doit_tinyml), derived
 
 
@@ -430,6 +431,63 @@ class Tasks:
                                                          fw_tflm),
                                "verbosity": 2, "clean": True}
 
+    def measure_port(self, m: Model, board_id: str) -> dict | None:
+        """Where the board is, if it is on the desk: [boards.<id>] port, else the environment's own monitor_port or
+        upload_port; None (never measured) otherwise. {port, baud, source, upload_port, env}."""
+        env = m.firmware.env_for(board_id)
+        if env is None or m.firmware.sketch is None:
+            return None
+        from ..engine.pio_ini import read_envs
+
+        ini = m.firmware.sketch / "platformio.ini"
+        opts = read_envs(ini).get(env, {}) if ini.is_file() else {}
+        own_upload = opts.get("upload_port", "").strip() or None
+        baud = opts.get("monitor_speed", "").strip()
+        set_ = self.p.ports.get(board_id)
+        if set_ is not None:
+            return {"port": set_.port, "baud": set_.baud, "source": set_.source, "env": env,
+                    "upload_port": None if own_upload else set_.port}
+        for key in ("monitor_port", "upload_port"):
+            val = opts.get(key, "").strip()
+            if val and "${" not in val:
+                return {"port": val, "baud": int(baud) if baud.isdigit() else 115200, "env": env,
+                        "source": f"{ini.name} [env:{env}] {key}", "upload_port": None}
+        return None
+
+    def measure(self):
+        """The variant's firmware measured on the board on the desk (boards with a port only)."""
+        for m in self.p.models:
+            for board_id in m.firmware.boards:
+                where = self.measure_port(m, board_id)
+                if where is None:
+                    continue
+                board = self.p.boards[board_id]
+                sketch = _rel(m.firmware.sketch, self.p.root)
+                tflm = self.tflm_settings(m) if self.links_tflm(m) else None
+                for v in m.variants:
+                    L = self.L
+                    vd = L.variant(m.name, v.name)
+                    for rt in runtimes_for(m, v):
+                        fw = L.firmware(m.name, v.name, board_id, rt)
+                        deps = [L.size_json(m.name, v.name, board_id, rt), L.dataset(m.name), L.tflite(m.name, v.name),
+                                L.analysis(m.name, v.name)]
+                        if rt != "aot" or not L.aot_json(m.name, v.name).is_file() or \
+                                L.aot_sources(m.name, v.name)[0].is_file():
+                            deps.append(L.elf(m.name, v.name, board_id, rt))
+                        settings = {k: where[k] for k in ("port", "baud", "env", "upload_port")}
+                        yield {"name": self.firmware_name(m, v, board_id, rt).split(":", 1)[1],
+                               "doc": f"measure the {rt} firmware on the {board.name} at {where['port']}",
+                               "actions": [self.action(_lazy("measure", "run"), sketch, vd, board, fw,
+                                                       fw / "measure.json", L.core_dir(), runtime=rt, env=where["env"],
+                                                       port=where["port"], port_source=where["source"],
+                                                       baud=where["baud"], upload_port=where["upload_port"],
+                                                       dataset_npz=L.dataset(m.name),
+                                                       tflm=tflm if rt == "tflm" else None,
+                                                       tflm_cache=self.tflm_cache(), label=f"{m.name}/{v.name}")],
+                               "file_dep": deps, "targets": [fw / "measure.json"],
+                               "uptodate": self.uptodate("measure", board, rt, settings, tflm if rt == "tflm" else None),
+                               "verbosity": 2, "clean": True}
+
     def chain(self, m: Model, v: VariantSettings) -> list[str]:
         """The tasks a variant's figures come from, in stage order (the report names the first that failed)."""
         mv = f"{m.name}/{v.name}"
@@ -455,8 +513,13 @@ class Tasks:
                 if not boards:
                     entries.append({**base, "board": None, "runtime": None, "size": None})
                 for b in boards:
+                    measured = self.measure_port(m, b) is not None
                     for rt in runtimes_for(m, v):
                         entries.append({**base, "board": b, "runtime": rt, "size": L.size_json(m.name, v.name, b, rt),
+                                        "measure": L.firmware(m.name, v.name, b, rt) / "measure.json" if measured
+                                        else None,
+                                        "measure_task": ("measure:" + self.firmware_name(m, v, b, rt).split(":", 1)[1])
+                                        if measured else None,
                                         "chain": base["chain"] + [self.firmware_name(m, v, b, rt)]})
         return entries
 
@@ -582,6 +645,7 @@ def _creator(t: Tasks, stage: str):
            "aot": "ahead-of-time C inference, bit-exact against TFLM",
            "tflm": "the real TFLite Micro on QEMU's Cortex-M4: outputs, arena, instructions",
            "firmware": "PlatformIO firmware per variant and board; flash/RAM vs limits",
+           "measure": "upload and measure on the board at a port: time, arena, stack, outputs",
            "report": "the size table: every variant on every board"}[stage]
 
     def task_creator():

@@ -27,7 +27,7 @@ PACKAGE = __name__.rsplit(".", 2)[0]  # the installed import name, derived, neve
 STAGE_MODULES = {
     "dataset": "dataset", "train": "train", "compress": "compress", "convert": "convert",
     "evaluate": "evaluate", "analyze": "analyze", "header": "header", "aot": "aot.stage",
-    "tflm": "tflm_check", "firmware": "firmware",
+    "tflm": "tflm_check", "firmware": "firmware", "measure": "measure",
 }
 # non-Python files a module reads at run time (relative to the package folder)
 RESOURCES = {
@@ -36,6 +36,8 @@ RESOURCES = {
     "engine/tflm_link.py": ("engine/tflm_port", "engine/pio_platform"),
     "engine/latency.py": ("engine/data",),
     "engine/tflm_size.py": ("engine/data",),
+    "engine/measure.py": ("engine/measure_port",),
+    "engine/profile.py": ("engine/qemu_plugin",),
 }
 _SKIP_DIRS = {"__pycache__"}
 

@@ -192,6 +192,8 @@ class Size(Record):
                                    "memory_factor, band_ms: [low, high], error, formula, note}, or {why_not}", None)
     max_latency_ms: float | None = F("the board's `[boards.<id>] max_latency_ms` (the ship decision skips slower "
                                      "variants)", None)
+    firmware_sha256: str | None = F("sha256 of firmware.elf (a measure.json stands for this firmware only if it "
+                                    "names the same hash)", None)
 
 
 @dataclass
@@ -291,13 +293,58 @@ class TflmTarget(Record):
                                    None)
     aot: dict | None = F("the AOT figures of the same variant when it has them: {instructions_per_inference, "
                          "planned_bytes, instructions_ratio_tflm_over_aot}", None)
+    profile: dict | None = F("what the inferences executed under QEMU, per translation block (engine/profile.py): "
+                             "{version, instructions, inferences, functions, block_fields, blocks}; the time model's "
+                             "input (engine/latency.py)", None)
     runner_flash_used: int | None = F("flash of the check firmware (it holds test vectors and a 256 KiB arena: "
                                       "not a product figure)", None)
     runner_ram_used: int | None = F("RAM of the check firmware", None)
     qemu_command: str | None = F("the QEMU command line", None)
 
 
-RECORDS: tuple[type[Record], ...] = (Dataset, History, Compress, Convert, Metrics, Analysis, Aot, Size, TflmTarget, Report)
+@dataclass
+class Measure(Record):
+    KIND, FILE, WRITER = "measure", "<model>/<variant>/<board>[.<runtime>]/measure.json", "measure"
+    ABOUT = ("The firmware measured on the board on the desk (opt-in: a port): doit's harness built in the sketch's own "
+             "PlatformIO environment with the variant's model, uploaded with PlatformIO's upload, read over the serial "
+             "port (beside `measure/harness.elf`). `doit report` shows `latency_ms` as measured when `firmware_sha256` "
+             "is the sha256 of the firmware.elf beside it, and ignores a stale one.")
+    board: str = F("board id")
+    runtime: str = F("tflm | aot")
+    env: str = F("the sketch's PlatformIO environment the harness was built and uploaded with")
+    port: str = F("the serial port read (a device, or a pyserial URL such as socket://127.0.0.1:4555)")
+    skipped: str | None = F("why nothing was measured (the runtime cannot run this variant); no figures then", None)
+    port_source: str | None = F("where the port came from: tinyml.toml [boards.<id>] port, or the environment's "
+                                "monitor_port / upload_port", None)
+    baud: int | None = F("serial speed", None)
+    measured_at: str | None = F("when (UTC, ISO 8601)", None)
+    firmware_sha256: str | None = F("sha256 of the firmware.elf this measurement stands for", None)
+    harness_sha256: str | None = F("sha256 of the harness ELF that ran on the board", None)
+    core: str | None = F("the core the harness reported (SCB->CPUID): cortex-m4, cortex-m0+, ...", None)
+    cpuid: str | None = F("SCB->CPUID as hex", None)
+    fpu: bool | None = F("the harness was built with the FPU and the core has one", None)
+    clock_hz: int | None = F("the clock the cycles are converted with (SystemCoreClock, else F_CPU)", None)
+    timer: str | None = F("dwt (the DWT cycle counter) | systick | micros (micros() x the clock)", None)
+    runs: int | None = F("timed inferences (after one warm-up)", None)
+    cycles: list | None = F("cycles of each timed inference", None)
+    cycles_median: float | None = F("median cycles", None)
+    cycles_min: int | None = F("fewest cycles", None)
+    cycles_max: int | None = F("most cycles", None)
+    latency_ms: float | None = F("median milliseconds per inference at clock_hz", None)
+    latency_min_ms: float | None = F("fastest", None)
+    latency_max_ms: float | None = F("slowest", None)
+    arena_used_bytes: int | None = F("arena_used_bytes() on the board (TFLM), or the AOT plan", None)
+    arena_size_bytes: int | None = F("the arena the firmware reserves", None)
+    stack_used_bytes: int | None = F("deepest stack the inferences used (painted stack), or null when unknown", None)
+    stack_method: str | None = F("how the stack was measured", None)
+    outputs: dict | None = F("the outputs for the test inputs against the host interpreter: {samples, compared_with, "
+                             "outputs_equal, bit_identical, n_identical, max_abs_diff, tolerance, mismatch}", None)
+    harness_flash_used: int | None = F("flash of the harness firmware (PlatformIO's figure)", None)
+    harness_ram_used: int | None = F("RAM of the harness firmware", None)
+
+
+RECORDS: tuple[type[Record], ...] = (Dataset, History, Compress, Convert, Metrics, Analysis, Aot, Size, TflmTarget,
+                                     Measure, Report)
 
 # the artifacts that are not JSON records: (path, writer, content)
 FILES = (
@@ -311,6 +358,8 @@ FILES = (
     ("<model>/<variant>/aot/", "aot", "the model as plain C (`tinyml_model.c/.h`); `aot.json` beside it"),
     ("<model>/<variant>/<board>[.<runtime>]/firmware.elf, firmware.map", "firmware", "the linked firmware"),
     ("<model>/<variant>/tflm/firmware.elf", "tflm", "the TFLM target-check firmware run under QEMU"),
+    ("<model>/<variant>/<board>[.<runtime>]/measure/harness.elf", "measure", "the measurement harness that ran on "
+     "the board"),
     ("report.md, report.json, report.csv, report.html, plots/", "report", "the report"),
 )
 

@@ -370,11 +370,30 @@ def build(proj: Path, board: Board, core_dir: Path, sources: dict[str, Path], *,
 _COMPILER_ERROR = re.compile(r"^(\S+?:\d+(?::\d+)?: (?:fatal )?error: .*)$", re.M)
 
 
+_LD_OBJECT = re.compile(r"(\S+?\.o)(?:\s*\([^)]*\))?: in function [`']([^`']*)['`]:")
+_LD_MULTIPLE = re.compile(r"multiple definition of [`']([^`']+)['`]; (\S+?\.o)")
+_LD_UNDEFINED = re.compile(r"undefined reference to [`']([^`']+)['`]")
+
+
 def first_compiler_error(output: str) -> str:
-    """The first `file:line:col: error: ...` line of a build's output, or its first failing step."""
+    """The first `file:line:col: error: ...` line of a build's output, the linker's real complaint (a symbol
+    defined twice or missing, named with its objects), or the first failing step."""
     m = _COMPILER_ERROR.search(output)
     if m:
         return m.group(1).strip()
+    for pat, what in ((_LD_MULTIPLE, "multiple"), (_LD_UNDEFINED, "undefined")):
+        m = pat.search(output)
+        if not m:
+            continue
+        objs = list(_LD_OBJECT.finditer(output, 0, m.start()))  # the object the linker was reading
+        obj = Path(objs[-1].group(1)).name if objs else "?"
+        if what == "multiple":
+            sym, other = m.group(1), Path(m.group(2)).name
+            hint = (" (the sketch defines its own main() and so does another object: keep one)"
+                    if sym == "main" else "")
+            return f"link error: {sym} is defined twice, in {obj} and in {other}{hint}"
+        fn = objs[-1].group(2) if objs else "?"
+        return f"link error: undefined reference to {m.group(1)} (from {fn} in {obj})"
     for ln in output.splitlines():
         if "error" in ln.lower() or ln.startswith("*** ["):
             return ln.strip()
@@ -383,6 +402,58 @@ def first_compiler_error(output: str) -> str:
 
 # ------------------------------------------------------------------------------ the sketch's own environments
 INJECT_SCRIPT = PLATFORM_SRC / "inject" / "tinyml_inject.py"
+
+
+def _pio_env_run(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, inject: Path,
+                 model_dir: Path | None, extra: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """`pio run -e env_name [extra]` on the sketch's own platformio.ini with doit's pre-script (build_env)."""
+    core_dir = Path(core_dir).resolve()
+    platform_dir = ensure_core(core_dir)
+    env = _pio_env(core_dir)
+    ws = workspace_dir(core_dir, sketch_dir)
+    env.update(PLATFORMIO_BUILD_DIR=str(build_dir), PLATFORMIO_WORKSPACE_DIR=str(ws),
+               PLATFORMIO_EXTRA_SCRIPTS=f"pre:{INJECT_SCRIPT}", TINYML_INJECT=str(inject),
+               TINYML_LOCAL_PLATFORM=str(platform_dir), TINYML_DOIT="1")
+    if model_dir is not None:
+        env["TINYML_MODEL_DIR"] = str(Path(model_dir).resolve())
+    cmd = [sys.executable, "-m", "platformio", "run", "-d", str(Path(sketch_dir).resolve()), "-e", env_name, *extra]
+    with locked(ws.parent / f".{ws.name}.lock"):  # one build of a sketch's workspace at a time (libdeps)
+        try:
+            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise TinyMLError(f"`{' '.join(cmd)}` did not finish in {timeout:.0f} s") from e
+
+
+def upload_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, *, upload_port: str | None = None,
+               model_dir: Path | None = None, what: str = "the firmware", timeout: float = 600) -> str:
+    """`pio run -t upload -e env_name` of what `build_env` built into `build_dir` (same injected files):
+    PlatformIO's own upload (the environment's upload_protocol, upload_port or `upload_port`). Returns its
+    output; a failed upload is a TinyMLError with PlatformIO's first error line."""
+    build_dir = Path(build_dir).resolve()
+    inject = build_dir.parent / f"{build_dir.name}.inject.json"
+    if not inject.is_file():
+        raise TinyMLError(f"{what}: nothing was built in {build_dir} to upload")
+    extra = ["-t", "upload"] + (["--upload-port", upload_port] if upload_port else [])
+    p = _pio_env_run(sketch_dir, env_name, core_dir, build_dir, inject, model_dir, extra, timeout)
+    out = (p.stdout or "") + (p.stderr or "")
+    (build_dir.parent / f"{build_dir.name}.upload.txt").write_text(out)
+    if p.returncode != 0:
+        if "is greater than maximum allowed" in out:
+            raise TinyMLError(f"{what} is too big to upload (PlatformIO: {first_compiler_error(out)})")
+        raise TinyMLError(f"PlatformIO could not upload {what} with environment {env_name!r} of {sketch_dir} (exit "
+                          f"{p.returncode}): {_upload_error(out)} (its output: "
+                          f"{build_dir.parent / (build_dir.name + '.upload.txt')})")
+    return out
+
+
+def _upload_error(output: str) -> str:
+    """The line of an upload's output that says why it failed."""
+    for ln in output.splitlines():
+        low = ln.lower()
+        if any(w in low for w in ("error", "could not", "cannot", "no such", "not found", "failed", "timed out")):
+            return ln.strip()[:300]
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "no output"
 
 
 def workspace_dir(core_dir: Path, sketch_dir: Path) -> Path:
@@ -394,7 +465,7 @@ def workspace_dir(core_dir: Path, sketch_dir: Path) -> Path:
 def build_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, *,
               include_dirs: Iterable[Path] = (), sources: Iterable[Path] = (), defines: Iterable[str] = (),
               board_overrides: dict | None = None, model_dir: Path | None = None, what: str = "the firmware",
-              timeout: float = 3600) -> BuildResult:
+              timeout: float = 3600, link_flags: Iterable[str] = (), replace_sources: bool = False) -> BuildResult:
     """`pio run -e env_name` on the sketch's own platformio.ini, with the variant's files injected.
 
     Nothing in the sketch is edited: doit's pre-script (PLATFORMIO_EXTRA_SCRIPTS, appended after the
@@ -405,30 +476,21 @@ def build_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, 
     folder. The same call serves an official platform (it downloads what the environment names, once,
     when there is internet) and doit's local platform (`platform = symlink://${sysenv.TINYML_LOCAL_PLATFORM}`).
     Returns PlatformIO's own figures with the limits it printed (`limits`: its board manifest's, after
-    any [boards.<id>] override that doit passes as `board_overrides`).
+    any [boards.<id>] override that doit passes as `board_overrides`). `link_flags` (`-L<dir>`, `-l<lib>`)
+    link a prebuilt library (the real TFLite Micro on doit's local platform); `replace_sources` builds
+    the given sources instead of the sketch's own (the measurement harness, engine.measure).
     """
-    core_dir = Path(core_dir).resolve()
-    platform_dir = ensure_core(core_dir)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     mapfile = build_dir / env_name / "firmware.map"
+    libpath = [_ini_path(f[2:]) for f in link_flags if f.startswith("-L")]
+    libs = [f[2:] for f in link_flags if f.startswith("-l")]
     cfg = {"include_dirs": [_ini_path(d) for d in include_dirs], "sources": [_ini_path(s) for s in sources],
-           "defines": list(defines), "map": str(mapfile), "board": dict(board_overrides or {})}
+           "defines": list(defines), "map": str(mapfile), "board": dict(board_overrides or {}),
+           "libpath": libpath, "libs": libs, "replace_sources": bool(replace_sources)}
     inject = build_dir.parent / f"{build_dir.name}.inject.json"  # PlatformIO may empty build_dir
     write_json(inject, cfg)
-    env = _pio_env(core_dir)
-    ws = workspace_dir(core_dir, sketch_dir)
-    env.update(PLATFORMIO_BUILD_DIR=str(build_dir), PLATFORMIO_WORKSPACE_DIR=str(ws),
-               PLATFORMIO_EXTRA_SCRIPTS=f"pre:{INJECT_SCRIPT}", TINYML_INJECT=str(inject),
-               TINYML_LOCAL_PLATFORM=str(platform_dir), TINYML_DOIT="1")
-    if model_dir is not None:
-        env["TINYML_MODEL_DIR"] = str(Path(model_dir).resolve())
-    cmd = [sys.executable, "-m", "platformio", "run", "-d", str(Path(sketch_dir).resolve()), "-e", env_name]
-    with locked(ws.parent / f".{ws.name}.lock"):  # one build of a sketch's workspace at a time (libdeps)
-        try:
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise TinyMLError(f"`{' '.join(cmd)}` did not finish in {timeout:.0f} s") from e
+    p = _pio_env_run(sketch_dir, env_name, core_dir, build_dir, inject, model_dir, [], timeout)
     out = (p.stdout or "") + (p.stderr or "")
     (build_dir.parent / f"{build_dir.name}.output.txt").write_text(out)
     sizes = parse_pio_sizes(out)

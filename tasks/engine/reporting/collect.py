@@ -18,10 +18,10 @@ from typing import Any, NamedTuple
 from .. import artifacts
 from ..errors import TinyMLError
 
-ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot", "history")
+ARTIFACTS = ("metrics", "analysis", "size", "convert", "compress", "aot", "history", "measure")
 RECORDS = {"metrics": artifacts.Metrics, "analysis": artifacts.Analysis, "size": artifacts.Size,
            "convert": artifacts.Convert, "compress": artifacts.Compress, "aot": artifacts.Aot,
-           "report": artifacts.Report}
+           "measure": artifacts.Measure, "report": artifacts.Report}
 
 
 @dataclass(frozen=True)
@@ -159,14 +159,15 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     art, status = {}, {}
     for key in ARTIFACTS:
         art[key], status[key] = load(path_of(e, key), key)
-    m, a, s, c, comp, aot, hist = (art[k] for k in ARTIFACTS)
+    m, a, s, c, comp, aot, hist, meas = (art[k] for k in ARTIFACTS)
     board = e.get("board")
     runtime = e.get("runtime") or get(s, "runtime") or ("tflm" if board else None)
     row: dict[str, Any] = {
         "model": e.get("model"), "variant": e.get("variant"), "board": board, "runtime": runtime,
         "task": first(get(m, "task"), e.get("task")), "required": bool(e.get("required", False)),
+        # a measurement that never ran (no board attached yet) leaves the row's estimate: not a missing figure
         "missing": sorted(k for k, st in status.items() if st in ("missing", "unreadable")
-                          and not (k == "size" and board is None)),
+                          and not (k == "size" and board is None) and k != "measure"),
     }
     # ---- accuracy
     primary = get(m, "primary")
@@ -266,16 +267,56 @@ def _read_one(e: dict, failed_dir: Path | None) -> Collected:
     for what in ("flash", "ram"):
         used, limit = row[f"{what}_used"], row[f"{what}_limit"]
         row[f"{what}_pct"] = 100.0 * used / limit if used is not None and limit else None
-    row["latency_ms"] = num(get(s, "latency_ms"))
-    band = get(s, "latency_basis", "band_ms")
-    ok_band = isinstance(band, list) and len(band) == 2 and all(num(b) is not None for b in band)
-    row["latency_low_ms"], row["latency_high_ms"] = (num(band[0]), num(band[1])) if ok_band else (None, None)
-    basis = get(s, "latency_basis")
-    row["latency_basis"] = basis if isinstance(basis, dict) else None
+    _latency(row, s, meas, e, failed_dir)
     row["max_latency_ms"] = num(get(s, "max_latency_ms"))
     row["failed"] = failure(e, failed_dir)
     cm = block.get("confusion_matrix")
     return Collected(row, _facts(m, a, s, status["size"], row, tuple(not_finite), cm, voted.get("confusion_matrix")))
+
+
+def _latency(row: dict, s: dict | None, meas: dict | None, e: dict, failed_dir: Path | None) -> None:
+    """Time per inference: measured on the board (measure.json, when it stands for this very firmware) or the
+    firmware stage's estimate (size.json) with its band; `latency_kind` says which, `latency_why` why none."""
+    basis = get(s, "latency_basis")
+    basis = dict(basis) if isinstance(basis, dict) else None
+    est = num(get(s, "latency_ms"))
+    band = get(basis, "band_ms")
+    ok_band = isinstance(band, list) and len(band) == 2 and all(num(b) is not None for b in band)
+    row["latency_ms"] = est
+    row["latency_low_ms"], row["latency_high_ms"] = (num(band[0]), num(band[1])) if ok_band else (None, None)
+    row["latency_kind"] = "estimate" if est is not None else None
+    row["latency_why"] = None if est is not None else (get(basis, "why_short") or get(basis, "why_not") or None)
+    row["latency_note"] = None
+    if basis is not None and est is not None:
+        basis["kind"] = "estimate"
+    measured = num(get(meas, "latency_ms"))
+    if meas is not None and measured is not None and not meas.get("skipped"):
+        fw = get(s, "firmware_sha256")
+        if fw and meas.get("firmware_sha256") == fw:
+            row["latency_ms"] = measured
+            row["latency_low_ms"], row["latency_high_ms"] = num(meas.get("latency_min_ms")), num(meas.get("latency_max_ms"))
+            row["latency_kind"] = "measured"
+            row["latency_why"] = None
+            basis = {"kind": "measured",
+                     "measured_on": {"board": meas.get("board"), "port": meas.get("port"), "date": meas.get("measured_at"),
+                                     "firmware_sha256": fw, "env": meas.get("env")},
+                     "runs": meas.get("runs"), "cycles_median": meas.get("cycles_median"), "clock_hz": meas.get("clock_hz"),
+                     "timer": meas.get("timer"), "core": meas.get("core"),
+                     "range_ms": [row["latency_low_ms"], row["latency_high_ms"]],
+                     "estimate": ({"latency_ms": est, **(basis or {})} if est is not None else None)}
+        else:
+            row["latency_note"] = ("measure.json was measured on another build of this firmware (its hash differs): "
+                                   "not shown; `doit` measures the current one")
+    elif meas is not None and meas.get("skipped"):
+        row["latency_note"] = str(meas["skipped"])
+    task = e.get("measure_task")
+    if task and failed_dir is not None and row["latency_kind"] != "measured":
+        from urllib.parse import quote
+
+        rec, _ = load(Path(failed_dir) / (quote(task, safe="") + ".json"))
+        if rec is not None:
+            row["latency_note"] = f"not measured: {rec.get('message')}"
+    row["latency_basis"] = basis
 
 
 def _counts(cm) -> tuple[tuple | None, tuple | None]:

@@ -100,17 +100,26 @@ def fmt_list(v) -> str:
     return ", ".join(v or []) or "-"
 
 
-def fmt_latency(v) -> str:
-    """Time per inference is always an estimate (from a QEMU instruction count): '~1.23'."""
-    return "-" if v is None else f"~{fmt_ms(v)}"
-
-
-def fmt_latency_band(ms, low, high) -> str:
-    """'~1.23 (0.9-1.8)': the estimate and its band, in ms."""
-    if ms is None:
+def fmt_latency(v, kind=None) -> str:
+    """'1.23 m' measured on the board, '~1.23' an estimate (from a QEMU instruction count)."""
+    if v is None:
         return "-"
+    return f"{fmt_ms(v)} m" if kind == "measured" else f"~{fmt_ms(v)}"
+
+
+def fmt_latency_band(ms, low, high, kind=None, why=None) -> str:
+    """'1.23 measured' (on the board), '~1.23 (0.9-1.8)' (an estimate and its band, in ms), or why there is no
+    figure: '- (no TFLM library)'."""
+    if ms is None:
+        return f"- ({why})" if why else "-"
+    if kind == "measured":
+        return f"{fmt_ms(ms)} measured"
     band = f" ({fmt_ms(low)}-{fmt_ms(high)})" if low is not None and high is not None else ""
     return f"~{fmt_ms(ms)}{band}"
+
+
+LATENCY_LEGEND = ("ms / inference: '~x (low-high)' an estimate from the instruction profile counted under QEMU, with "
+                  "the band the truth lies in; 'x measured' the median on the board itself (measure stage)")
 
 
 def fmt_times(v) -> str:
@@ -186,7 +195,7 @@ def _any_runtime_but_tflm(rows: list[dict]) -> bool:
 
 
 def _any_latency(rows: list[dict]) -> bool:
-    return any(r.get("latency_ms") is not None for r in rows)
+    return any(r.get("latency_ms") is not None or r.get("latency_why") for r in rows)
 
 
 def _any_aot(rows: list[dict]) -> bool:
@@ -283,11 +292,17 @@ COLUMNS: tuple[Column, ...] = (
            uses=("ram_used", "ram_limit", "ram_pct", "estimate")),
     Column("sweep_flash", "flash B", fmt_int, RIGHT, views=TERMINAL_ONLY, tables=(SWEEP,), uses=("flash_used",)),
     Column("sweep_ram", "RAM B", fmt_int, RIGHT, views=TERMINAL_ONLY, tables=(SWEEP,), uses=("ram_used",)),
-    Column("latency_ms", "ms / inference (est.)", fmt_latency, RIGHT, tables=(SWEEP,), short="ms/inf"),
+    Column("latency_ms", "ms / inference", views=DATA),
+    Column("latency_sweep", "ms / inference", fmt_latency, RIGHT, views=SHOWN, tables=(SWEEP,), short="ms/inf",
+           uses=("latency_ms", "latency_kind")),
     Column("latency_low_ms", "ms / inference low", views=DATA),
     Column("latency_high_ms", "ms / inference high", views=DATA),
-    Column("latency_cell", "ms / inference (est.)", fmt_latency_band, RIGHT, views=SHOWN, tables=(MAIN,),
-           uses=("latency_ms", "latency_low_ms", "latency_high_ms"), short="ms/inf (est.)", terminal_if=_any_latency),
+    Column("latency_kind", "ms / inference is", views=DATA),
+    Column("latency_why", "no ms / inference because", views=DATA),
+    Column("latency_note", "ms / inference note", views=DATA),
+    Column("latency_cell", "ms / inference", fmt_latency_band, RIGHT, views=SHOWN, tables=(MAIN,),
+           uses=("latency_ms", "latency_low_ms", "latency_high_ms", "latency_kind", "latency_why"), short="ms/inf",
+           terminal_if=_any_latency),
     Column("latency_basis", "latency basis", views=JSON_ONLY),
     Column("max_latency_ms", "max ms / inference", views=DATA),
     Column("flash_over_by", "flash over by", views=JSON_ONLY),

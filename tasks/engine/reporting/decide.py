@@ -285,7 +285,9 @@ def ship(rows: list[dict], headroom: float) -> list[dict]:
                         "value": best["value"], "flash_pct": best["flash_pct"], "ram_pct": best["ram_pct"],
                         "estimate": best["fits"] == "estimate", "latency_ms": best.get("latency_ms")})
             what = f"{model}/{best['variant']}" + (f" [{best['runtime']}]" if best["runtime"] not in (None, "tflm") else "")
-            ms = (f", ~{fmt_ms(best['latency_ms'])} ms/inference (est.)" if best.get("latency_ms") is not None else "")
+            ms = ("" if best.get("latency_ms") is None else
+                  f", {fmt_ms(best['latency_ms'])} ms/inference (measured)" if best.get("latency_kind") == "measured"
+                  else f", ~{fmt_ms(best['latency_ms'])} ms/inference (est.)")
             rec["text"] = (f"Ship: {board} -> {what} ({metric_label(best['metric'])} {fmt_metric(best['value'])}, "
                            f"flash {best['flash_pct']:.1f} %, RAM {best['ram_pct']:.1f} %{ms}"
                            f"{', estimate' if rec['estimate'] else ''})")

@@ -206,10 +206,23 @@ def terminal_main(rows: list[dict]) -> list[str]:
         out.append("")
     if any(r.get("required") for r in rows):
         out.append("* required variant (CI gate)")
+    out += latency_lines(rows)
     if any(r["runtime"] == "tflm" and not r["estimate"] and (r.get("breakdown") or {}).get("flash", {}).get("inference") == 0
            for r in rows):
         out.append("tflm rows built offline hold the model and its arena but not the TFLM interpreter's code "
                    "(no TFLM sources offline): add the interpreter's flash when you link the TFLM library.")
+    return out
+
+
+def latency_lines(rows: list[dict]) -> list[str]:
+    """What the time column's marks mean, and each row's measurement note (not measured, stale, skipped)."""
+    out = []
+    if any(r.get("latency_ms") is not None for r in rows):
+        out.append(C.LATENCY_LEGEND)
+    for r in rows:
+        if r.get("latency_note"):
+            where = f"{r['model']}/{r['variant']}" + (f" [{r['runtime']}]" if r.get("runtime") not in (None, "tflm") else "")
+            out.append(f"time on {r['board']}, {where}: {r['latency_note']}")
     return out
 
 
@@ -327,6 +340,9 @@ def markdown(doc: dict) -> str:
     out = ["# doit-tinyml report", "", headroom_note(doc), ""]
     for title, h, b in _sections(doc, MD):
         out += [f"## {title}", ""] + md_table(h, b) + [""]
+    lat = latency_lines(doc["rows"])
+    if lat:
+        out += ["## Time per inference", ""] + [f"- {x}" for x in lat] + [""]
     if doc.get("warnings"):
         out += ["## Warnings", ""] + [f"- {w}" for w in warning_lines(doc["warnings"])] + [""]
     out += ["## What to ship", ""] + [f"- {s['text']}" for s in doc["ship"]] + [""]
@@ -400,6 +416,9 @@ def html_page(doc: dict, figures: list[tuple[str, str]] = (), sweep_figures: lis
              f"<p>{headroom_note(doc)}</p>"]
     for title, h, b in sections[:n_main]:
         parts.append(f"<h2>{e(title)}</h2>" + html_table(h, b))
+    lat = latency_lines(doc["rows"])
+    if lat:
+        parts.append("<h2>Time per inference</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in lat) + "</ul>")
     parts.append("<h2>Trade-offs</h2><div class=\"plots\">")
     parts += [f"<figure>{inline_svg(svg)}</figure>" for _, svg in figures]
     parts.append("</div>")

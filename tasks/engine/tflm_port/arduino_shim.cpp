@@ -1,5 +1,5 @@
 // doit-tinyml's minimal Arduino API for its bare-metal platform: see Arduino.h (our own code).
-// main() runs setup() and then loop(); under QEMU (TINYML_SEMIHOSTING) it stops after
+// main() (weak) runs setup() and then loop(); under QEMU (TINYML_SEMIHOSTING) it stops after
 // TINYML_SHIM_LOOPS iterations so a firmware run ends, elsewhere it loops forever like a board.
 #include "Arduino.h"
 
@@ -88,7 +88,13 @@ void delay(unsigned long ms) {
 
 void delayMicroseconds(unsigned int us) { (void)us; }
 
-int main(void) {
+// Weak, and setup()/loop() weak references: a sketch that writes its own main() links as it is (its main
+// wins, and this one is dropped with its calls by --gc-sections).
+extern void setup(void) __attribute__((weak));
+extern void loop(void) __attribute__((weak));
+
+__attribute__((weak)) int main(void) {
+  if (!setup || !loop) return 1;
   setup();
 #ifdef TINYML_SEMIHOSTING
   for (int i = 0; i < TINYML_SHIM_LOOPS; ++i) loop();

@@ -7,6 +7,8 @@
 #   defines       e.g. TINYML_RUNTIME_TFLM
 #   map           where the linker writes its map (for the breakdown of where the bytes go)
 #   board         board manifest values to override ([boards.<id>] flash/ram in tinyml.toml)
+#   libpath, libs a prebuilt library to link (the real TFLite Micro, on doit's local platform)
+#   replace_sources  build the given sources INSTEAD of the sketch's (the measurement harness)
 # Nothing in the sketch is edited. A source the sketch's own scripts already compile (same file
 # name, e.g. a pre-script that builds model_data.cc from $TINYML_MODEL_DIR) is not added twice.
 import json
@@ -18,6 +20,10 @@ with open(os.environ["TINYML_INJECT"]) as f:
     cfg = json.load(f)
 
 env.Append(CPPPATH=cfg.get("include_dirs", []), CPPDEFINES=cfg.get("defines", []))  # noqa: F821
+if cfg.get("libpath") or cfg.get("libs"):
+    env.Append(LIBPATH=cfg.get("libpath", []), LIBS=cfg.get("libs", []))  # noqa: F821
+if cfg.get("replace_sources"):
+    env.Replace(SRC_FILTER=["-<*>"])  # noqa: F821
 from SCons.Script import DefaultEnvironment  # noqa: E402
 
 # what the environment's own scripts already compile (BuildSources appends object nodes, as lists, to the
