@@ -44,8 +44,13 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_jso
     where = f"{label} @ {board.id}"
     size = artifacts.read_dict(fw_dir / "size.json", artifacts.Size)
     elf = fw_dir / "firmware.elf"
-    if size.get("incompatible") or size.get("flash_used") is None or not elf.is_file():
-        why = size.get("incompatible") or "no firmware was built"
+    why = size.get("incompatible") or ("no firmware was built" if size.get("flash_used") is None or not elf.is_file()
+                                       else None)
+    if why is None and runtime == "tflm" and not firmware.has_interpreter(elf):
+        why = (f"the firmware of environment {env!r} has no TFLite Micro interpreter (its figures are an estimate): "
+               f"add the TFLite Micro library to the environment's lib_deps, or give doit one (TINYML_TFLM_DIR) for an "
+               f"environment on doit's local platform")
+    if why:
         artifacts.write(out_json, artifacts.Measure(board=board.id, runtime=runtime, env=env, port=port,
                                                     skipped=f"nothing to measure: {why}"))
         print(f"measure: {where}: nothing to measure ({why})", flush=True)
@@ -56,10 +61,6 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_jso
     if size.get("ram_over_by"):
         raise TinyMLError(f"{where}: the firmware needs {size['ram_over_by']:,} B more RAM than the board has: it "
                           f"cannot run to be measured")
-    if runtime == "tflm" and not firmware.has_interpreter(elf):
-        raise TinyMLError(f"{where}: the firmware of environment {env!r} has no TFLite Micro interpreter (its figures "
-                          f"are an estimate): add the TFLite Micro library to the environment's lib_deps to measure "
-                          f"the tflm runtime on the board")
     if not measure.expected_ready(port):
         raise TinyMLError(f"no board on {port} ({port_source}): the port does not exist; plug {board.name} in, or "
                           f"fix the port")

@@ -1,9 +1,16 @@
 """Shared fixtures: one full build of the tiny sine project, copied for each test that changes it."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# One prebuilt TFLite Micro library per (tree, core flags, kernel set) for the whole run: every test project that
+# links the real TFLM (TINYML_TFLM_DIR) reuses it instead of compiling the tree again (minutes each). Keyed by
+# content (engine.tflm_link), so sharing it between projects and runs is safe.
+os.environ.setdefault("TINYML_TFLM_CACHE", str(Path(tempfile.gettempdir()) / f"tinyml-tests-tflm-{os.getuid()}"))
 
 from project import copy_project, doit, executed, make_project
 
@@ -39,6 +46,7 @@ NEEDS = {
     "test_evaluate": ("tensorflow", "tflite_micro"),
     "test_examples": ("tensorflow", "arm-none-eabi-gcc"),
     "test_firmware": ("platformio", "arm-none-eabi-gcc", "qemu-system-arm"),
+    "test_measure": ("tensorflow", "platformio", "arm-none-eabi-gcc", "qemu-system-arm", "gcc"),
     "test_header": ("tensorflow", "tflite_micro", "arm-none-eabi-gcc"),
     "test_pipeline": ("tensorflow", "platformio", "arm-none-eabi-gcc", "qemu-system-arm"),
     "test_regression_data": ("tensorflow", "platformio", "arm-none-eabi-gcc"),

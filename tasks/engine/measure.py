@@ -26,7 +26,8 @@ PROTOCOL = "tinyml-measure 1"
 DEFAULT_BAUD = 115200
 RUNS = 10            # timed inferences (after one warm-up)
 MAX_VECTORS = 8      # test inputs whose outputs are compared with the host interpreter
-READY_TIMEOUT = 30.0  # seconds to wait for the harness after an upload (USB re-enumeration, boot)
+READY_TIMEOUT = 30.0  # seconds to wait for the harness after an upload (USB re-enumeration, boot);
+#                       TINYML_MEASURE_READY_TIMEOUT overrides it
 
 # SCB->CPUID part numbers (Arm ARM B3.2.3) -> core family
 CPUID_PARTS = {0xC20: "cortex-m0", 0xC60: "cortex-m0+", 0xC21: "cortex-m1", 0xC23: "cortex-m3", 0xC24: "cortex-m4",
@@ -86,10 +87,16 @@ def parse(lines: list[str]) -> dict[str, Any]:
     return res
 
 
-def session(port: str, baud: int, *, ready_timeout: float = READY_TIMEOUT, measure_timeout: float = 300.0,
+def session(port: str, baud: int, *, ready_timeout: float | None = None, measure_timeout: float = 300.0,
             board_name: str = "the board") -> list[str]:
     """Open `port`, wait for the harness, ask for a measurement; the lines between begin and end."""
     import serial  # pyserial (PlatformIO's own dependency too)
+
+    if ready_timeout is None:
+        try:
+            ready_timeout = float(os.environ.get("TINYML_MEASURE_READY_TIMEOUT") or READY_TIMEOUT)
+        except ValueError:
+            ready_timeout = READY_TIMEOUT
 
     where = f"{board_name} on {port}"
     deadline = time.monotonic() + ready_timeout
@@ -105,7 +112,7 @@ def session(port: str, baud: int, *, ready_timeout: float = READY_TIMEOUT, measu
                                   f"monitor_port)") from None
             time.sleep(0.25)
     try:
-        return _converse(ser, where, deadline, measure_timeout)
+        return _converse(ser, where, time.monotonic() + ready_timeout, ready_timeout, measure_timeout)
     finally:
         try:
             ser.write(b"Q\n")  # the QEMU stand-in stops; a real board ignores it
@@ -120,7 +127,7 @@ def _why(e: BaseException | None) -> str:
     return s.split(":", 1)[-1].strip() if "[Errno" in s else s
 
 
-def _converse(ser, where: str, deadline: float, measure_timeout: float) -> list[str]:
+def _converse(ser, where: str, deadline: float, ready_timeout: float, measure_timeout: float) -> list[str]:
     buf = b""
     other: list[str] = []
     asked = 0.0
@@ -134,13 +141,19 @@ def _converse(ser, where: str, deadline: float, measure_timeout: float) -> list[
                 raise TinyMLError(f"{where} printed {shown!r} but never the doit-tinyml harness's ready line: is "
                                   f"another firmware running (did the upload reach this board?), or is the baud "
                                   f"rate wrong?")
-            raise TinyMLError(f"{where} printed nothing in {deadline - (asked or deadline) + READY_TIMEOUT:.0f} s "
-                              f"after the upload (timeout): is it running the uploaded firmware, and is this its "
-                              f"serial port?")
+            raise TinyMLError(f"{where} printed nothing in {ready_timeout:.0f} s after the upload (timeout): is it "
+                              f"running the uploaded firmware, and is this its serial port?")
         if end_by is not None and now > end_by:
             raise TinyMLError(f"{where} started measuring but did not finish in {measure_timeout:.0f} s (timeout); "
                               f"{len(block or [])} lines received")
-        chunk = ser.read(4096)
+        try:
+            chunk = ser.read(4096)
+        except Exception as e:  # noqa: BLE001 - pyserial's SerialException or OSError: the port went away
+            seen = f"after printing {' | '.join(other[:2])[:120]!r}" if other else "having printed nothing"
+            if block is not None:
+                seen = f"in the middle of its report ({len(block)} lines)"
+            raise TinyMLError(f"{where} went away {seen} (the serial port closed: {_why(e)}): is it running the "
+                              f"uploaded harness, and is it still connected?") from None
         if chunk:
             buf += chunk
         while b"\n" in buf:

@@ -381,6 +381,9 @@ def first_compiler_error(output: str) -> str:
     m = _COMPILER_ERROR.search(output)
     if m:
         return m.group(1).strip()
+    m = _LD_OVERFLOW.search(output)
+    if m:
+        return f"link error: the firmware does not fit the linker's {m.group(1)} region (over by {int(m.group(2)):,} B)"
     for pat, what in ((_LD_MULTIPLE, "multiple"), (_LD_UNDEFINED, "undefined")):
         m = pat.search(output)
         if not m:
@@ -422,6 +425,19 @@ def _pio_env_run(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Pat
             return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             raise TinyMLError(f"`{' '.join(cmd)}` did not finish in {timeout:.0f} s") from e
+
+
+def _local_limits(sketch_dir: Path, env_name: str, overrides: dict) -> dict[str, int]:
+    """{FLASH, RAM}: the limits an environment on doit's local platform links against (its catalogue board,
+    after tinyml.toml's overrides); {} for another platform."""
+    from .pio_ini import read_envs
+
+    opts = read_envs(Path(sketch_dir) / "platformio.ini").get(env_name, {})
+    board = CATALOGUE.get(opts.get("board", "").strip())
+    if "TINYML_LOCAL_PLATFORM" not in opts.get("platform", "") or board is None:
+        return {}
+    return {"FLASH": int(overrides.get("upload.maximum_size", board.flash)),
+            "RAM": int(overrides.get("upload.maximum_ram_size", board.ram))}
 
 
 def upload_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, *, upload_port: str | None = None,
@@ -489,11 +505,22 @@ def build_env(sketch_dir: Path, env_name: str, core_dir: Path, build_dir: Path, 
            "defines": list(defines), "map": str(mapfile), "board": dict(board_overrides or {}),
            "libpath": libpath, "libs": libs, "replace_sources": bool(replace_sources)}
     inject = build_dir.parent / f"{build_dir.name}.inject.json"  # PlatformIO may empty build_dir
-    write_json(inject, cfg)
-    p = _pio_env_run(sketch_dir, env_name, core_dir, build_dir, inject, model_dir, [], timeout)
-    out = (p.stdout or "") + (p.stderr or "")
+    for _attempt in range(2):
+        write_json(inject, cfg)
+        p = _pio_env_run(sketch_dir, env_name, core_dir, build_dir, inject, model_dir, [], timeout)
+        out = (p.stdout or "") + (p.stderr or "")
+        sizes = parse_pio_sizes(out)
+        if not sizes["overflow"] or "build.link_region_factor" in cfg["board"] or p.returncode == 0:
+            break
+        # doit's local platform links into regions LINK_REGION_FACTOR x the board's limits: a firmware even bigger
+        # is relinked once in regions big enough, so PlatformIO reports it against the limits (as `build`)
+        limits = _local_limits(sketch_dir, env_name, cfg["board"])
+        if not limits:
+            break
+        cfg["board"]["build.link_region_factor"] = max(
+            math.ceil((LINK_REGION_FACTOR * limits[r] + n) / limits[r]) for r, n in sizes["overflow"].items()
+            if r in limits) + 1
     (build_dir.parent / f"{build_dir.name}.output.txt").write_text(out)
-    sizes = parse_pio_sizes(out)
     elfs = sorted((build_dir / env_name).glob("*.elf"))
     failed_steps = [ln for ln in out.splitlines() if ln.startswith("*** [") and "[checkprogsize]" not in ln]
     too_big_only = p.returncode != 0 and "is greater than maximum allowed" in out and not failed_steps

@@ -6,7 +6,7 @@
 // speaks this line protocol over the serial port (ASCII, '\n'):
 //
 //   board: "tinyml-measure 1 ready"            about twice a second until the host sends a command
-//   host:  "M"                                  measure
+//   host:  "M"                                  measure ("Q": done; only the QEMU stand-in acts on it)
 //   board: "tinyml-measure 1 begin"
 //          "core cpuid=<hex> fpu=<0|1> f_cpu=<Hz> core_clock=<Hz> timer=<dwt|systick|micros> runtime=<tflm|aot>"
 //          "arena used=<bytes> size=<bytes>"   arena_used_bytes() (TFLM) or the AOT plan
@@ -21,6 +21,7 @@
 // Cortex-M0/M0+, which own SysTick).
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tinyml_measure_vectors.h"
@@ -378,6 +379,9 @@ static void serve(void) {
       last = ser_millis();
       continue;
     }
+#if defined(TINYML_SEMIHOSTING)
+    if (c == 'Q') exit(0);  // the QEMU stand-in: the host is done, stop the emulator (a real board ignores 'Q')
+#endif
     if (ser_millis() - last >= 500u) {
       puts_("tinyml-measure 1 ready\n");
       last = ser_millis();

@@ -13,6 +13,7 @@
 # real limits. tasks/firmware.py relinks with a bigger factor if the linker still overflows.
 import json
 import os
+import sys
 from os.path import join
 
 from SCons.Script import AlwaysBuild, Default, DefaultEnvironment
@@ -170,5 +171,21 @@ target_size = env.Alias(
     "size", target_elf, env.VerboseAction("$SIZEPRINTCMD", "Calculating size $SOURCE")
 )
 AlwaysBuild(target_size)
+
+
+# `pio run -t upload`: the environment's own upload command (upload_protocol = custom, upload_command = ...,
+# e.g. the QEMU stand-in of engine/qemu_board.py); this platform knows no programmer of its own.
+def _no_upload(target, source, env):
+    sys.stderr.write("Error: doit-tinyml's local platform has no upload method of its own: set upload_protocol = "
+                     "custom and upload_command = ... in the environment (e.g. the QEMU board of "
+                     "examples/measure_qemu), or build the board's official platform\n")
+    return 1
+
+
+if env.subst("$UPLOADCMD").strip():
+    upload_actions = [env.VerboseAction("$UPLOADCMD", "Uploading $SOURCE")]
+else:
+    upload_actions = [env.VerboseAction(_no_upload, "Uploading $SOURCE")]
+env.AddPlatformTarget("upload", target_elf, upload_actions, "Upload")
 
 Default([target_elf])

@@ -1,0 +1,2 @@
+from doit_tinyml import load_project
+globals().update(load_project("tinyml.toml"))
