@@ -1,4 +1,4 @@
-"""The six example firmware repositories under examples/.
+"""The seven example firmware repositories under examples/.
 
 Fast part (no TensorFlow): every example's tinyml.toml loads and `doit list --all` lists exactly the
 tasks the example is meant to have. Slow part: reduced copies of two examples (fewer epochs, smaller
@@ -19,7 +19,7 @@ import pytest
 from doit_tinyml.config import load
 from project import EXAMPLES, copy_example
 
-NAMES = ("sine_sweep", "cancer_mlp", "tapping_anomaly", "waveform_cnn", "digits_cnn", "activity_ts")
+NAMES = ("sine_sweep", "cancer_mlp", "tapping_anomaly", "waveform_cnn", "digits_cnn", "activity_ts", "measure_qemu")
 
 
 def doit(root: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -36,8 +36,13 @@ def listed(root: Path) -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+TFLM_LIBRARY = bool(os.environ.get("TINYML_TFLM_DIR", "").strip())  # then every tflm variant gets its tflm task
+
+
 def chain(model: str, variant: str, boards, *, compress: bool = False, aot: bool = False) -> set[str]:
     names = {f"{s}:{model}/{variant}" for s in ("convert", "evaluate", "analyze", "header")}
+    if TFLM_LIBRARY:
+        names.add(f"tflm:{model}/{variant}")
     names |= {f"firmware:{model}/{variant}@{b}" for b in boards}
     if compress:
         names.add(f"compress:{model}/{variant}")
@@ -86,6 +91,11 @@ def expected_tasks(name: str) -> set[str]:
             exp |= chain("activity", v, TWO)
         for v in ("pruned", "pruned_removed"):
             exp |= chain("activity", v, TWO, compress=True)
+    elif name == "measure_qemu":  # the board is on a port: every firmware is measured on it
+        exp |= {"dataset:sine", "train:sine"}
+        for v in ("float32", "int8"):
+            exp |= chain("sine", v, ("mps2_an386",), aot=True)
+            exp |= {f"measure:sine/{v}@mps2_an386", f"measure:sine/{v}@mps2_an386+aot"}
     elif name == "digits_cnn":
         exp |= {"dataset:digits", "train:digits"}
         for v in ("float32", "int8"):
