@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from doit_tinyml import firmware
+from doit_tinyml.engine.latency import fmt_ms
 from doit_tinyml.engine import boards, platformio, tflm_link
 from doit_tinyml.engine.errors import TinyMLError
 
@@ -172,6 +173,42 @@ def test_per_channel_dense_on_an_old_tree_never_fits(tmp_path, tree, cache, core
 
 
 @needs_tflm
+def test_per_channel_dense_through_the_sketchs_own_environment_never_fits(tmp_path, tree, cache, core_dir, variant):
+    """The same check on the route through the sketch's own PlatformIO environment (here one on doit's local
+    platform, which links the configured TFLM): built for its size, never "fits", and says why."""
+    if tree.per_channel_fc:
+        pytest.skip("this tree computes per-channel FULLY_CONNECTED")
+    from doit_tinyml.aot import testmodels
+
+    tfl, _ = testmodels.build("sine_int8", tmp_path / "models")
+    vd = tmp_path / "v"
+    shutil.copytree(variant, vd)
+    shutil.copyfile(tfl, vd / "model.tflite")
+    sketch = tmp_path / "sketch"
+    shutil.copytree(ROOT / "examples" / "measure_qemu" / "sketches" / "sine_qemu", sketch)
+    rec = firmware.run(sketch, vd, boards.CATALOGUE["mps2_an386"], tmp_path / "o", core_dir, env="qemu",
+                       tflm={"library": str(tree.root), "kernels": tree.kernel_sets[0]}, tflm_cache=cache, quiet=True)
+    assert rec["env"]["name"] == "qemu" and rec["tflm"]["linked"] and not rec["estimate"]
+    assert rec["fits"] is False and "per_channel = false" in rec["incompatible"]
+
+
+@needs_tflm
+def test_a_sketch_with_its_own_main_links_with_the_real_tflm(tmp_path, tree, cache, core_dir, variant):
+    """doit's Arduino-style shim (setup()/loop() sketches) must not collide with a sketch's own main()."""
+    sketch = tmp_path / "sketch"
+    (sketch / "src").mkdir(parents=True)
+    (sketch / "src" / "main.cpp").write_text(
+        '#include "model_data.h"\n#include "tensorflow/lite/micro/micro_interpreter.h"\n'
+        "alignas(16) static uint8_t arena[TINYML_ARENA_SIZE];\n"
+        "int main(void) {\n  static TinyMLOpResolver r;\n  tinyml_register_ops(r);\n"
+        "  tflite::MicroInterpreter it(tflite::GetModel(g_model), r, arena, sizeof arena);\n"
+        "  return it.AllocateTensors() == kTfLiteOk && it.Invoke() == kTfLiteOk ? 0 : 1;\n}\n")
+    rec = firmware.run(sketch, variant, boards.CATALOGUE["nano33ble"], tmp_path / "o", core_dir,
+                       tflm={"library": str(tree.root), "kernels": tree.kernel_sets[0]}, tflm_cache=cache, quiet=True)
+    assert rec["tflm"]["linked"] and not rec["estimate"] and rec["fits"]
+
+
+@needs_tflm
 def test_doit_links_and_measures_the_real_tflm(tmp_path, tree, cache):
     """Through doit with TINYML_TFLM_DIR: the tflm stage writes tflm.json, the firmware links the interpreter,
     the tflm rows have a time per inference from its instruction count, and the report shows them."""
@@ -194,5 +231,8 @@ def test_doit_links_and_measures_the_real_tflm(tmp_path, tree, cache):
     size = json.loads((b / "nano33ble" / "size.json").read_text())
     assert size["estimate"] is False and size["tflm"]["linked"] and size["latency_ms"] > 0
     assert size["latency_basis"]["instructions"] == t["instructions_per_inference"]
+    assert size["latency_basis"]["model"] == "instruction mix" and size["latency_basis"]["kind"] == "estimate"
+    assert t["profile"]["inferences"] == t["samples"] and t["profile"]["blocks"]
     rep = doit(root, "report", env=env, check=False)
-    assert "ms/inf (est.)" in rep.stdout
+    assert "ms/inf" in rep.stdout and "- (no TFLM library)" not in rep.stdout
+    assert f"~{fmt_ms(size['latency_ms'])} (" in rep.stdout
