@@ -275,7 +275,8 @@ class TflmTarget(Record):
                             None)
     samples: int | None = F("test vectors run", None)
     outputs_equal: bool | None = F("every output equals the Python interpreter's (int: byte for byte; float32: within "
-                                   "1e-5 relative)", None)
+                                   "1e-4 of the largest output of the same input + 1e-6, float32 rounding)", None)
+    tolerance: str | None = F("what float32 outputs were held to (absent for integer outputs)", None)
     bit_identical: bool | None = F("every output byte equal", None)
     n_identical: int | None = F("vectors with byte-identical outputs", None)
     arena_min_bytes: int | None = F("smallest arena (multiple of 16) in which AllocateTensors and Invoke succeed on "

@@ -29,7 +29,12 @@ from .tflm_link import PORT_DIR, Library, app_settings, describe
 BOARD_ID = "mps2_an386"
 MAX_VECTORS = 32
 ARENA_MAX = 256 * 1024
-FLOAT_RTOL, FLOAT_ATOL = 1e-5, 1e-6
+# float32 outputs of the target and the host agree when they differ by no more than float32 rounding across the
+# layers: sums taken in another order, fused multiply-adds (vfma) on the M4, libm's exp/tanh: 1e-4 of the largest
+# output of the same input (about a thousand float32 ulps of it), plus 1e-6 for outputs near zero
+FLOAT_RTOL, FLOAT_ATOL = 1e-4, 1e-6
+FLOAT_TOLERANCE = ("float32: |target - host| <= 1e-4 x the largest |output| of the same input + 1e-6 (float32 "
+                   "rounding across the layers: order of sums, fused multiply-adds, libm)")
 
 _OUT = re.compile(r"^\[tflm\] out (\d+) ([0-9a-f]*)\s*$", re.M)
 _TICKS = re.compile(r"^\[tflm\] invoke_ticks total=(\d+) min=(\d+) max=(\d+) n=(\d+)\s*$", re.M)
@@ -155,8 +160,11 @@ def compare(got: dict[int, str], expected, out_dtype: str) -> dict[str, Any]:
     same = [tgt[i].tobytes() == exp[i].tobytes() for i in range(n)]
     out: dict[str, Any] = {"n_identical": int(sum(same)), "bit_identical": all(same)}
     if dt.kind == "f":
-        close = np.isclose(tgt, exp, rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
+        scale = np.abs(exp.astype(np.float64)).reshape(n, -1).max(axis=1) if n else np.zeros(0)
+        tol = (FLOAT_RTOL * scale + FLOAT_ATOL).reshape((n,) + (1,) * (exp.ndim - 1))
+        close = np.abs(tgt.astype(np.float64) - exp.astype(np.float64)) <= tol
         out["outputs_equal"] = bool(close.all())
+        out["tolerance"] = FLOAT_TOLERANCE
         out["max_abs_diff"] = float(np.max(np.abs(tgt.astype(np.float64) - exp))) if n else 0.0
         bad = np.argwhere(~close)
     else:
