@@ -160,6 +160,13 @@ def _inside(p: Path, folder: Path) -> bool:
     return p == folder or folder in p.parents
 
 
+@pytest.fixture(autouse=True)
+def _default_tflm_cache(monkeypatch):
+    """These tests check where a project writes by default: without the test run's shared TFLM cache (conftest),
+    which a user sets only on purpose (TINYML_TFLM_CACHE)."""
+    monkeypatch.delenv("TINYML_TFLM_CACHE", raising=False)
+
+
 def assert_writes_stay_in_build(root: Path) -> None:
     """Every target and every path an action is handed is below build/, except the read-only inputs."""
     from doit_tinyml import dag

@@ -35,17 +35,13 @@ CPUID_PARTS = {0xC20: "cortex-m0", 0xC60: "cortex-m0+", 0xC21: "cortex-m1", 0xC2
                0xD23: "cortex-m85", 0xD24: "cortex-m52"}
 
 
+# the catalogue's cores (boards.CORES) as SCB->CPUID tells them apart (the FPU is not in the part number)
+_FAMILY = {"cortex-m4f": "cortex-m4", "cortex-m7dp": "cortex-m7", "cortex-m33nofp": "cortex-m33"}
+
+
 def core_family(core: str) -> str:
-    """The catalogue's core names without the FPU suffix: cortex-m4f -> cortex-m4, cortex-m7dp -> cortex-m7."""
-    for fam in ("cortex-m0+", "cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55",
-                "cortex-m85", "cortex-m23"):
-        if core == fam or (core.startswith(fam) and not core[len(fam):][:1].isdigit() and fam != "cortex-m0"):
-            return fam
-    return core
-
-
-def _hex_row(b: bytes) -> str:
-    return b.hex()
+    """The core as the harness reports it: cortex-m4f -> cortex-m4, cortex-m7dp -> cortex-m7."""
+    return _FAMILY.get(core, core)
 
 
 # ----------------------------------------------------------------------------------- the protocol
