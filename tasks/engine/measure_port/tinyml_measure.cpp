@@ -194,25 +194,38 @@ static const char *stack_method = "unknown";
 
 #if defined(TINYML_BARE_METAL)
 extern "C" uint32_t _tinyml_stack_bottom;
-#elif defined(__MBED__)
+#elif defined(__MBED__) && defined(__has_include)
+#if __has_include("rtx_os.h")
 #include "rtx_os.h"
+#define TINYML_STACK_RTX 1
+#endif
 #else
 extern "C" char __StackLimit __attribute__((weak));
 #endif
 
+__attribute__((unused)) static bool on_main_stack(void) {  // CONTROL.SPSEL == 0: the code runs on MSP, the linker script's stack
+  uint32_t control;
+  __asm__ volatile("mrs %0, control" : "=r"(control));
+  return (control & 2u) == 0;
+}
+
+// The lowest address the stack may reach, where it is known for sure; else nullptr (then nothing is painted:
+// painting a guessed region could overwrite another thread's stack).
 static uint32_t *stack_limit(void) {
 #if defined(TINYML_BARE_METAL)
   stack_method = "painted (linker stack)";
   return &_tinyml_stack_bottom;
-#elif defined(__MBED__)
+#elif defined(TINYML_STACK_RTX)
   osRtxThread_t *t = (osRtxThread_t *)osThreadGetId();
-  if (t && t->stack_mem) {
+  if (t && t->stack_mem && !on_main_stack()) {
     stack_method = "painted (RTX thread stack)";
     return (uint32_t *)t->stack_mem + 2;  // RTX keeps its watermark word at the bottom
   }
   return nullptr;
+#elif defined(__MBED__)
+  return nullptr;
 #else
-  if (&__StackLimit) {
+  if (&__StackLimit && on_main_stack()) {
     stack_method = "painted (__StackLimit)";
     return (uint32_t *)&__StackLimit;
   }
