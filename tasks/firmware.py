@@ -443,7 +443,7 @@ def _latency(rec: dict, board: Board, variant_dir: Path, runtime: str, tflm: dic
             t = None
         if t and t.get("kernels") == tflm.get("kernels") and t.get("instructions_per_inference"):
             counts = {latency.QEMU_CORE: int(t["instructions_per_inference"])}
-            if isinstance(t.get("profile"), dict):
+            if isinstance(t.get("profile"), dict) and isinstance(t["profile"].get("blocks"), list):
                 profiles = {latency.QEMU_CORE: t["profile"]}
             source = (f"tflm.json: the real TFLite Micro ({t['kernels']} kernels) under QEMU (mps2_an386, -icount), "
                       f"{t['samples']} test vectors")

@@ -223,6 +223,17 @@ def test_cortex_m4_under_qemu_matches_host(name, models, tmp_path_factory):
     # these tiny CNNs cost a few hundred thousand instructions; deterministic under -icount
     assert 10_000 < res["instructions_min"] <= res["instructions_per_inference"] <= res["instructions_max"] < 5_000_000
     assert res["flash_used"] > 0 and json.loads((work / "target.json").read_text()) == res
+    # the instruction profile of the same inferences (the time model's input): every instruction of them
+    prof = res["profile"]
+    assert prof["inferences"] == 20 and prof["blocks"] and prof["block_fields"][-1] == "classes"
+    assert abs(prof["instructions"] / 20 - res["instructions_per_inference"]) <= 0.01 * res["instructions_per_inference"]
+    totals = {}
+    for b in prof["blocks"]:
+        for k, v in b[-1].items():
+            totals[k] = totals.get(k, 0) + v * b[0]
+    assert totals.get("load", 0) > 0 and totals.get("branch", 0) > 0
+    if name == "cnn_int8":
+        assert totals.get("dsp", 0) > 0  # the DSP kernels' SMLAD and friends
 
 
 def test_command_line(models, tmp_path):

@@ -225,7 +225,7 @@ def plugin(cache_dir: Path) -> Path:
         return so
     cc = shutil.which("gcc") or shutil.which("cc")
     if not cc:
-        raise TinyMLError("the host C compiler gcc was not found on PATH: sudo apt-get install gcc (the time "
+        raise Unsupported("the host C compiler gcc was not found on PATH: sudo apt-get install gcc (the time "
                           "per inference is modelled from an instruction profile that a small QEMU plugin "
                           "records; gcc builds it once)")
     so.parent.mkdir(parents=True, exist_ok=True)
@@ -411,12 +411,20 @@ def _functions(elf: Path) -> list[tuple[int, int, str]]:
 BEGIN, END = "tinyml_profile_begin", "tinyml_profile_end"  # the markers our target runners call around an inference
 
 
+class Unsupported(TinyMLError):
+    """This machine cannot profile: no host C compiler for the plugin, or a QEMU built without TCG plugins."""
+
+
 def inference(elf: Path, cache_dir: Path, *, inferences: int, instructions_per_inference: int | None,
               machine: str = "mps2-an386", args: list[str] | None = None, timeout: float = 600) -> dict:
     """The profile of one inference (the runner's inferences between our markers, averaged) as a dict for
     an artifact, checked against the timer's count of the same runs (a plugin that missed code would
-    make the time model lie)."""
-    prof = run(elf, cache_dir, begin=BEGIN, end=END, machine=machine, args=args, timeout=timeout)
+    make the time model lie). Where this machine cannot profile, {"unavailable": why}: the time model
+    then falls back to the instruction count, with its wider band, and says so."""
+    try:
+        prof = run(elf, cache_dir, begin=BEGIN, end=END, machine=machine, args=args, timeout=timeout)
+    except Unsupported as e:
+        return {"unavailable": str(e)}
     d = prof.to_dict()
     d["inferences"] = int(inferences)
     per = prof.instructions / max(inferences, 1)
@@ -449,6 +457,12 @@ def run(elf: Path, cache_dir: Path, *, begin: str, end: str, machine: str = "mps
     so = plugin(cache_dir)
     r = qemu.run_qemu(elf, timeout=timeout, machine=machine, args=args,
                       plugin=f"{so},begin={b:#x},end={e:#x},code_limit={CODE_LIMIT:#x},out={out}")
+    err = r.get("stderr") or ""
+    if not out.is_file() and ("plugin" in err.lower() and ("invalid" in err or "not enabled" in err or "cannot" in err
+                                                           or "unsupported" in err.lower())):
+        raise Unsupported(f"this qemu-system-arm cannot load TCG plugins ({err.strip().splitlines()[0][:160]}): the time "
+                          f"model uses the instruction count alone (QEMU 4.2 or later built with plugins, as Debian's, "
+                          f"profiles the instruction mix)")
     if r["timed_out"] or r["exit_code"] != 0 or not out.is_file():
         tail = "\n".join((r["stdout"] or "").strip().splitlines()[-8:])
         raise TinyMLError(f"profiling {elf} under QEMU failed (exit {r['exit_code']}"

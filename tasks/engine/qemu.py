@@ -40,12 +40,13 @@ def run_qemu(elf: Path, timeout: float = 60, machine: str = "mps2-an386", args: 
            "-kernel", str(elf)] + (["-plugin", plugin] if plugin else [])
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        stdout, code, timed_out = p.stdout, p.returncode, False
+        stdout, stderr, code, timed_out = p.stdout, p.stderr, p.returncode, False
     except subprocess.TimeoutExpired as e:
         stdout = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
         code, timed_out = None, True
     m = _TICKS.search(stdout)
     ticks = int(m.group(1)) if m else None
     instructions = round(ticks * 40 / (1 << QEMU_ICOUNT_SHIFT)) if ticks is not None else None
-    return {"stdout": stdout, "exit_code": code, "timed_out": timed_out,
+    return {"stdout": stdout, "stderr": stderr, "exit_code": code, "timed_out": timed_out,
             "timer_ticks": ticks, "instructions": instructions, "command": cmd}
