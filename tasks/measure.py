@@ -26,7 +26,7 @@ from pathlib import Path
 from .engine import artifacts
 from .engine.boards import Board
 from .engine.errors import TinyMLError
-from .engine.io import sha256_file
+from .engine.io import locked, sha256_file, sha256_text
 
 
 def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_json: Path, core_dir: Path, *,
@@ -104,10 +104,13 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_jso
     harness_elf = work / "harness.elf"
     shutil.copyfile(res.elf, harness_elf)
 
-    # upload with PlatformIO's own upload, then read the harness on the serial port
-    platformio.upload_env(sketch_dir, env, core_dir, work / "env", upload_port=upload_port, model_dir=variant_dir,
-                          what=f"the measurement harness for {where}")
-    lines = measure.session(port, baud, board_name=board.name)
+    # upload with PlatformIO's own upload, then read the harness on the serial port: one measurement per board
+    # at a time (`doit -n 4` runs tasks in parallel; a board runs one firmware)
+    port_lock = Path(core_dir).resolve().parent / ".tinyml" / "ports" / (sha256_text(port)[:16] + ".lock")
+    with locked(port_lock):
+        platformio.upload_env(sketch_dir, env, core_dir, work / "env", upload_port=upload_port, model_dir=variant_dir,
+                              what=f"the measurement harness for {where}")
+        lines = measure.session(port, baud, board_name=board.name)
     parsed = measure.parse(lines)
     clock = measure.check_board(parsed, board, f"the board on {port}")
     if parsed.get("runtime") != runtime:
