@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from doit_tinyml.config import load
-from project import EXAMPLES, copy_example
+from project import EXAMPLES, copy_example, user_env
 
 NAMES = ("sine_sweep", "cancer_mlp", "tapping_anomaly", "waveform_cnn", "digits_cnn", "activity_ts", "measure_qemu")
 
 
 def doit(root: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "doit", *args], cwd=root, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+                          timeout=timeout, env=user_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n"
                              f"{proc.stderr[-4000:]}")
@@ -36,13 +36,8 @@ def listed(root: Path) -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
-TFLM_LIBRARY = bool(os.environ.get("TINYML_TFLM_DIR", "").strip())  # then every tflm variant gets its tflm task
-
-
 def chain(model: str, variant: str, boards, *, compress: bool = False, aot: bool = False) -> set[str]:
     names = {f"{s}:{model}/{variant}" for s in ("convert", "evaluate", "analyze", "header")}
-    if TFLM_LIBRARY:
-        names.add(f"tflm:{model}/{variant}")
     names |= {f"firmware:{model}/{variant}@{b}" for b in boards}
     if compress:
         names.add(f"compress:{model}/{variant}")
@@ -123,7 +118,7 @@ def test_example_config_loads(name, tmp_path):
 def test_example_lists_expected_tasks(name, tmp_path):
     root = copy_example(name, tmp_path / name)
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "list", "--all", "--quiet"],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+                          cwd=root, capture_output=True, text=True, timeout=120, env=user_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     # listing the tasks must not import TensorFlow, tfmot or PlatformIO
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()

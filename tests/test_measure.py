@@ -55,7 +55,7 @@ def measured(tmp_path_factory):
     """The example built and measured by `doit` (aot rows always; tflm rows too with a TFLM library)."""
     root = make(tmp_path_factory.mktemp("measure") / "proj", runtime=None if TFLM_DIR else '["aot"]')
     try:
-        doit(root, timeout=1500)
+        doit(root, timeout=1500, env={"TINYML_TFLM_DIR": TFLM_DIR} if TFLM_DIR else None)
     finally:
         stop_qemu(root)
     return root
@@ -81,7 +81,7 @@ def test_doit_measures_every_row_on_the_qemu_board(measured):
         rec = json.loads((fw.parent / ("aot.json" if fw.name.endswith(".aot") else "tflm.json")).read_text())
         assert m["cycles_median"] / 1.6 == pytest.approx(rec["instructions_per_inference"], rel=0.05, abs=40), variant
     assert len(rows) == (4 if TFLM_DIR else 2)
-    rep = doit(measured, "report", check=False)
+    rep = doit(measured, "report", check=False, env={"TINYML_TFLM_DIR": TFLM_DIR} if TFLM_DIR else None)
     assert rep.returncode == 0, rep.stdout + rep.stderr
     assert rep.stdout.count(" measured ") >= len(rows) and "'x measured' the median on the board" in rep.stdout
     report = json.loads((measured / "build" / "report.json").read_text())
@@ -97,14 +97,15 @@ def test_doit_measures_every_row_on_the_qemu_board(measured):
 def test_a_measurement_runs_again_only_when_its_firmware_changes_or_when_asked(measured, tmp_path):
     root = copy_project(measured, tmp_path / "proj")
     try:
-        assert not {t for t in executed(doit(root).stdout) if t.startswith("measure:")}  # up to date
-        out = doit(root, "forget", "measure:sine/float32@mps2_an386+aot")
+        env = {"TINYML_TFLM_DIR": TFLM_DIR} if TFLM_DIR else None
+        assert not {t for t in executed(doit(root, env=env).stdout) if t.startswith("measure:")}  # up to date
+        out = doit(root, "forget", "measure:sine/float32@mps2_an386+aot", env=env)
         assert out.returncode == 0
-        assert executed(doit(root).stdout) == {"measure:sine/float32@mps2_an386+aot"}
+        assert executed(doit(root, env=env).stdout) == {"measure:sine/float32@mps2_an386+aot"}
         # a new firmware (the sketch's application changed) is measured again; the harness is rebuilt with it
         main = root / "sketches" / "sine_qemu" / "src" / "main.cpp"
         main.write_text(main.read_text().replace("step < 20", "step < 21"))
-        ran = executed(doit(root).stdout)
+        ran = executed(doit(root, env=env).stdout)
         assert {"firmware:sine/float32@mps2_an386+aot", "measure:sine/float32@mps2_an386+aot"} <= ran
     finally:
         stop_qemu(root)
