@@ -27,13 +27,18 @@ def analyze_bytes(data: bytes, *, arena_margin: float = 0.10, path: str | Path |
     rows, peak = tflite_info.layers(info)
     arena = None
     if measured is not None:
+        # what the header reserves: enough for whichever kernel set and TFLM generation the firmware links (the
+        # largest exact figure of by_kernels.<set>.by_tflm), plus the margin
+        figures = [("reference", "upstream", measured["target32_bytes"])] + [
+            (k, g, v["target32_bytes"]) for k, fig in (measured.get("by_kernels") or {}).items()
+            for g, v in (fig.get("by_tflm") or {"": fig}).items()]
+        largest = max(figures, key=lambda f: f[2])
         arena = {
             "host_bytes": measured["host_bytes"],
             "target32_bytes": measured["target32_bytes"],
             "margin": float(arena_margin),
-            # what the header reserves: enough for either kernel set the firmware may link, plus the margin
-            "bytes": arena_bytes(max([measured["target32_bytes"]] + [k["target32_bytes"] for k in
-                                      (measured.get("by_kernels") or {}).values()]), float(arena_margin)),
+            "bytes": arena_bytes(largest[2], float(arena_margin)),
+            "bytes_for": {"kernels": largest[0], "tflm": largest[1] or None, "target32_bytes": int(largest[2])},
             "by_kernels": measured.get("by_kernels"),
             "final32_bytes": measured["final32_bytes"],
             "exact": measured["exact"],

@@ -90,6 +90,23 @@ def _flat(v) -> list[float] | None:
     return out
 
 
+def _arena_figures(arena: dict) -> str:
+    """"reference: upstream 1328, arduino 1120; cmsis_nn: ..." from analysis.json's arena.by_kernels ("" without)."""
+    parts = []
+    for k, fig in sorted((arena.get("by_kernels") or {}).items()):
+        per = fig.get("by_tflm") or {}
+        each = ", ".join(f"{g} {int(v['target32_bytes'])}{'' if v.get('exact') else ' (upper bound)'}"
+                         for g, v in sorted(per.items(), key=lambda kv: kv[0] != "upstream"))
+        parts.append(f"{k}: {each or int(fig['target32_bytes'])}")
+    return _comment("; ".join(parts))
+
+
+def _largest(arena: dict) -> int:
+    """The figure TINYML_ARENA_SIZE is derived from (analysis.json arena.bytes_for)."""
+    return int((arena.get("bytes_for") or {}).get("target32_bytes") or max(
+        [int(arena["target32_bytes"])] + [int(k["target32_bytes"]) for k in (arena.get("by_kernels") or {}).values()]))
+
+
 def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -> tuple[str, str]:
     """(model_data.h text, model_data.cc text)."""
     arena = analysis.get("arena")
@@ -136,8 +153,14 @@ def render(model: bytes, analysis: dict[str, Any], provenance: dict[str, Any]) -
     w("\n// ---- tensor arena ----\n")
     if compatible:
         w(f"// TFLite Micro arena measured for a 32-bit target: {arena['target32_bytes']} bytes\n")
-        w(f"// (64-bit host measurement: {arena.get('host_bytes')} bytes), plus a margin of "
-          f"{float(arena['margin']) * 100:g} %, rounded up to 16.\n")
+        figures = _arena_figures(arena)
+        if figures:  # per kernel set and TFLM generation: the header reserves the largest, whichever the firmware links
+            w(f"// with reference kernels; per kernel set and TFLM: {figures}\n")
+            w(f"// TINYML_ARENA_SIZE: the largest, {_largest(arena)} bytes (64-bit host measurement: "
+              f"{arena.get('host_bytes')} bytes), plus a margin of {float(arena['margin']) * 100:g} %, rounded up to 16.\n")
+        else:
+            w(f"// (64-bit host measurement: {arena.get('host_bytes')} bytes), plus a margin of "
+              f"{float(arena['margin']) * 100:g} %, rounded up to 16.\n")
     else:
         w("// ESTIMATE: TFLite Micro cannot run this model, so no arena was measured. This is the peak of\n")
         w(f"// live activation bytes plus a margin of {float(arena['margin']) * 100:g} %, for size comparison only.\n")

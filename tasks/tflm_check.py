@@ -12,6 +12,7 @@ inference of the tflm rows.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .engine import artifacts
@@ -19,6 +20,16 @@ from .engine.errors import TinyMLError
 from .engine.io import read_json
 
 MAX_VECTORS = 32
+_ARENA_DEFINE = re.compile(r"^#define TINYML_ARENA_SIZE (\d+)\s*$", re.M)
+
+
+def header_arena(header: Path) -> int | None:
+    """TINYML_ARENA_SIZE of a model_data.h (what the firmware reserves), None when the file does not say."""
+    try:
+        m = _ARENA_DEFINE.search(Path(header).read_text())
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
 
 
 def run(variant_dir: Path, dataset_npz: Path, out_json: Path, *, tflm: dict, core_dir: Path, cache: Path,
@@ -54,11 +65,24 @@ def run(variant_dir: Path, dataset_npz: Path, out_json: Path, *, tflm: dict, cor
                               Path(core_dir), max_vectors=max_vectors, what=label)
     arena = a.get("arena") or {}
     if arena.get("target32_bytes"):
-        t32 = int(((arena.get("by_kernels") or {}).get(kernels) or {}).get("target32_bytes") or arena["target32_bytes"])
+        by_k = (arena.get("by_kernels") or {}).get(kernels) or {}
+        t32 = int(by_k.get("target32_bytes") or arena["target32_bytes"])
+        # the analyze stage's figure for this tree's TFLM generation (exact where its rules cover the model)
+        mine = (by_k.get("by_tflm") or {}).get(tree.layout) or by_k or arena
+        tree_t32 = int(mine.get("target32_bytes") or t32)
         res["analyze_arena"] = {"target32_bytes": t32, "bytes_with_margin": arena.get("bytes"),
-                                "error_pct": round(100.0 * (t32 - res["arena_min_bytes"]) / res["arena_min_bytes"], 2),
-                                "kernels": kernels,
-                                "exact": bool(((arena.get("by_kernels") or {}).get(kernels) or arena).get("exact"))}
+                                "tree_layout": tree.layout, "tree_target32_bytes": tree_t32,
+                                "error_pct": round(100.0 * (tree_t32 - res["arena_min_bytes"]) / res["arena_min_bytes"], 2),
+                                "kernels": kernels, "exact": bool(mine.get("exact"))}
+    reserved = header_arena(variant_dir / "model_data.h")
+    if reserved is not None and res["arena_min_bytes"] > reserved:
+        fig = res.get("analyze_arena", {}).get("tree_target32_bytes")
+        raise TinyMLError(
+            f"the real TFLite Micro ({res['kernels']} kernels, {tree.describe()}) needs a tensor arena of "
+            f"{res['arena_min_bytes']:,} B on the target, and model_data.h reserves {reserved:,} B "
+            f"(TINYML_ARENA_SIZE): this firmware could not allocate its tensors. Raise arena_margin in "
+            f"[models.{variant_dir.parent.name}.firmware] so the header reserves at least {res['arena_min_bytes']:,} B"
+            + (f" (the analyze stage's figure for this TFLM is {fig:,} B)" if fig else ""))
     aot_json = variant_dir / "aot.json"
     if aot_json.is_file():
         try:

@@ -60,6 +60,26 @@ def test_analysis_json_follows_the_contract(analysed, model):
     assert a["ops"] == ["FULLY_CONNECTED", "SOFTMAX"] and a["n_subgraphs"] == 1
 
 
+def test_the_header_arena_covers_every_kernel_set_and_tflm_generation(analysed):
+    """arena.by_kernels.<set>.by_tflm holds the exact figure of each TFLM generation the rules describe (the Python
+    interpreter's upstream tflite-micro and the 2023 Arduino library); arena.bytes (what model_data.h reserves) is
+    the largest of them plus the margin, and bytes_for says which one it is."""
+    from doit_tinyml.engine import arena32
+
+    a = analysed("conv_int8")["arena"]
+    figures = {(k, g): v for k, fig in a["by_kernels"].items() for g, v in fig["by_tflm"].items()}
+    assert set(figures) == {(k, g) for k in ("reference", "cmsis_nn") for g in arena32.GENERATIONS}
+    assert all(v["exact"] for v in figures.values()), figures
+    assert figures[("reference", "upstream")]["target32_bytes"] == a["target32_bytes"]
+    largest = max(v["target32_bytes"] for v in figures.values())
+    assert a["bytes"] == math.ceil(largest * 1.10 / 16) * 16
+    b = a["bytes_for"]
+    assert figures[(b["kernels"], b["tflm"])]["target32_bytes"] == b["target32_bytes"] == largest
+    # the CMSIS-NN kernels of the Arduino library request an im2col buffer for the 3x3 convolution and one for
+    # the 3x3 depthwise convolution: more than the 2026 kernels, which need none for the depthwise one
+    assert figures[("cmsis_nn", "arduino")]["target32_bytes"] > figures[("reference", "arduino")]["target32_bytes"]
+
+
 def test_params_and_macs_match_the_layer_sizes(analysed):
     n = conftest_models.N_FEATURES_SMALL
     a = analysed("float32")  # Dense(16) -> Dense(4) softmax, biases kept

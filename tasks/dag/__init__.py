@@ -488,13 +488,20 @@ class Tasks:
                                "uptodate": self.uptodate("measure", board, rt, settings, tflm if rt == "tflm" else None),
                                "verbosity": 2, "clean": True}
 
-    def chain(self, m: Model, v: VariantSettings) -> list[str]:
-        """The tasks a variant's figures come from, in stage order (the report names the first that failed)."""
+    def chain(self, m: Model, v: VariantSettings, runtime: str | None = None) -> list[str]:
+        """The tasks a variant's figures come from, in stage order (the report names the first that failed).
+
+        With a runtime, only the tasks that runtime's rows depend on: an aot row never waits for the tflm stage
+        (a TFLM that cannot run the model does not make the AOT rows fail); a tflm row includes the aot stage
+        when its tflm task reads aot.json (doit runs it first)."""
         mv = f"{m.name}/{v.name}"
+        rts = runtimes_for(m, v)
+        tflm = self.links_tflm(m) and "tflm" in rts
         names = ["tools", f"dataset:{m.name}", f"train:{m.name}"] + ([f"compress:{mv}"] if v.steps else [])
         names += [f"convert:{mv}", f"evaluate:{mv}", f"analyze:{mv}", f"header:{mv}"]
-        names += [f"aot:{mv}"] if "aot" in runtimes_for(m, v) else []
-        return names + ([f"tflm:{mv}"] if self.links_tflm(m) and "tflm" in runtimes_for(m, v) else [])
+        if "aot" in rts and (runtime in (None, "aot") or (runtime == "tflm" and tflm)):
+            names.append(f"aot:{mv}")
+        return names + ([f"tflm:{mv}"] if tflm and runtime in (None, "tflm") else [])
 
     def report_entries(self) -> list[dict]:
         entries = []
@@ -520,7 +527,7 @@ class Tasks:
                                         else None,
                                         "measure_task": ("measure:" + self.firmware_name(m, v, b, rt).split(":", 1)[1])
                                         if measured else None,
-                                        "chain": base["chain"] + [self.firmware_name(m, v, b, rt)]})
+                                        "chain": self.chain(m, v, rt) + [self.firmware_name(m, v, b, rt)]})
         return entries
 
     def report(self):

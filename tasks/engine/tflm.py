@@ -285,27 +285,43 @@ def measure(model_bytes: bytes) -> dict[str, Any]:
 def target32(model_bytes: bytes, host_bytes: int, alloc: dict[str, Any]) -> dict[str, Any]:
     """The 32-bit arena from the host's measurement: exact (engine.arena32) or, failing that, an upper bound.
 
-    {"target32_bytes", "final32_bytes", "exact", "why_not_exact", "split", "host_split", "method",
-    "by_kernels": {"reference": {target32_bytes, final32_bytes, exact}, "cmsis_nn": {...}}}: target32_bytes is
-    for TFLM's reference kernels (what the host's interpreter runs); CMSIS-NN kernels need other OpData and
-    scratch requests, replayed with their own measured rules.
+    {"target32_bytes", "final32_bytes", "exact", "why_not_exact", "split", "host_split", "method", "by_kernels"}:
+    target32_bytes is for TFLM's reference kernels of the Python interpreter's generation (what the host runs).
+    by_kernels.<reference|cmsis_nn> holds, per kernel set, `by_tflm`: the figure of each TFLM generation the rules
+    describe (engine.arena32.GENERATIONS, named like engine.tflm_link tree layouts: "upstream" tflite-micro of the
+    Python interpreter, "arduino" the Arduino library), each {target32_bytes, final32_bytes, exact}; and the largest
+    of them (target32_bytes, final32_bytes; exact when every generation's is), what a header must reserve for that
+    kernel set when it does not know which tree the firmware links. CMSIS-NN kernels need other OpData, persistent
+    buffers and scratch buffers (planned again with TFLM's greedy planner), replayed with their own measured rules.
     """
     from . import arena32
 
     d = derive_target32(host_bytes, alloc)
     by_kernels = {}
     for kernels in ("reference", "cmsis_nn"):
-        q = arena32.predict(model_bytes, alloc, kernels)
-        by_kernels[kernels] = ({"target32_bytes": q["target32_bytes"], "final32_bytes": q["final32_bytes"], "exact": True}
-                               if q.get("exact") else {"target32_bytes": d["target32_bytes"],
-                                                       "final32_bytes": d["final32_bytes"], "exact": False})
+        per = {}
+        for gen in arena32.GENERATIONS:
+            q = arena32.predict(model_bytes, alloc, kernels, gen)
+            if q.get("exact"):
+                per[gen] = {"target32_bytes": q["target32_bytes"], "final32_bytes": q["final32_bytes"], "exact": True}
+            else:
+                # an upper bound: the host-derived figure, plus every scratch buffer this kernel set requests beyond
+                # the host's (when the rules know them) on top of the host's head
+                extra = sum(ceil16(n) for _op, n in q.get("scratch") or ()) if kernels != "reference" else 0
+                per[gen] = {"target32_bytes": d["target32_bytes"] + extra, "final32_bytes": d["final32_bytes"] + extra,
+                            "exact": False, "why_not_exact": q.get("why")}
+        by_kernels[kernels] = {"target32_bytes": max(v["target32_bytes"] for v in per.values()),
+                               "final32_bytes": max(v["final32_bytes"] for v in per.values()),
+                               "exact": all(v["exact"] for v in per.values()), "by_tflm": per}
     p = arena32.predict(model_bytes, alloc)
     if p.get("exact"):
         t32, final32, split = p["target32_bytes"], p["final32_bytes"], p["split"]
         method = ("target32_bytes: TFLM's AllocateTensors replayed for a 32-bit Cortex-M (engine/arena32.py: "
                   "allocation rules measured on the target, data/tflm_arena32.json; equals the minimal arena "
-                  "bisected on QEMU's Cortex-M4 with reference kernels). host_bytes: bisection with the "
-                  "tflite-micro Python interpreter on the 64-bit host (16 bytes less fails).")
+                  "bisected on QEMU's Cortex-M4 with reference kernels). by_kernels: the same replay per kernel set "
+                  "(CMSIS-NN: its OpData and scratch buffers, the head planned again with TFLM's greedy planner) and "
+                  "per TFLM generation (by_tflm: upstream tflite-micro, the Arduino library). host_bytes: bisection "
+                  "with the tflite-micro Python interpreter on the 64-bit host (16 bytes less fails).")
     else:
         t32, final32, split = d["target32_bytes"], d["final32_bytes"], d["split"]
         method = (f"target32_bytes: an upper bound ({p.get('why')}): the host figure with TFLM's pointer-holding "
