@@ -146,9 +146,11 @@ class Analysis(Record):
     hybrid: bool = F("dynamic-range ops (float activations, int8 weights)")
     float16: bool = F("float16 weights dequantized at run time")
     arena: dict | None = F("TFLM tensor arena: {host_bytes, target32_bytes (32-bit, reference kernels), final32_bytes "
-                           "(arena_used_bytes()), exact, by_kernels: {reference, cmsis_nn: {target32_bytes, "
-                           "final32_bytes, exact}}, margin, bytes (what the header reserves: the larger kernel set's "
-                           "figure plus the margin), split, host_split, method}, or null when TFLM cannot run the model")
+                           "(arena_used_bytes()), exact, by_kernels: {reference, cmsis_nn: {target32_bytes (the "
+                           "largest over the TFLM generations), final32_bytes, exact, by_tflm: {upstream, arduino: "
+                           "{target32_bytes, final32_bytes, exact}}}}, margin, bytes (what the header reserves: the "
+                           "largest figure plus the margin), bytes_for (which kernel set and TFLM generation that is), "
+                           "split, host_split, method}, or null when TFLM cannot run the model")
     arena_margin: float = F("the margin added to the 32-bit figure")
     tflm_compatible: bool = F("TFLite Micro can run it")
     problems: list = F("[{op | tensor, message, fix, severity}]")
@@ -290,14 +292,15 @@ class TflmTarget(Record):
     instructions_max: int | None = F("most over the vectors", None)
     allocations: dict | None = F("RecordingMicroAllocator's table on the target: {total, head, tail, categories}", None)
     analyze_arena: dict | None = F("the analyze stage's 32-bit arena for the same model and kernel set: "
-                                   "{target32_bytes, bytes_with_margin, error_pct vs arena_min_bytes, kernels, exact}",
+                                   "{target32_bytes, bytes_with_margin, error_pct vs arena_min_bytes, kernels, exact, "
+                                   "tree_layout (the linked tree's TFLM generation), tree_target32_bytes (its figure)}",
                                    None)
     aot: dict | None = F("the AOT figures of the same variant when it has them: {instructions_per_inference, "
                          "planned_bytes, instructions_ratio_tflm_over_aot}", None)
     profile: dict | None = F("what the inferences executed under QEMU, per translation block (engine/profile.py): "
                              "{version, instructions, inferences, functions, block_fields, blocks}; the time model's "
                              "input (engine/latency.py)", None)
-    runner_flash_used: int | None = F("flash of the check firmware (it holds test vectors and a 256 KiB arena: "
+    runner_flash_used: int | None = F("flash of the check firmware (it holds test vectors and a 3 MiB arena: "
                                       "not a product figure)", None)
     runner_ram_used: int | None = F("RAM of the check firmware", None)
     qemu_command: str | None = F("the QEMU command line", None)

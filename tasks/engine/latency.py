@@ -225,6 +225,8 @@ def estimate(counts: dict[str, int], board: Board, *, dtype: str, code: str, sou
         if fam is not None and fam in model()["profile_cores"].get(_family(counted) or "", []):
             ms, basis = estimate_from_profile(prof, board, dtype=dtype, source=source, counted_on=counted)
             if ms is not None:
+                if counts.get(counted):  # the timer's exact count of the whole call (the profile's omits the call)
+                    basis["profiled_instructions"], basis["instructions"] = basis["instructions"], int(counts[counted])
                 return ms, basis
     return _estimate_from_counts(counts, board, dtype=dtype, code=code, source=source)
 
