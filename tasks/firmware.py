@@ -29,7 +29,7 @@ from .engine import artifacts
 from .engine import elf as elfsize
 from .engine import platformio
 from .engine.errors import TinyMLError
-from .engine.io import atomic_path, sha256_file
+from .engine.io import atomic_path
 from .engine.latency import fmt_ms
 
 # Estimates for boards the local platform cannot build (Xtensa, AVR): what a minimal Arduino
@@ -310,7 +310,7 @@ def _from_build(res, board: Board, runtime: str, out_dir: Path, *, env_build: bo
                        flash_limit=limits.get("flash") if env_build else None,
                        ram_limit=limits.get("ram") if env_build else None,
                        linker_overflow=dict(res.linker_overflow) if res.linker_overflow else None,
-                       firmware_sha256=sha256_file(out_dir / "firmware.elf"))
+                       firmware_sha256=elfsize.content_sha256(out_dir / "firmware.elf"))
     rec["elf"] = out_dir / "firmware.elf"
     return rec
 

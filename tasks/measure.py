@@ -26,7 +26,8 @@ from pathlib import Path
 from .engine import artifacts
 from .engine.boards import Board
 from .engine.errors import TinyMLError
-from .engine.io import locked, sha256_file, sha256_text
+from .engine import elf as elfsize
+from .engine.io import locked, sha256_text
 
 
 def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_json: Path, core_dir: Path, *,
@@ -121,7 +122,7 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_jso
     record = artifacts.Measure(
         board=board.id, runtime=runtime, env=env, port=port, port_source=port_source, baud=baud,
         measured_at=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-        firmware_sha256=sha256_file(elf), harness_sha256=sha256_file(harness_elf),
+        firmware_sha256=elfsize.content_sha256(elf), harness_sha256=elfsize.content_sha256(harness_elf),
         core=parsed["core"], cpuid=parsed["cpuid"], fpu=parsed["fpu"], clock_hz=clock, timer=parsed["timer"],
         **timing,
         arena_used_bytes=parsed["arena_used_bytes"], arena_size_bytes=parsed["arena_size_bytes"],

@@ -4,7 +4,6 @@ the same upload, serial and protocol code runs as with a board on a USB port. Th
 line, exit 2, nothing lost, and the report keeps the estimate and says why."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -62,7 +61,9 @@ def measured(tmp_path_factory):
 
 
 def sha256(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    from doit_tinyml.engine.elf import content_sha256
+
+    return content_sha256(p)
 
 
 def test_doit_measures_every_row_on_the_qemu_board(measured):

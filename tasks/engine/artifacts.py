@@ -194,8 +194,9 @@ class Size(Record):
                                    "memory_factor, band_ms: [low, high], error, formula, note}, or {why_not}", None)
     max_latency_ms: float | None = F("the board's `[boards.<id>] max_latency_ms` (the ship decision skips slower "
                                      "variants)", None)
-    firmware_sha256: str | None = F("sha256 of firmware.elf (a measure.json stands for this firmware only if it "
-                                    "names the same hash)", None)
+    firmware_sha256: str | None = F("sha256 of what firmware.elf puts on the board (its allocated sections; "
+                                    "engine.elf.content_sha256): a measure.json stands for this firmware only if it "
+                                    "names the same hash", None)
 
 
 @dataclass
@@ -311,8 +312,8 @@ class Measure(Record):
     KIND, FILE, WRITER = "measure", "<model>/<variant>/<board>[.<runtime>]/measure.json", "measure"
     ABOUT = ("The firmware measured on the board on the desk (opt-in: a port): doit's harness built in the sketch's own "
              "PlatformIO environment with the variant's model, uploaded with PlatformIO's upload, read over the serial "
-             "port (beside `measure/harness.elf`). `doit report` shows `latency_ms` as measured when `firmware_sha256` "
-             "is the sha256 of the firmware.elf beside it, and ignores a stale one.")
+             "port (beside `measure/harness.elf`). `doit report` shows `latency_ms` as measured when its `firmware_sha256` "
+             "is size.json's (the same firmware), and ignores a stale one.")
     board: str = F("board id")
     runtime: str = F("tflm | aot")
     env: str = F("the sketch's PlatformIO environment the harness was built and uploaded with")
@@ -322,8 +323,9 @@ class Measure(Record):
                                 "monitor_port / upload_port", None)
     baud: int | None = F("serial speed", None)
     measured_at: str | None = F("when (UTC, ISO 8601)", None)
-    firmware_sha256: str | None = F("sha256 of the firmware.elf this measurement stands for", None)
-    harness_sha256: str | None = F("sha256 of the harness ELF that ran on the board", None)
+    firmware_sha256: str | None = F("sha256 of what the firmware.elf this measurement stands for puts on the board "
+                                    "(engine.elf.content_sha256)", None)
+    harness_sha256: str | None = F("the same of the harness that ran on the board", None)
     core: str | None = F("the core the harness reported (SCB->CPUID): cortex-m4, cortex-m0+, ...", None)
     cpuid: str | None = F("SCB->CPUID as hex", None)
     fpu: bool | None = F("the harness was built with the FPU and the core has one", None)

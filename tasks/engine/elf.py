@@ -26,6 +26,24 @@ def section_sizes(elf: Path) -> dict[str, int]:
         return {s.name: s["sh_size"] for s in ELFFile(f).iter_sections() if s.name}
 
 
+def content_sha256(elf: Path) -> str:
+    """sha256 of what the ELF puts on the board: every allocated section's address and bytes (no debug info,
+    symbol names or build paths, which change with the folder the firmware was built in)."""
+    import hashlib
+
+    from elftools.elf.constants import SH_FLAGS
+    from elftools.elf.elffile import ELFFile
+
+    h = hashlib.sha256()
+    with open(elf, "rb") as f:
+        for sec in ELFFile(f).iter_sections():
+            if sec["sh_flags"] & SH_FLAGS.SHF_ALLOC and sec["sh_size"]:
+                h.update(f"{sec.name}@{sec['sh_addr']:#x}+{sec['sh_size']}|{sec['sh_type']}\n".encode())
+                if sec["sh_type"] != "SHT_NOBITS":
+                    h.update(sec.data())
+    return h.hexdigest()
+
+
 def _map_input_sections(map_path: Path) -> list[tuple[int, int, str]]:
     """(address, size, object) for every input section placed by the linker (GNU ld map)."""
     out: list[tuple[int, int, str]] = []
