@@ -411,11 +411,7 @@ class Tasks:
                         fw_tflm = (tflm or {"kernels": m.firmware.tflm.kernels}) if rt == "tflm" else None
                         if rt == "tflm" and tflm is not None:
                             deps.append(vd / "tflm.json")
-                        # boards that cannot be built here get an estimate: size.json only, no ELF; nor
-                        # does a variant the AOT compiler refused (its aot stage left aot.json and no C)
-                        built = board.buildable_offline or env is not None
-                        if rt == "aot" and built and L.aot_json(m.name, v.name).is_file():
-                            built = L.aot_sources(m.name, v.name)[0].is_file()
+                        built = self.builds_elf(m, v, board_id, rt)
                         targets = ([L.elf(m.name, v.name, board_id, rt)] if built else []) + [
                             L.size_json(m.name, v.name, board_id, rt)]
                         how = f"environment {env!r} of the sketch" if env else (
@@ -430,6 +426,15 @@ class Tasks:
                                "uptodate": self.uptodate("firmware", board, rt, m.firmware.fail_if_too_big, env,
                                                          fw_tflm),
                                "verbosity": 2, "clean": True}
+
+    def builds_elf(self, m: Model, v: VariantSettings, board_id: str, rt: str) -> bool:
+        """Whether the firmware task links an ELF: boards that cannot be built here get an estimate (size.json only),
+        and so does a variant the AOT compiler refused (its aot stage left aot.json and no C)."""
+        if not (self.p.boards[board_id].buildable_offline or m.firmware.env_for(board_id) is not None):
+            return False
+        if rt == "aot" and self.L.aot_json(m.name, v.name).is_file():
+            return self.L.aot_sources(m.name, v.name)[0].is_file()
+        return True
 
     def measure_port(self, m: Model, board_id: str) -> dict | None:
         """Where the board is, if it is on the desk: [boards.<id>] port, else the environment's own monitor_port or
@@ -471,8 +476,7 @@ class Tasks:
                         fw = L.firmware(m.name, v.name, board_id, rt)
                         deps = [L.size_json(m.name, v.name, board_id, rt), L.dataset(m.name), L.tflite(m.name, v.name),
                                 L.analysis(m.name, v.name)]
-                        if rt != "aot" or not L.aot_json(m.name, v.name).is_file() or \
-                                L.aot_sources(m.name, v.name)[0].is_file():
+                        if self.builds_elf(m, v, board_id, rt):
                             deps.append(L.elf(m.name, v.name, board_id, rt))
                         settings = {k: where[k] for k in ("port", "baud", "env", "upload_port")}
                         yield {"name": self.firmware_name(m, v, board_id, rt).split(":", 1)[1],
