@@ -130,8 +130,10 @@ def _estimate_note(rec: dict) -> str:
     """What is estimated, in a few words (size.json's estimate_basis has the whole basis)."""
     ie = rec.get("interpreter_estimate")
     if ie:
+        others = ", ".join(f"{g} {_fmt(o['flash'])} B" for g, o in (ie.get("other_generations") or {}).items())
         return (f"estimate: the interpreter's {_fmt(ie['flash'])} B flash, {_fmt(ie['ram'])} B RAM from the table "
-                f"of real links ({ie['config']}, +/-{ie['error_pct']} %); link a TFLM library to measure it")
+                f"of real links ({ie['config']}, never below them, at most +{ie['error_pct']} %"
+                + (f"; the larger generation: {others}" if others else "") + "); link a TFLM library to measure it")
     basis = " ".join((rec.get("estimate_basis") or "no basis recorded").split())
     return "estimate: " + (basis if len(basis) <= 110 else basis[:110].rsplit(" ", 1)[0] + " ... (size.json)")
 
@@ -399,11 +401,11 @@ def _add_interpreter_estimate(rec: dict, board: Board, variant_dir: Path, tflm: 
     rec["breakdown"]["ram"]["application"] = rec["breakdown"]["ram"].get("application", 0) + est["ram"]
     rec["estimate"] = True
     rec["estimate_basis"] = (f"measured {where} (model, arena, sketch: flash {measured['flash_used']:,} B, RAM "
-                             f"{measured['ram_used']:,} B) + {est['basis']}; error about +/-{est['error_pct']} % of "
-                             f"the interpreter's bytes. Give a TFLM library (tflm = {{ library = ... }} or "
+                             f"{measured['ram_used']:,} B) + {est['basis']}. Give a TFLM library (tflm = {{ library = ... }} or "
                              f"TINYML_TFLM_DIR) to measure it")
     rec["interpreter_estimate"] = {"flash": est["flash"], "ram": est["ram"], "config": est["config"],
-                                   "error_pct": est["error_pct"], "unmeasured_ops": est["unmeasured_ops"],
+                                   "generation": est["generation"], "error_pct": est["error_pct"],
+                                   "unmeasured_ops": est["unmeasured_ops"], "other_generations": est["other_generations"],
                                    "measured_without": measured}
 
 

@@ -183,9 +183,12 @@ class Size(Record):
     linker_overflow: dict | None = F("{region: bytes} when the first link overflowed the linker's regions", None)
     incompatible: str | None = F("why the runtime cannot run this variant (then `fits` is false; the build, if "
                                  "any, is for the size comparison only)", None)
-    interpreter_estimate: dict | None = F("tflm firmware without the interpreter: {flash, ram, config, error_pct, "
-                                          "unmeasured_ops, measured_without: {flash_used, ram_used}}: what was added "
-                                          "from engine/data/tflm_size_table.json", None)
+    interpreter_estimate: dict | None = F("tflm firmware without the interpreter: {flash, ram, config "
+                                          "(`<core>/<kernels>@<generation>`), generation (the TFLM generation "
+                                          "assumed: the larger interpreter when no tree is known), error_pct (never "
+                                          "below the real links measured, at most this much above), unmeasured_ops, "
+                                          "other_generations: {<g>: {flash, ram}}, measured_without: {flash_used, "
+                                          "ram_used}}: what was added from engine/data/tflm_size_table.json", None)
     env: dict | None = F("built from the sketch's own platformio.ini: {name, platformio_ini, limits}", None)
     tflm: dict | None = F("the real TFLite Micro linked: {linked, library, layout, version, kernels, archive_key, "
                           "n_sources, per_channel_fully_connected, reference_kernels, framework}", None)
