@@ -20,6 +20,7 @@ hash differs from the firmware's) is never shown as current.
 from __future__ import annotations
 
 import datetime
+import secrets
 import shutil
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_jso
     files, includes = firmware.model_files(variant_dir, runtime)
     sources = list(files.values()) + [measure.HARNESS, vec_cc]
     n_runs = int(runs or measure.RUNS)
-    defines = [f"TINYML_RUNTIME_{runtime.upper()}", f"TINYML_MEASURE_RUNS={n_runs}", f"TINYML_MEASURE_BAUD={baud}"]
+    build_id = secrets.randbits(32)  # this build's identity: a report from any other harness is refused
+    defines = [f"TINYML_RUNTIME_{runtime.upper()}", f"TINYML_MEASURE_RUNS={n_runs}", f"TINYML_MEASURE_BAUD={baud}",
+               f"TINYML_MEASURE_BUILD=0x{build_id:08x}u"]
     if board.mcu.startswith("cmsdk"):  # the QEMU MPS2 boards: UART0 of the CMSDK
         defines.append("TINYML_MEASURE_UART_CMSDK=0x40004000u")
     link_flags: list[str] = []
@@ -114,6 +117,10 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_jso
         lines = measure.session(port, baud, board_name=board.name)
     parsed = measure.parse(lines)
     clock = measure.check_board(parsed, board, f"the board on {port}")
+    if parsed.get("build") != f"{build_id:08x}":
+        raise TinyMLError(f"the board on {port} runs another build of the harness (build {parsed.get('build') or 'unknown'}"
+                          f", this one is {build_id:08x}): the upload did not reach it (is upload_port the same board "
+                          f"as {port}?)")
     if parsed.get("runtime") != runtime:
         raise TinyMLError(f"the board on {port} ran the {parsed.get('runtime')} harness, not {runtime}: another "
                           f"firmware answered")

@@ -37,7 +37,8 @@ from doit_tinyml.engine.reporting import decide
     ("vdiv.f32", "s0, s1, s2", ("fp_div", 1, False)),
     ("vldmia", "sl!, {s12}", ("fp_ldm", 1, False)),
     ("vldmia", "r4!, {s4-s11}", ("fp_ldm", 8, False)),
-    ("vpush", "{d8-d15}", ("fp_stm", 8, False)),
+    ("vpush", "{d8-d15}", ("fp_stm", 16, False)),  # one cycle per word: a D register is two
+    ("vpop", "{s16-s31}", ("fp_ldm", 16, False)),
     ("vldr", "s3, [pc, #868]", ("fp_load", 1, False)),
     ("vmov", "r0, s15", ("fp_xfer", 1, False)),
     ("vmov.f32", "s15, s3", ("fp", 1, False)),
@@ -59,6 +60,31 @@ def _profile_text():
 DIS = {0x100: ("vldmia", "sl!, {s12}"), 0x104: ("vldmia", "fp!, {s14}"), 0x108: ("vfma.f32", "s15, s12, s14"),
        0x10C: ("add.w", "lr, lr, #1"), 0x110: ("cmp", "r7, lr"), 0x112: ("bgt.n", "100 <x>"),
        0x200: ("movs", "r0, #0"), 0x202: ("str", "r0, [r1, #0]")}
+
+
+@pytest.mark.parametrize("seq, paired", [
+    ([("ldr", "r0, [r1]"), ("ldr", "r2, [r3]"), ("ldr", "r4, [r5]")], 2),     # loads pipeline into loads
+    ([("str", "r0, [r1]"), ("str", "r2, [r3]"), ("str", "r4, [r5]")], 0),     # nothing pipelines after a store
+    ([("ldr", "r0, [r1]"), ("str", "r0, [r3, #20]")], 0),                    # a store already costs its one cycle
+    ([("ldr", "r0, [r1]"), ("ldr", "r2, [r0]")], 0),                         # the address needs the loaded value
+    ([("ldr", "r0, [r1], #4"), ("ldr", "r2, [r1], #4")], 0),                 # a base update does not pipeline
+    ([("ldr", "r0, [r1, #4]!"), ("ldr", "r2, [r3]")], 0),
+    ([("vldr", "s0, [r1]"), ("vldr", "s1, [r1, #4]"), ("vstr", "s2, [r2]")], 2),
+])
+def test_load_pipelining_follows_the_trm(seq, paired):
+    """Cortex-M4 TRM 3.3.2: a load pipelines into the next load/store unless it updated its base or the next
+    address depends on it; nothing pipelines after a store."""
+    dis = {0x100 + 4 * i: insn for i, insn in enumerate(seq)}
+    text = "tinyml-profile 1 begin=1 end=2\ntb 100 %d 1 0 %s\n" % (len(seq), " ".join(f"{a:x}:4" for a in dis))
+    assert profile.parse(text, dis).blocks[0].paired == paired
+
+
+def test_a_qemu_that_refuses_the_plugin_falls_back_to_the_count():
+    # QEMU 9.0 and later (plugin API 2), and a QEMU built without plugins, as they say it
+    assert profile.plugin_refused("qemu-system-arm: Could not load plugin x.so: plugin requires API version 1, "
+                                  "but this QEMU supports only a minimum version of 2")
+    assert profile.plugin_refused("qemu-system-arm: -plugin x.so: invalid option: TCG plugins not enabled")
+    assert not profile.plugin_refused("qemu-system-arm: terminating on signal 15")
 
 
 def test_the_plugin_output_is_classified_per_block():
@@ -266,13 +292,26 @@ def test_report_shows_latency_in_every_format(tmp_path, capsys):
     assert rj["rows"][0]["latency_basis"]["kind"] == "estimate" and rj["rows"][0]["latency_basis"]["instructions"] == 56000
 
 
-def _measure(vd, sha, ms=2.5):
+def _measure(vd, sha, ms=2.5, outputs=None):
     from doit_tinyml.engine import artifacts
 
     artifacts.write(vd / "nano33ble" / "measure.json", artifacts.Measure(
         board="nano33ble", runtime="tflm", env="nano33ble", port="/dev/ttyACM0", measured_at="2026-12-07T10:00:00+00:00",
         firmware_sha256=sha, core="cortex-m4", clock_hz=64_000_000, timer="dwt", runs=10, cycles=[160_000] * 10,
-        cycles_median=160_000, latency_ms=ms, latency_min_ms=ms - 0.1, latency_max_ms=ms + 0.1))
+        cycles_median=160_000, latency_ms=ms, latency_min_ms=ms - 0.1, latency_max_ms=ms + 0.1, outputs=outputs))
+
+
+def test_a_measurement_whose_outputs_differ_says_so_beside_its_time(tmp_path, capsys):
+    from doit_tinyml import report
+
+    b = tmp_path / "build"
+    vd = _write_variant(b, sha="f" * 64)
+    _measure(vd, "f" * 64, outputs={"outputs_equal": False, "mismatch": "input 3: output 0 is 12, the host says 14"})
+    e = _entry(vd, b, measure=vd / "nano33ble" / "measure.json", measure_task="measure:m/int8@nano33ble")
+    report.run([e], b, headroom=0.1, gates={}, previous=b / "report.json", failed_dir=b / ".tinyml" / "failed")
+    out = capsys.readouterr().out
+    assert "2.50 measured" in out and "OUTPUTS DIFFER on the board" in out and "output 0 is 12" in out
+    assert "OUTPUTS DIFFER on the board" in json.loads((b / "report.json").read_text())["rows"][0]["latency_note"]
 
 
 def test_a_measurement_of_this_firmware_is_shown_as_measured(tmp_path, capsys):

@@ -455,8 +455,10 @@ class Tasks:
         for key in ("monitor_port", "upload_port"):
             val = opts.get(key, "").strip()
             if val and "${" not in val:
+                # upload to the board it then listens to: without an upload_port of its own PlatformIO would pick
+                # one itself (another board, when two are plugged in)
                 return {"port": val, "baud": int(baud) if baud.isdigit() else 115200, "env": env,
-                        "source": f"{ini.name} [env:{env}] {key}", "upload_port": None}
+                        "source": f"{ini.name} [env:{env}] {key}", "upload_port": None if own_upload else val}
         return None
 
     def measure(self):

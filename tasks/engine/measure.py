@@ -49,11 +49,12 @@ _BEGIN = f"{PROTOCOL} begin"
 _READY = f"{PROTOCOL} ready"
 _END = re.compile(rf"^{re.escape(PROTOCOL)} end lines=(\d+)$")
 _ERROR = f"{PROTOCOL} error "
-_CORE = re.compile(r"^core cpuid=([0-9a-f]{8}) fpu=([01]) f_cpu=(\d+) core_clock=(\d+) timer=(\w+) runtime=(\w+)$")
+_CORE = re.compile(r"^core cpuid=([0-9a-f]{8}) fpu=([01]) f_cpu=(\d+) core_clock=(\d+) timer=(\w+) runtime=(\w+)"
+                   r"(?: build=([0-9a-f]{8}))?$")
 _ARENA = re.compile(r"^arena used=(\d+) size=(\d+)$")
 _STACK = re.compile(r"^stack used=(\d+) method=(.+)$")
 _CYCLES = re.compile(r"^cycles((?: \d+)+)$")
-_OUT = re.compile(r"^out (\d+) ([0-9a-f]*)$")
+_OUT = re.compile(r"^out (\d+) ((?:[0-9a-f]{2})*)$")  # whole bytes: a dropped character is a damaged line
 
 
 def parse(lines: list[str]) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def parse(lines: list[str]) -> dict[str, Any]:
             cpuid = int(m.group(1), 16)
             res.update(cpuid=m.group(1), core=CPUID_PARTS.get((cpuid >> 4) & 0xFFF, f"unknown part {cpuid:08x}"),
                        fpu=m.group(2) == "1", f_cpu=int(m.group(3)), core_clock=int(m.group(4)), timer=m.group(5),
-                       runtime=m.group(6))
+                       runtime=m.group(6), build=m.group(7))
         elif m := _ARENA.match(ln):
             res.update(arena_used_bytes=int(m.group(1)), arena_size_bytes=int(m.group(2)))
         elif m := _STACK.match(ln):
@@ -107,15 +108,44 @@ def session(port: str, baud: int, *, ready_timeout: float | None = None, measure
                                   f"or fix its port ([boards.<id>] port in tinyml.toml, or the environment's "
                                   f"monitor_port)") from None
             time.sleep(0.25)
+    deadline = time.monotonic() + ready_timeout  # for the harness's ready line, from the port's opening
     try:
-        return _converse(ser, where, time.monotonic() + ready_timeout, ready_timeout, measure_timeout)
+        while True:
+            try:
+                return _converse(ser, where, deadline, ready_timeout, measure_timeout)
+            except _Reopen as e:  # the port failed before the harness answered: an upload's re-enumeration
+                last_err = e.__cause__
+                _close(ser, quit_=False)
+                ser = None
+                while ser is None:
+                    if time.monotonic() > deadline:
+                        raise TinyMLError(f"{where} went away after the upload and did not come back in "
+                                          f"{ready_timeout:.0f} s ({_why(last_err)}): is it still connected?") from None
+                    time.sleep(0.25)
+                    try:
+                        ser = serial.serial_for_url(port, baudrate=baud, timeout=0.2)
+                    except (serial.SerialException, OSError, ValueError) as e2:
+                        last_err = e2
     finally:
-        try:
+        if ser is not None:
+            _close(ser)
+
+
+class _Reopen(Exception):
+    """The serial port failed before the harness answered (a USB board re-enumerating after its upload)."""
+
+
+def _close(ser, quit_: bool = True) -> None:
+    try:
+        if quit_:
             ser.write(b"Q\n")  # the QEMU stand-in stops; a real board ignores it
             ser.flush()
-        except Exception:  # noqa: BLE001 - the port may be gone already
-            pass
+    except Exception:  # noqa: BLE001 - the port may be gone already
+        pass
+    try:
         ser.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _why(e: BaseException | None) -> str:
@@ -137,6 +167,10 @@ def _converse(ser, where: str, deadline: float, ready_timeout: float, measure_ti
                 raise TinyMLError(f"{where} printed {shown!r} but never the doit-tinyml harness's ready line: is "
                                   f"another firmware running (did the upload reach this board?), or is the baud "
                                   f"rate wrong?")
+            if asked:
+                raise TinyMLError(f"{where} answered the harness's ready line, was asked to measure, then went silent "
+                                  f"for {ready_timeout:.0f} s (timeout): it may have crashed setting up the model "
+                                  f"(a hard fault in AllocateTensors, a stack overflow); run it with a debugger")
             raise TinyMLError(f"{where} printed nothing in {ready_timeout:.0f} s after the upload (timeout): is it "
                               f"running the uploaded firmware, and is this its serial port?")
         if end_by is not None and now > end_by:
@@ -145,6 +179,8 @@ def _converse(ser, where: str, deadline: float, ready_timeout: float, measure_ti
         try:
             chunk = ser.read(4096)
         except Exception as e:  # noqa: BLE001 - pyserial's SerialException or OSError: the port went away
+            if block is None and not other and not asked and time.monotonic() < deadline:
+                raise _Reopen() from e
             seen = f"after printing {' | '.join(other[:2])[:120]!r}" if other else "having printed nothing"
             if block is not None:
                 seen = f"in the middle of its report ({len(block)} lines)"
@@ -172,8 +208,14 @@ def _converse(ser, where: str, deadline: float, ready_timeout: float, measure_ti
                 block.append(ln)
             elif ln == _READY:
                 if time.monotonic() - asked > 2.0:
-                    ser.write(b"M\n")
-                    ser.flush()
+                    try:
+                        ser.write(b"M\n")
+                        ser.flush()
+                    except Exception as e:  # noqa: BLE001 - the port went away between ready and the request
+                        if time.monotonic() < deadline:
+                            raise _Reopen() from e
+                        raise TinyMLError(f"{where} went away as it was asked to measure (the serial port closed: "
+                                          f"{_why(e)}): is it still connected?") from None
                     asked = time.monotonic()
             elif len(other) < 8:
                 other.append(ln[:80])
@@ -185,6 +227,9 @@ def _converse(ser, where: str, deadline: float, ready_timeout: float, measure_ti
 def summarise(parsed: dict, clock_hz: int) -> dict:
     """Cycles -> milliseconds (median, min, max) at the harness's clock."""
     cyc = parsed["cycles"]
+    if not cyc or max(cyc) <= 0:
+        raise TinyMLError(f"the harness counted {cyc or 'no'} cycles per inference: its timer does not run on this "
+                          f"board (no DWT, SysTick and micros() at 0 Hz?); report it with the board's name")
     med = statistics.median(cyc)
     to_ms = 1000.0 / clock_hz
     return {"runs": len(cyc), "cycles": cyc, "cycles_median": med, "cycles_min": min(cyc), "cycles_max": max(cyc),

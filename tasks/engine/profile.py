@@ -77,6 +77,9 @@ def _reg(r: str) -> str:
     return _ALIAS.get(r, r)
 
 
+_REGLIST_D = re.compile(r"\{\s*d\d")
+
+
 def _count_regs(operands: str) -> int:
     """Registers in a {list} (r4-r7 and s16-s23 ranges count each)."""
     m = _REGLIST.search(operands)
@@ -152,10 +155,10 @@ def classify(mnemonic: str, operands: str = "") -> tuple[str, int, bool]:
         return "fp_load", 1, False
     if b in ("vstr",):
         return "fp_store", 1, False
-    if b in ("vldm", "vldmia", "vldmdb", "vpop"):
-        return "fp_ldm", _count_regs(ops), False
+    if b in ("vldm", "vldmia", "vldmdb", "vpop"):  # one cycle per word: a D register is two
+        return "fp_ldm", _count_regs(ops) * (2 if _REGLIST_D.search(ops) else 1), False
     if b in ("vstm", "vstmia", "vstmdb", "vpush"):
-        return "fp_stm", _count_regs(ops), False
+        return "fp_stm", _count_regs(ops) * (2 if _REGLIST_D.search(ops) else 1), False
     if b in _FP_MAC:
         return "fp_mac", 1, False
     if b in _FP_DIV:
@@ -192,6 +195,12 @@ def _dest_and_base(operands: str) -> tuple[str | None, str | None]:
     regs = [_reg(r) for r in _REG.findall(operands.lower())]
     m = re.search(r"\[\s*(r\d{1,2}|sb|sl|fp|ip|sp|pc)", operands.lower())
     return (regs[0] if regs else None), (_reg(m.group(1)) if m else None)
+
+
+def _writeback(operands: str) -> bool:
+    """A load/store that updates its base register (pre-indexed `[rn, #i]!` or post-indexed `[rn], #i`)."""
+    o = operands.replace(" ", "")
+    return "]!" in o or "]," in o
 
 
 # ----------------------------------------------------------------------------------- disassembly
@@ -304,7 +313,8 @@ class Profile:
 
 
 _PAIRABLE = {"load", "store", "fp_load", "fp_store"}
-VERSION = 2
+_PAIRED_GAINS = {"load", "fp_load", "fp_store"}  # what a preceding load makes one cycle cheaper
+VERSION = 3
 BLOCK_FIELDS = ("execs", "taken", "bytes", "insns", "multi", "paired", "code_reads", "code_reads_fp", "ram_reads",
                 "writes", "classes")
 
@@ -345,10 +355,16 @@ def parse(text: str, dis: dict[int, tuple[str, str]], functions: list[tuple[int,
             if cls in ("ldm", "stm", "fp_ldm", "fp_stm"):
                 multi += 1
             if cls in _PAIRABLE:
+                # Cortex-M4 TRM 3.3.2: a load pipelines into a following load or store (its address phase
+                # overlaps the load's data phase), unless the load updated its base or the next address
+                # needs the loaded register; nothing pipelines after a store. A store already costs its
+                # one cycle (the write buffer), so only a load, or a VFP store, is made one cycle cheaper.
                 dest, base = _dest_and_base(ops)
-                if prev is not None and prev[0] in _PAIRABLE and not (prev[0] == "load" and prev[1] == base):
+                if prev is not None and cls in _PAIRED_GAINS and prev[1] != base:
                     paired += 1
-                prev = (cls, dest if cls == "load" else None)
+                # (a VFP load's destination is an FP register: it can never be the next address's base)
+                prev = ((cls, dest if cls == "load" else None)
+                        if cls in ("load", "fp_load") and not _writeback(ops) else None)
             else:
                 prev = None
         code_bytes = (key[-1][0] + key[-1][1] - key[0][0]) if key else 0
@@ -411,6 +427,13 @@ def _functions(elf: Path) -> list[tuple[int, int, str]]:
 BEGIN, END = "tinyml_profile_begin", "tinyml_profile_end"  # the markers our target runners call around an inference
 
 
+def plugin_refused(stderr: str) -> bool:
+    """QEMU's stderr says it would not load the plugin (built without plugins, or an API version it refuses)."""
+    low = stderr.lower()
+    return "plugin" in low and any(w in low for w in ("invalid", "not enabled", "cannot", "unsupported", "api version",
+                                                      "failed to load"))
+
+
 class Unsupported(TinyMLError):
     """This machine cannot profile: no host C compiler for the plugin, or a QEMU built without TCG plugins."""
 
@@ -458,11 +481,11 @@ def run(elf: Path, cache_dir: Path, *, begin: str, end: str, machine: str = "mps
     r = qemu.run_qemu(elf, timeout=timeout, machine=machine, args=args,
                       plugin=f"{so},begin={b:#x},end={e:#x},code_limit={CODE_LIMIT:#x},out={out}")
     err = r.get("stderr") or ""
-    if not out.is_file() and ("plugin" in err.lower() and ("invalid" in err or "not enabled" in err or "cannot" in err
-                                                           or "unsupported" in err.lower())):
-        raise Unsupported(f"this qemu-system-arm cannot load TCG plugins ({err.strip().splitlines()[0][:160]}): the time "
-                          f"model uses the instruction count alone (QEMU 4.2 or later built with plugins, as Debian's, "
-                          f"profiles the instruction mix)")
+    if not out.is_file() and plugin_refused(err):
+        # e.g. a QEMU built without plugins, or QEMU 9.0 and later, which refuse plugin API version 1
+        raise Unsupported(f"this qemu-system-arm cannot load the profiling plugin ({err.strip().splitlines()[0][:160]}): "
+                          f"the time model uses the instruction count alone (QEMU 4.2 to 8.2 built with plugins, as "
+                          f"Debian 12's 7.2, profiles the instruction mix)")
     if r["timed_out"] or r["exit_code"] != 0 or not out.is_file():
         tail = "\n".join((r["stdout"] or "").strip().splitlines()[-8:])
         raise TinyMLError(f"profiling {elf} under QEMU failed (exit {r['exit_code']}"

@@ -57,6 +57,13 @@ def stop(port: int) -> bool:
         pid = int(pf.read_text().strip())
     except (OSError, ValueError):
         return False
+    try:  # the pid may have been reused since: only a process group this module started (timeout ... qemu)
+        ours = b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        ours = not Path("/proc/self").exists()  # no /proc (not Linux): trust the pidfile
+    if not ours:
+        pf.unlink(missing_ok=True)
+        return False
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -8,7 +8,8 @@
 //   board: "tinyml-measure 1 ready"            about twice a second until the host sends a command
 //   host:  "M"                                  measure ("Q": done; only the QEMU stand-in acts on it)
 //   board: "tinyml-measure 1 begin"
-//          "core cpuid=<hex> fpu=<0|1> f_cpu=<Hz> core_clock=<Hz> timer=<dwt|systick|micros> runtime=<tflm|aot>"
+//          "core cpuid=<hex> fpu=<0|1> f_cpu=<Hz> core_clock=<Hz> timer=<dwt|systick|micros> runtime=<tflm|aot>
+//           build=<hex>"                        (one line) build: TINYML_MEASURE_BUILD, this build's identity
 //          "arena used=<bytes> size=<bytes>"   arena_used_bytes() (TFLM) or the AOT plan
 //          "stack used=<bytes> method=<how>"   deepest stack the inferences touched (painted), or "stack unknown"
 //          "cycles <c1> ... <cN>"               cycles of each of N inferences (after one warm-up)
@@ -247,9 +248,12 @@ __attribute__((noinline)) static void stack_paint(void) {
   paint_hi = sp;
 }
 
+static bool stack_reached_limit;  // the lowest painted word was overwritten: the figure is a lower bound
+
 static uint32_t stack_used(uintptr_t top) {
   if (!paint_lo) return 0;
   uint32_t *p = paint_lo;
+  stack_reached_limit = *p != PAINT;
   while (p < paint_hi && *p == PAINT) ++p;
   return (uint32_t)(top - (uintptr_t)p);
 }
@@ -307,9 +311,16 @@ static void fail(const char *why) {
 // ------------------------------------------------------------------------------------------ one measurement
 __attribute__((noinline)) static void measure(void) {
   static uint32_t cycles[TINYML_MEASURE_RUNS];
-  static const char *err = model_setup();  // once: a second measurement reuses the interpreter
+  static const char *err = nullptr;
+  static bool set_up = false;
+  uint32_t top;
   lines = 0;
-  puts_("tinyml-measure 1 begin\n");
+  puts_("tinyml-measure 1 begin\n");  // first: a board that dies setting up the model has started measuring
+  stack_paint();                       // before the set-up: AllocateTensors' depth counts too
+  if (!set_up) {                       // once: a second measurement reuses the interpreter
+    err = model_setup();
+    set_up = true;
+  }
   if (err) return fail(err);
   if (input_bytes() != TINYML_MEASURE_INPUT_BYTES) return fail("the model's input size differs from the test vectors");
   const uint32_t cpuid = SCB_CPUID;
@@ -333,19 +344,26 @@ __attribute__((noinline)) static void measure(void) {
   puts_(timer_kind == TIMER_DWT ? " timer=dwt" : timer_kind == TIMER_SYSTICK ? " timer=systick" : " timer=micros");
   puts_(" runtime=");
   puts_(runtime_name);
+#if defined(TINYML_MEASURE_BUILD)
+  puts_(" build=");  // which build this is: the host refuses a report from another (a stale harness)
+  for (int i = 0; i < 8; ++i) cb[i] = hx[((uint32_t)(TINYML_MEASURE_BUILD) >> (28 - 4 * i)) & 15];
+  puts_(cb);
+#endif
   end_line();
 
-  uint32_t top;
-  stack_paint();
   // one warm-up inference (caches, first-touch), then the timed runs over the vectors in turn
   memcpy(model_input(), tinyml_measure_vectors[0], TINYML_MEASURE_INPUT_BYTES);
   if (!model_run()) return fail("the inference failed (Invoke returned an error)");
   for (int r = 0; r < TINYML_MEASURE_RUNS; ++r) {
     memcpy(model_input(), tinyml_measure_vectors[r % TINYML_MEASURE_N_VECTORS], TINYML_MEASURE_INPUT_BYTES);
+    const uint32_t ms0 = ser_millis();
     const uint64_t t0 = cycles_now();
     const bool ok = model_run();
     cycles[r] = elapsed(t0);
     if (!ok) return fail("the inference failed (Invoke returned an error)");
+    // the cycle figures are 32-bit: an inference longer than that (67 s at 64 MHz, 8.9 s at 480 MHz) would wrap
+    if (hz && (uint64_t)(ser_millis() - ms0) * (hz / 1000u) > 0xF0000000ull)
+      return fail("an inference took longer than a 32-bit cycle count holds at this clock");
   }
   const uint32_t used_stack = stack_used((uintptr_t)&top);
 
@@ -359,6 +377,7 @@ __attribute__((noinline)) static void measure(void) {
     put_u32(used_stack);
     puts_(" method=");
     puts_(stack_method);
+    if (stack_reached_limit) puts_(", reached the lowest painted word: at least this much");
   } else {
     puts_("stack unknown");
   }

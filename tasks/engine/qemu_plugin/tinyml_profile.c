@@ -6,7 +6,8 @@
  * for every instruction how many data accesses went to each memory region. At exit it writes `out`:
  *   tb <vaddr> <n insns> <execs> <taken exits> <insn vaddr>:<size>[:<code reads>:<ram reads>:<writes>] ...
  * one line per block (blocks translated twice are merged by the reader). Our own code: it declares the
- * few functions of QEMU's plugin API (version 1, QEMU 4.2 and later) that it uses.
+ * few functions of QEMU's plugin API that it uses (version 1: QEMU 4.2 to 8.2; QEMU 9 and later refuse
+ * it, and the time model then falls back to the instruction count alone).
  */
 #include <inttypes.h>
 #include <stdbool.h>

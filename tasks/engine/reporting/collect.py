@@ -304,6 +304,10 @@ def _latency(row: dict, s: dict | None, meas: dict | None, e: dict, failed_dir: 
                      "timer": meas.get("timer"), "core": meas.get("core"),
                      "range_ms": [row["latency_low_ms"], row["latency_high_ms"]],
                      "estimate": ({"latency_ms": est, **(basis or {})} if est is not None else None)}
+            outs = meas.get("outputs") if isinstance(meas.get("outputs"), dict) else {}
+            if outs.get("outputs_equal") is False:  # timed, but the board computes something else: say so
+                row["latency_note"] = (f"OUTPUTS DIFFER on the board from the host interpreter: "
+                                       f"{outs.get('mismatch') or 'see measure.json'}")
         else:
             row["latency_note"] = ("measure.json was measured on another build of this firmware (its hash differs): "
                                    "not shown; `doit` measures the current one")
