@@ -20,6 +20,7 @@ hash differs from the firmware's) is never shown as current.
 from __future__ import annotations
 
 import datetime
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -110,7 +111,9 @@ def run(sketch_dir: Path, variant_dir: Path, board: Board, fw_dir: Path, out_jso
 
     # upload with PlatformIO's own upload, then read the harness on the serial port: one measurement per board
     # at a time (`doit -n 4` runs tasks in parallel; a board runs one firmware)
-    port_lock = Path(core_dir).resolve().parent / ".tinyml" / "ports" / (sha256_text(port)[:16] + ".lock")
+    # keyed by the device itself (a symlink such as /dev/serial/by-id/... and its /dev/ttyACM0 are one board)
+    port_key = os.path.realpath(port) if port.startswith("/") else port
+    port_lock = Path(core_dir).resolve().parent / ".tinyml" / "ports" / (sha256_text(port_key)[:16] + ".lock")
     with locked(port_lock):
         platformio.upload_env(sketch_dir, env, core_dir, work / "env", upload_port=upload_port, model_dir=variant_dir,
                               what=f"the measurement harness for {where}")
