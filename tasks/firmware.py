@@ -133,7 +133,7 @@ def _estimate_note(rec: dict) -> str:
         others = ", ".join(f"{g} {_fmt(o['flash'])} B" for g, o in (ie.get("other_generations") or {}).items())
         return (f"estimate: the interpreter's {_fmt(ie['flash'])} B flash, {_fmt(ie['ram'])} B RAM from the table "
                 f"of real links ({ie['config']}, never below them, at most +{ie['error_pct']} %"
-                + (f"; the larger generation: {others}" if others else "") + "); link a TFLM library to measure it")
+                + (f"; the other generation: {others}" if others else "") + "); link a TFLM library to measure it")
     basis = " ".join((rec.get("estimate_basis") or "no basis recorded").split())
     return "estimate: " + (basis if len(basis) <= 110 else basis[:110].rsplit(" ", 1)[0] + " ... (size.json)")
 

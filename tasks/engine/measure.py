@@ -87,8 +87,6 @@ def parse(lines: list[str]) -> dict[str, Any]:
 def session(port: str, baud: int, *, ready_timeout: float | None = None, measure_timeout: float = 300.0,
             board_name: str = "the board") -> list[str]:
     """Open `port`, wait for the harness, ask for a measurement; the lines between begin and end."""
-    import serial  # pyserial (PlatformIO's own dependency too)
-
     if ready_timeout is None:
         try:
             ready_timeout = float(os.environ.get("TINYML_MEASURE_READY_TIMEOUT") or READY_TIMEOUT)
@@ -96,39 +94,37 @@ def session(port: str, baud: int, *, ready_timeout: float | None = None, measure
             ready_timeout = READY_TIMEOUT
 
     where = f"{board_name} on {port}"
-    deadline = time.monotonic() + ready_timeout
-    ser, last_err = None, None
-    while ser is None:  # a USB board re-enumerates after an upload: its port may take a moment to come back
-        try:
-            ser = serial.serial_for_url(port, baudrate=baud, timeout=0.2)
-        except (serial.SerialException, OSError, ValueError) as e:
-            last_err = e
-            if time.monotonic() > deadline:
-                raise TinyMLError(f"no board on {port}: it cannot be opened ({_why(last_err)}); plug {board_name} in "
-                                  f"or fix its port ([boards.<id>] port in tinyml.toml, or the environment's "
-                                  f"monitor_port)") from None
-            time.sleep(0.25)
+    ser = _open(port, baud, time.monotonic() + ready_timeout, lambda why: (
+        f"no board on {port}: it cannot be opened ({why}); plug {board_name} in or fix its port ([boards.<id>] port "
+        f"in tinyml.toml, or the environment's monitor_port)"))
     deadline = time.monotonic() + ready_timeout  # for the harness's ready line, from the port's opening
     try:
         while True:
             try:
                 return _converse(ser, where, deadline, ready_timeout, measure_timeout)
-            except _Reopen as e:  # the port failed before the harness answered: an upload's re-enumeration
-                last_err = e.__cause__
+            except _Reopen:  # the port failed before the harness answered: an upload's re-enumeration
                 _close(ser, quit_=False)
                 ser = None
-                while ser is None:
-                    if time.monotonic() > deadline:
-                        raise TinyMLError(f"{where} went away after the upload and did not come back in "
-                                          f"{ready_timeout:.0f} s ({_why(last_err)}): is it still connected?") from None
-                    time.sleep(0.25)
-                    try:
-                        ser = serial.serial_for_url(port, baudrate=baud, timeout=0.2)
-                    except (serial.SerialException, OSError, ValueError) as e2:
-                        last_err = e2
+                ser = _open(port, baud, deadline, lambda why: (
+                    f"{where} went away after the upload and did not come back in {ready_timeout:.0f} s ({why}): "
+                    f"is it still connected?"))
     finally:
         if ser is not None:
             _close(ser)
+
+
+def _open(port: str, baud: int, deadline: float, error) -> Any:
+    """The port opened, retried until `deadline` (a USB board re-enumerates after an upload); else TinyMLError with
+    `error(why)`."""
+    import serial  # pyserial (PlatformIO's own dependency too)
+
+    while True:
+        try:
+            return serial.serial_for_url(port, baudrate=baud, timeout=0.2)
+        except (serial.SerialException, OSError, ValueError) as e:
+            if time.monotonic() > deadline:
+                raise TinyMLError(error(_why(e))) from None
+            time.sleep(0.25)
 
 
 class _Reopen(Exception):

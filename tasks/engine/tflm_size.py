@@ -116,7 +116,7 @@ def _config_estimate(cfg: dict, ops: list[str]) -> tuple[int, int, list[str]]:
     return flash + int(m.get("flash", 0)), ram + int(m.get("ram", 0)), unmeasured
 
 
-def _pick(gen: dict, core: str, kernels: str) -> tuple[str, float, str] | None:
+def _pick(gen: dict, core: str, kernels: str) -> tuple[list[str], float, str] | None:
     """(configuration keys, scale factor, note) of `gen` that stand for `core`/`kernels`, the keys empty when `gen`
     has no table for the core nor its stand-ins; None: unknown core."""
     near = NEAREST.get(core)
@@ -132,10 +132,10 @@ def _pick(gen: dict, core: str, kernels: str) -> tuple[str, float, str] | None:
             scale += STAND_IN_ERROR
             notes.append(f"no {c}/{kernels} table: {cands[-1]} stands in (+{100 * STAND_IN_ERROR:.0f} %)")
     if not cands:
-        return "", scale, ""
+        return [], scale, ""
     if near[1]:
         notes.append(f"{core} was not measured: {' / '.join(near[0])} (the largest), +{100 * near[1]:.0f} %")
-    return "|".join(cands), scale, "; ".join(notes)
+    return cands, scale, "; ".join(notes)
 
 
 def _estimate_generation(name: str, core: str, kernels: str, ops: list[str], cross: bool = True) -> dict[str, Any] | None:
@@ -149,10 +149,10 @@ def _estimate_generation(name: str, core: str, kernels: str, ops: list[str], cro
         if res is not None:
             return res
     if not keys:  # nothing to scale by: the generation's largest configuration, made larger
-        keys, scale = "|".join(gen["configs"]), max(scale, 1 + OTHER_CONFIG_ERROR)
+        keys, scale = list(gen["configs"]), max(scale, 1 + OTHER_CONFIG_ERROR)
         note = f"{core} has no table in {name}: its largest configuration, +{100 * OTHER_CONFIG_ERROR:.0f} %"
     best = None
-    for key in keys.split("|"):
+    for key in keys:
         f, r, unmeasured = _config_estimate(gen["configs"][key], ops)
         if best is None or f > best[1]:
             best = (key, f, r, unmeasured)
